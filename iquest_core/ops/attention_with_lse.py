@@ -1,0 +1,68 @@
+"""`attention_with_lse`: causal (optionally windowed) attention over one block of keys, returning the
+output and its log-sum-exp, so that blocks computed apart (context parallelism) merge exactly.
+
+Registered as the custom op ``torch.ops.iquest.attention_with_lse`` (C++ kernels, autograd formula
+and fake implementation below); the backward accepts a gradient for the lse as well.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from iquest_core.ops.input_checks import check_qkv, check_window, resolve_scale
+
+_OP = torch.ops.iquest.attention_with_lse.default
+_BACKWARD = torch.ops.iquest.attention_with_lse_backward.default
+
+
+def attention_with_lse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    q_start: int = 0,
+    k_start: int = 0,
+    window: int | None = None,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of queries at positions q_start + i over keys at positions k_start + j.
+
+    q: (B, Lq, H, D); k, v: (B, Lk, Hkv, D) with H % Hkv == 0 (query head h reads KV head h // (H / Hkv));
+    float32, bfloat16 or float16, accumulated in float32. Key j is visible to query i iff
+    k_start + j <= q_start + i and, with a window W, q_start + i - W < k_start + j.
+    Returns out (B, Lq, H, D) in q's dtype (0 for a query that sees no key) and lse (B, H, Lq) float32,
+    the natural log of the softmax denominator of the scaled scores (-inf where no key is visible).
+    """
+    check_qkv(q, {"k": k, "v": v}, packed=False)
+    check_window(window, optional=True)
+    for name, value in (("q_start", q_start), ("k_start", k_start)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+    return _OP(q, k, v, q_start, k_start, window or 0, resolve_scale(scale, q.shape[-1]))
+
+
+@torch.library.register_fake("iquest::attention_with_lse")
+def _attention_with_lse_fake(q, k, v, q_start, k_start, window, scale):
+    batch, q_len, heads, _ = q.shape
+    return torch.empty_like(q), q.new_empty((batch, heads, q_len), dtype=torch.float32)
+
+
+@torch.library.register_fake("iquest::attention_with_lse_backward")
+def _attention_with_lse_backward_fake(grad_out, grad_lse, q, k, v, out, lse, q_start, k_start, window, scale):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, q_start, k_start, window, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.args = (q_start, k_start, window, scale)
+
+
+def _backward(ctx, grad_out, grad_lse):
+    q, k, v, out, lse = ctx.saved_tensors
+    dq, dk, dv = _BACKWARD(grad_out, grad_lse, q, k, v, out, lse, *ctx.args)
+    return dq, dk, dv, None, None, None, None
+
+
+torch.library.register_autograd("iquest::attention_with_lse", _backward, setup_context=_setup_context)

@@ -28,7 +28,7 @@ using Vec = at::vec::Vectorized<float>;
 
 // Tile sizes (rows of queries x rows of keys). The windowed branch uses small query tiles so that
 // it computes few scores outside the window.
-constexpr int64_t kFwdQueryTile = 128;
+constexpr int64_t kFwdQueryTile = 256;
 constexpr int64_t kFwdKeyTile = 512;
 constexpr int64_t kBwdQueryTile = 64;
 constexpr int64_t kBwdKeyTile = 256;

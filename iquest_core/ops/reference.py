@@ -1,0 +1,69 @@
+"""Plain PyTorch statements of the attention ops' semantics.
+
+`loop_attention_reference` is also the unfused baseline: two `scaled_dot_product_attention` calls (a
+causal one over loop-1 K/V and a masked one over loop-2 K/V) plus the gate mix, which is how
+inference engines run LoopCoder today. Called with float64 inputs these are the tests' ground truth.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def visibility_mask(q_len: int, k_len: int, *, q_start: int = 0, k_start: int = 0, window: int | None = None,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """(q_len, k_len) bool: key j visible to query i iff k_start+j <= q_start+i and, with a window W,
+    q_start+i - W < k_start+j."""
+    qp = q_start + torch.arange(q_len, device=device)[:, None]
+    kp = k_start + torch.arange(k_len, device=device)[None, :]
+    mask = kp <= qp
+    if window is not None:
+        mask &= qp - window < kp
+    return mask
+
+
+def _gate(q: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor) -> torch.Tensor:
+    """g (..., H, 1) = sigmoid(q . w[h] + b[h]) in float32 (float64 for float64 inputs)."""
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    logits = torch.einsum("...hd,hd->...h", q.to(dtype), gate_weight.to(dtype)) + gate_bias.to(dtype)
+    return torch.sigmoid(logits)[..., None]
+
+
+def _sdpa(q, k, v, *, mask=None, causal=False, scale=None):
+    """SDPA over (B, L, H, D) tensors with GQA."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                                         is_causal=causal, scale=scale, enable_gqa=True)
+    return out.transpose(1, 2)
+
+
+def loop_attention_reference(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, *, window=64,
+                             scale=None, cu_seqlens=None):
+    """Same contract as iquest_core.ops.loop_attention (packed documents are computed one by one)."""
+    if cu_seqlens is not None:
+        bounds = cu_seqlens.tolist()
+        docs = [
+            loop_attention_reference(*(t[None, a:b] for t in (q, k_global, v_global, k_local, v_local)),
+                                     gate_weight, gate_bias, window=window, scale=scale)[0]
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        return torch.cat(docs) if docs else torch.empty_like(q)
+    length = q.shape[1]
+    out_global = _sdpa(q, k_global, v_global, causal=True, scale=scale)
+    out_local = _sdpa(q, k_local, v_local, mask=visibility_mask(length, length, window=window, device=q.device),
+                      scale=scale)
+    g = _gate(q, gate_weight, gate_bias)
+    return (g * out_global.to(g.dtype) + (1 - g) * out_local.to(g.dtype)).to(q.dtype)
+
+
+def attention_with_lse_reference(q, k, v, *, q_start=0, k_start=0, window=None, scale=None):
+    """Same contract as iquest_core.ops.attention_with_lse, with explicit scores: (out, lse (B, H, Lq))."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    groups = q.shape[2] // k.shape[2]
+    k, v = k.repeat_interleave(groups, dim=2), v.repeat_interleave(groups, dim=2)
+    scores = torch.einsum("bihd,bjhd->bhij", q, k) * scale
+    mask = visibility_mask(q.shape[1], k.shape[1], q_start=q_start, k_start=k_start, window=window, device=q.device)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - torch.where(lse.isinf(), 0.0, lse)[..., None])  # rows that see no key: 0
+    return torch.einsum("bhij,bjhd->bihd", probs, v), lse

@@ -40,10 +40,10 @@ def check_shape(name: str, t: torch.Tensor, expected: tuple[int, ...], layout: s
         raise ValueError(f"{name}: expected shape {layout} = {expected}, got {_shape(t)}")
 
 
-def check_heads(q: torch.Tensor, k: torch.Tensor) -> None:
+def check_heads(q: torch.Tensor, k: torch.Tensor, k_name: str) -> None:
     heads, kv_heads, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
     if kv_heads < 1 or heads % kv_heads != 0:
-        raise ValueError(f"k: expected a number of KV heads dividing the {heads} query heads (GQA), got {kv_heads}")
+        raise ValueError(f"{k_name}: expected a number of KV heads dividing the {heads} query heads (GQA), got {kv_heads}")
     if not 1 <= head_dim <= MAX_HEAD_DIM:
         raise ValueError(f"q: expected head_dim D in [1, {MAX_HEAD_DIM}], got {head_dim}")
 
@@ -93,5 +93,5 @@ def check_qkv(q: torch.Tensor, kvs: dict[str, torch.Tensor], *, packed: bool) ->
             raise ValueError(f"{name}: expected shape {kv_layout} with {lead}={q.shape[0]} and D={q.shape[-1]} "
                              f"from q, got {_shape(t)}")
         check_shape(name, t, _shape(first), f"{kv_layout} like {first_name}")
-    check_heads(q, first)
+    check_heads(q, first, first_name)
     check_same_device({"q": q, **kvs})

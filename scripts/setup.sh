@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: .venv with torch 2.14.1 (the local wheel), the pinned test and
+# bench dependencies, and an editable install that builds iquest_core._C. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+pip install -q --disable-pip-version-check "setuptools==80.9.0" "wheel==0.45.1" "ninja==1.13.2" "torch==2.14.1"
+pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"
+python -c "import iquest_core, torch; print('iquest_core', iquest_core.__version__, 'built against torch', torch.__version__)"

@@ -10,5 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 pip install -q --disable-pip-version-check "setuptools==80.9.0" "wheel==0.45.1" "ninja==1.13.2" "torch==2.14.1"
+# CUTLASS/CuTe headers for the CUDA kernels (a build requirement only; its own dependencies are not needed).
+pip install -q --disable-pip-version-check --no-deps "nvidia-cutlass==4.2.0.0"
 pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"
 python -c "import iquest_core, torch; print('iquest_core', iquest_core.__version__, 'built against torch', torch.__version__)"

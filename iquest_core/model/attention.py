@@ -1,0 +1,110 @@
+"""LoopCoder self-attention: one set of q/k/v/o projections used by every loop.
+
+- loop 1: ordinary causal attention; its post-RoPE K/V are returned so that later loops can read them;
+- loops >= 2: q, k, v from the current hidden state at the same positions; gated loop attention
+  mixes the global branch (q over loop-1 K/V, causal) and the local branch (q over this loop's K/V,
+  sliding window including itself) with g = sigmoid(q . w[h] + b[h]) per head, before o_proj.
+
+The gated loop attention runs on the fused op (``attn_implementation="fused"``) or on the unfused
+reference composition of two SDPA calls (``"reference"``, the baseline inference engines use).
+With a `LayerCache` (generation), both branches run on `attention_with_lse` over the caches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iquest_core.model.cache import KV, LayerCache
+from iquest_core.model.config import LoopCoderConfig
+from iquest_core.model.rope import apply_rope
+from iquest_core.ops import attention_with_lse, loop_attention
+from iquest_core.ops.reference import loop_attention_reference
+
+LOOP_ATTENTION = {"fused": loop_attention, "reference": loop_attention_reference}
+
+
+def document_causal_mask(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
+    """(T, T) bool: key j visible to query i iff j <= i and both lie in the same document."""
+    idx = torch.arange(total, dtype=cu_seqlens.dtype, device=cu_seqlens.device)
+    doc = torch.searchsorted(cu_seqlens, idx, right=True)
+    return (doc[:, None] == doc[None, :]) & (idx[None, :] <= idx[:, None])
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
+    """Causal GQA attention of q (B, L, H, D) over k, v (B, L, Hkv, D) with SDPA. With cu_seqlens (B = 1,
+    packed documents) a document mask forbids attention across documents."""
+    mask = None if cu_seqlens is None else document_causal_mask(cu_seqlens, q.shape[1])
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                                         is_causal=mask is None, enable_gqa=True)
+    return out.transpose(1, 2)
+
+
+def gate_mix(q: torch.Tensor, out_global: torch.Tensor, out_local: torch.Tensor, gate_weight: torch.Tensor,
+             gate_bias: torch.Tensor) -> torch.Tensor:
+    """g * out_global + (1 - g) * out_local with g = sigmoid(q . gate_weight[h] + gate_bias[h]), all in
+    float32; q, out_* (B, L, H, D), gate_weight (H, D), gate_bias (H,). Returns q's dtype."""
+    logits = torch.einsum("blhd,hd->blh", q.float(), gate_weight.float()) + gate_bias.float()
+    g = torch.sigmoid(logits)[..., None]
+    return (g * out_global.float() + (1 - g) * out_local.float()).to(q.dtype)
+
+
+class LoopCoderAttention(nn.Module):
+    """Projections q_proj (H*D, C), k_proj / v_proj (Hkv*D, C), o_proj (C, H*D), no biases."""
+
+    def __init__(self, config: LoopCoderConfig, attn_implementation: str = "fused") -> None:
+        super().__init__()
+        if attn_implementation not in LOOP_ATTENTION:
+            raise ValueError(f"attn_implementation: expected one of {sorted(LOOP_ATTENTION)}, "
+                             f"got {attn_implementation!r}")
+        self.heads, self.kv_heads, self.head_dim = (config.num_attention_heads, config.num_key_value_heads,
+                                                    config.head_dim)
+        self.window = config.loop_window_size
+        self.loop_attention = LOOP_ATTENTION[attn_implementation]
+        hidden = config.hidden_size
+        self.q_proj = nn.Linear(hidden, self.heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, loop: int,
+                kv_global: KV | None = None, gate: nn.Linear | None = None,
+                cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None,
+                cache: LayerCache | None = None, start: int = 0) -> tuple[torch.Tensor, KV | None]:
+        """x (B, L, C); cos, sin (B, L, D). Returns (output (B, L, C), loop-1 K/V or None).
+
+        loop 0 returns its K/V (B, L, Hkv, D); loops >= 1 need kv_global (those K/V) and gate, the
+        layer's gate projection (weight (H, D), bias (H,)). cu_seqlens (B = 1): packed documents.
+        With `cache`, the new tokens sit at positions start .. start + L - 1 and the caches supply the
+        earlier K/V instead of kv_global.
+        """
+        batch, length, _ = x.shape
+        q = apply_rope(self.q_proj(x).view(batch, length, self.heads, self.head_dim), cos, sin)
+        k = apply_rope(self.k_proj(x).view(batch, length, self.kv_heads, self.head_dim), cos, sin)
+        v = self.v_proj(x).view(batch, length, self.kv_heads, self.head_dim)
+        kept = None
+        if cache is not None:
+            out = self._cached(q, k, v, loop, gate, cache, start)
+        elif loop == 0:
+            out, kept = causal_attention(q, k, v, cu_seqlens), (k, v)
+        elif cu_seqlens is None:
+            out = self.loop_attention(q, *kv_global, k, v, gate.weight, gate.bias, window=self.window)
+        else:
+            packed = [t[0] for t in (q, *kv_global, k, v)]
+            extra = {} if max_seqlen is None else {"max_seqlen": max_seqlen}
+            out = self.loop_attention(*packed, gate.weight, gate.bias, window=self.window, cu_seqlens=cu_seqlens,
+                                      **extra)[None]
+        return self.o_proj(out.reshape(batch, length, -1)), kept
+
+    def _cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, loop: int, gate: nn.Linear | None,
+                cache: LayerCache, start: int) -> torch.Tensor:
+        if loop == 0:
+            out, _ = attention_with_lse(q, *cache.append_global(k, v), q_start=start)
+            return out
+        out_global, _ = attention_with_lse(q, *cache.global_kv_all(), q_start=start)
+        k_win, v_win = cache.append_window(loop, k, v)
+        out_local, _ = attention_with_lse(q, k_win, v_win, q_start=start,
+                                          k_start=start + q.shape[1] - k_win.shape[1], window=self.window)
+        return gate_mix(q, out_global, out_local, gate.weight, gate.bias)

@@ -1,0 +1,63 @@
+"""`fingerprint` and `fingerprint_many`: 128-bit digests of tensors' logical contents, dtype and shape.
+
+The formula (two 64-bit lanes of sums mod 2^64 over the tensor's little-endian 64-bit words, see
+csrc/fingerprint/fingerprint.h and the numpy statement in `iquest_core.reliability.reference`) makes
+the digest independent of strides, thread count, blocking and device: equal logical contents, dtype
+and shape give equal digests on CPU and CUDA. Every single bit flip changes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+import iquest_core  # noqa: F401  (loads the compiled kernels)
+
+_OP = torch.ops.iquest.fingerprint_many.default
+
+
+def _check(name: str, t: object) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise ValueError(f"{name}: expected a strided (dense) tensor, got layout {t.layout}")
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: expected a CPU or CUDA tensor, got device {t.device}")
+
+
+def fingerprint(t: torch.Tensor) -> torch.Tensor:
+    """Digest of t: an int64 tensor of shape (2,) on t's device (the two lanes' bit patterns).
+
+    Covers t's logical elements in row-major order (whatever its strides), its dtype and its shape;
+    autograd history and requires_grad are ignored. Any dense dtype (floats, float8, ints, bool, complex).
+    """
+    _check("t", t)
+    return _OP([t.detach()])[0]
+
+
+def fingerprint_many(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Digests of all tensors in one kernel launch: int64 (n, 2), row i == fingerprint(tensors[i]).
+
+    All tensors must be on one device; the result lives there. An empty sequence gives (0, 2) on CPU.
+    """
+    tensors = list(tensors)
+    for i, t in enumerate(tensors):
+        _check(f"tensors[{i}]", t)
+        if t.device != tensors[0].device:
+            raise ValueError(f"tensors[{i}]: expected device {tensors[0].device} like tensors[0], got {t.device}")
+    if not tensors:
+        return torch.empty(0, 2, dtype=torch.int64)
+    return _OP([t.detach() for t in tensors])
+
+
+def digest_hex(digest: torch.Tensor) -> str:
+    """32 hex digits of a (2,) digest (lane 0 first), for logs, JSON and checkpoint metadata."""
+    if digest.shape != (2,) or digest.dtype != torch.int64:
+        raise ValueError(f"digest: expected an int64 tensor of shape (2,), got {digest.dtype} {tuple(digest.shape)}")
+    return "".join(f"{lane % 2**64:016x}" for lane in digest.tolist())
+
+
+@torch.library.register_fake("iquest::fingerprint_many")
+def _fingerprint_many_fake(tensors):
+    return tensors[0].new_empty((len(tensors), 2), dtype=torch.int64)

@@ -9,8 +9,9 @@ class SilentDataCorruptionError(RuntimeError):
     step: the training step (None where unknown); tensor: the first differing tensor's name;
     rank: the process whose data is wrong (its own rank for replay checks, the majority's verdict for
     replica checks, None when no majority exists); kind: the check that fired ("replay", "replica",
-    "checkpoint"); persistent: True when the fault reproduced on a second replay, False when it did
-    not (transient), None when the check cannot tell.
+    "checkpoint"); persistent: True when the corruption stays (a replay fault that a second replay
+    reproduced, a corrupted file), False when it did not reproduce (transient), None when the check
+    cannot tell.
     """
 
     def __init__(self, message: str, *, step: int | None, tensor: str, rank: int | None, kind: str,

@@ -1,0 +1,55 @@
+"""Cross-replica checks: after the data-parallel gradient all-reduce every replica must hold
+bit-identical gradients (and parameters); the ranks exchange fingerprints and a rank that differs from
+the majority is named."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.distributed as dist
+
+from iquest_core.reliability.errors import SilentDataCorruptionError
+from iquest_core.reliability.state import digests_of, module_tensors
+
+
+def compare_across_ranks(names: list[str], digests: torch.Tensor, *, step: int | None = None,
+                         group: dist.ProcessGroup | None = None) -> None:
+    """All ranks of `group` call this with the same names and their own (n, 2) digests (on a device the
+    backend can gather: CPU for gloo, CUDA for NCCL). Returns if all ranks agree. Otherwise every rank
+    raises the same SilentDataCorruptionError(kind="replica") naming the first differing tensor and the
+    rank outside the majority (the lowest such rank if several; rank None when no digest has a
+    majority, e.g. two replicas that disagree)."""
+    if not dist.is_available() or not dist.is_initialized():
+        raise ValueError("group: expected an initialised torch.distributed process group")
+    if digests.dim() != 2 or digests.shape != (len(names), 2) or digests.dtype != torch.int64:
+        raise ValueError(f"digests: expected int64 ({len(names)}, 2) (one row per name), got {digests.dtype} "
+                         f"{tuple(digests.shape)}")
+    world = dist.get_world_size(group)
+    gathered = [torch.empty_like(digests) for _ in range(world)]
+    dist.all_gather(gathered, digests.contiguous(), group=group)
+    table = torch.stack(gathered).cpu()  # (world, n, 2)
+    agree = (table == table[0]).all(dim=2).all(dim=0)
+    if bool(agree.all()):
+        return
+    first = int((~agree).nonzero()[0])
+    votes = [tuple(row) for row in table[:, first].tolist()]
+    value, count = Counter(votes).most_common(1)[0]
+    outliers = [r for r, v in enumerate(votes) if v != value] if 2 * count > world else list(range(world))
+    bad_rank = outliers[0] if 2 * count > world else None
+    group_ranks = dist.get_process_group_ranks(group) if group is not None else list(range(world))
+    bad_global = group_ranks[bad_rank] if bad_rank is not None else None
+    verdict = (f"ranks {[group_ranks[r] for r in outliers]} differ from the majority of {count} of {world}"
+               if bad_rank is not None else f"no digest has a majority among {world} ranks")
+    raise SilentDataCorruptionError(f"replicas disagree after the all-reduce: {verdict}", step=step,
+                                    tensor=names[first], rank=bad_global, kind="replica", persistent=None)
+
+
+def check_replicas(model: torch.nn.Module, *, step: int | None = None, params: bool = False,
+                   group: dist.ProcessGroup | None = None) -> None:
+    """Compares the gradients (and with params=True the parameters) of `model` across the replicas of
+    `group` (see compare_across_ranks). Call it after the gradient all-reduce, before the optimizer, on
+    every rank; the model must be the same on all of them (data parallelism with replicated tensors:
+    DDP, or the replicate group of HSDP)."""
+    named = module_tensors(model, params=params, grads=True, buffers=False)
+    compare_across_ranks(list(named), digests_of(list(named.values())), step=step, group=group)

@@ -1,0 +1,273 @@
+"""Context-parallel (ring) attention over zigzag shards, built on the attention_with_lse block op.
+
+Every rank holds zigzag shards (B, 2c, H, D) of q and (B, 2c, Hkv, D) of k/v: chunks r and 2cp-1-r of
+a sequence cut into 2cp chunks of c tokens (iquest_core.parallel.zigzag).
+
+- Global causal branch: K/V (packed into one tensor) travel around the ring with P2P transfers, the
+  next transfer in flight while the current block computes. A (query chunk, key chunk) pair whose keys
+  all follow its queries is skipped; the others give partial (out, lse) merged in float32 by
+  log-sum-exp. Backward: K/V travel again and their accumulated gradients travel with them, arriving
+  home after the last step; each block's gradient uses the merged out/lse, which makes it exact.
+- Window branch of loop attention: a query chunk needs the window-1 keys before it, which live at the
+  end of the preceding chunk (on rank r-1 for chunk r, on rank r+1 for chunk 2cp-1-r, on itself for
+  chunk cp). One symmetric neighbour exchange brings these halos; backward sends their gradients home.
+- The gate is local. gate_weight/gate_bias gradients are this rank's own contribution: the trainer's
+  gradient reduction over the data x context group sums them like any replicated parameter's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from iquest_core.ops.input_checks import check_qkv, check_window, resolve_scale
+from iquest_core.parallel.p2p import exchange, ring_shift
+from iquest_core.parallel.zigzag import zigzag_chunks
+
+_ATTEND = torch.ops.iquest.attention_with_lse.default
+_ATTEND_BACKWARD = torch.ops.iquest.attention_with_lse_backward.default
+_NO_WINDOW = 0
+
+
+def _merge(acc, out, lse):
+    """Log-sum-exp merge of a partial (out (B, c, H, D), lse (B, H, c)) into acc, in float32."""
+    if acc is None:
+        return out.float(), lse
+    acc_out, acc_lse = acc
+    new_lse = torch.logaddexp(acc_lse, lse)
+    weight = lambda part_lse: torch.exp(part_lse - new_lse).nan_to_num(0.0).transpose(1, 2)[..., None]  # noqa: E731
+    return acc_out * weight(acc_lse) + out.float() * weight(lse), new_lse
+
+
+def _chunk(t: torch.Tensor, index: int, size: int, dim: int = 1) -> torch.Tensor:
+    return t.narrow(dim, index * size, size)
+
+
+def ring_causal_forward(q, k, v, group, scale):
+    """Causal attention of the zigzag shard q over the whole (ring-distributed) sequence.
+    Returns out (B, 2c, H, D) float32 and lse (B, H, 2c)."""
+    cp, rank = dist.get_world_size(group), dist.get_rank(group)
+    c = q.shape[1] // 2
+    acc = [None, None]
+    kv = torch.stack([k, v])
+    for step in range(cp):
+        in_flight = ring_shift(kv, group) if step < cp - 1 else None
+        for qi, q_chunk_id in enumerate(zigzag_chunks(rank, cp)):
+            for kj, k_chunk_id in enumerate(zigzag_chunks((rank - step) % cp, cp)):
+                if k_chunk_id > q_chunk_id:
+                    continue
+                out, lse = _ATTEND(_chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c), q_chunk_id * c,
+                                   k_chunk_id * c, _NO_WINDOW, scale)
+                acc[qi] = _merge(acc[qi], out, lse)
+        if in_flight is not None:
+            kv = in_flight.wait()[0]
+    return torch.cat([acc[0][0], acc[1][0]], dim=1), torch.cat([acc[0][1], acc[1][1]], dim=2)
+
+
+def ring_causal_backward(dout, q, k, v, out, lse, group, scale):
+    """Gradients (float32) of ring_causal_forward given the merged out and lse."""
+    cp, rank = dist.get_world_size(group), dist.get_rank(group)
+    c = q.shape[1] // 2
+    dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    kv = torch.stack([k, v])
+    dkv = torch.zeros(kv.shape, dtype=torch.float32, device=q.device)
+    for step in range(cp):
+        in_flight = ring_shift(kv, group) if step < cp - 1 else None
+        for qi, q_chunk_id in enumerate(zigzag_chunks(rank, cp)):
+            for kj, k_chunk_id in enumerate(zigzag_chunks((rank - step) % cp, cp)):
+                if k_chunk_id > q_chunk_id:
+                    continue
+                dq_part, dk_part, dv_part = _ATTEND_BACKWARD(
+                    _chunk(dout, qi, c), None, _chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c),
+                    _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), q_chunk_id * c, k_chunk_id * c, _NO_WINDOW, scale)
+                _chunk(dq, qi, c).add_(dq_part)
+                _chunk(dkv[0], kj, c).add_(dk_part)
+                _chunk(dkv[1], kj, c).add_(dv_part)
+        if in_flight is not None:  # finished before the next transfer, so the two can never be matched crosswise
+            kv = in_flight.wait()[0]
+        dkv = ring_shift(dkv, group).wait()[0]  # to the next holder of this block; after the last step: home
+    return dq, dkv[0], dkv[1]
+
+
+def _halo_peers(rank: int, cp: int) -> tuple[int | None, int | None]:
+    """Ranks holding the chunks that precede this rank's (first, second) chunk; None when the first chunk
+    starts the sequence; the second chunk's predecessor is this rank's own first chunk when rank = cp-1."""
+    return (rank - 1 if rank > 0 else None), (rank + 1 if rank < cp - 1 else None)
+
+
+def exchange_halos(kv, halo, group):
+    """kv (2, B, 2c, Hkv, D) -> the halos (2, B, <= halo, Hkv, D) preceding this rank's two chunks."""
+    cp, rank = dist.get_world_size(group), dist.get_rank(group)
+    c = kv.shape[2] // 2
+    if halo == 0:
+        return kv[:, :, :0], kv[:, :, :0]
+    first_tail, second_tail = kv[:, :, c - halo:c], kv[:, :, 2 * c - halo:]
+    before_first, before_second = _halo_peers(rank, cp)
+    sends, recvs = [], []
+    if rank + 1 < cp:
+        sends.append((first_tail, rank + 1))
+    if rank > 0:
+        sends.append((second_tail, rank - 1))
+    if before_first is not None:
+        recvs.append((torch.empty(first_tail.shape, dtype=kv.dtype, device=kv.device), before_first))
+    if before_second is not None:
+        recvs.append((torch.empty(second_tail.shape, dtype=kv.dtype, device=kv.device), before_second))
+    received = exchange(sends, recvs, group).wait()
+    halo_first = received.pop(0) if before_first is not None else kv[:, :, :0]
+    halo_second = received.pop(0) if before_second is not None else first_tail
+    return halo_first, halo_second
+
+
+def return_halo_grads(d_halos, dkv, group):
+    """Adds the gradients of the halos this rank received, (d_halo_first, d_halo_second), into their
+    owners' dkv (2, B, 2c, Hkv, D) float32; in place on dkv."""
+    cp, rank = dist.get_world_size(group), dist.get_rank(group)
+    c = dkv.shape[2] // 2
+    d_first, d_second = d_halos
+    halo = d_second.shape[2]
+    if halo == 0:
+        return
+    before_first, before_second = _halo_peers(rank, cp)
+    sends, recvs = [], []
+    if before_first is not None:
+        sends.append((d_first, before_first))
+    if before_second is not None:
+        sends.append((d_second, before_second))
+    if rank + 1 < cp:
+        recvs.append((torch.empty_like(d_second), rank + 1))
+    if rank > 0:
+        recvs.append((torch.empty_like(d_second), rank - 1))
+    received = exchange(sends, recvs, group).wait()
+    if rank + 1 < cp:
+        dkv[:, :, c - halo:c] += received.pop(0)
+    if rank > 0:
+        dkv[:, :, 2 * c - halo:] += received.pop(0)
+    if before_second is None:
+        dkv[:, :, c - halo:c] += d_second
+
+
+def window_forward(q, kv, halos, window, scale, group):
+    """Window branch of each local chunk over (halo, chunk) keys: out (B, 2c, H, D), lse (B, H, 2c)."""
+    cp, rank = dist.get_world_size(group), dist.get_rank(group)
+    c = q.shape[1] // 2
+    outs, lses = [], []
+    for qi, (chunk_id, halo) in enumerate(zip(zigzag_chunks(rank, cp), halos)):
+        keys = torch.cat([halo, _chunk(kv, qi, c, dim=2)], dim=2)
+        out, lse = _ATTEND(_chunk(q, qi, c), keys[0], keys[1], chunk_id * c, chunk_id * c - halo.shape[2], window,
+                           scale)
+        outs.append(out)
+        lses.append(lse)
+    return torch.cat(outs, dim=1), torch.cat(lses, dim=2)
+
+
+def window_backward(dout, q, kv, halos, out, lse, window, scale, group):
+    """Gradients (float32) of window_forward: dq, dkv (2, B, 2c, Hkv, D) with halo gradients sent home."""
+    cp, rank = dist.get_world_size(group), dist.get_rank(group)
+    c = q.shape[1] // 2
+    dq = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+    dkv = torch.empty(kv.shape, dtype=torch.float32, device=q.device)
+    d_halos = []
+    for qi, (chunk_id, halo) in enumerate(zip(zigzag_chunks(rank, cp), halos)):
+        keys = torch.cat([halo, _chunk(kv, qi, c, dim=2)], dim=2)
+        h = halo.shape[2]
+        dq_part, dk, dv = _ATTEND_BACKWARD(_chunk(dout, qi, c), None, _chunk(q, qi, c), keys[0], keys[1],
+                                           _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), chunk_id * c,
+                                           chunk_id * c - h, window, scale)
+        _chunk(dq, qi, c).copy_(dq_part)
+        dkeys = torch.stack([dk, dv]).float()
+        _chunk(dkv, qi, c, dim=2).copy_(dkeys[:, :, h:])
+        d_halos.append(dkeys[:, :, :h])
+    return_halo_grads(d_halos, dkv, group)
+    return dq, dkv
+
+
+def _gate(q, gate_weight, gate_bias):
+    """g (B, L, H, 1) float32."""
+    logits = torch.einsum("blhd,hd->blh", q.float(), gate_weight.float()) + gate_bias.float()
+    return torch.sigmoid(logits)[..., None]
+
+
+class _RingLoopAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, group, window, scale):
+        out_global, lse_global = ring_causal_forward(q, k_global, v_global, group, scale)
+        kv_local = torch.stack([k_local, v_local])
+        halos = exchange_halos(kv_local, window - 1, group)
+        out_local, lse_local = window_forward(q, kv_local, halos, window, scale, group)
+        g = _gate(q, gate_weight, gate_bias)
+        out = g * out_global + (1 - g) * out_local.float()
+        ctx.save_for_backward(q, k_global, v_global, kv_local, *halos, gate_weight, gate_bias, out_global,
+                              lse_global, out_local, lse_local, g)
+        ctx.group, ctx.window, ctx.scale = group, window, scale
+        return out.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        (q, k_global, v_global, kv_local, halo_first, halo_second, gate_weight, gate_bias, out_global, lse_global,
+         out_local, lse_local, g) = ctx.saved_tensors
+        group, window, scale = ctx.group, ctx.window, ctx.scale
+        dout = dout.float()
+        dlogit = (dout * (out_global - out_local.float())).sum(-1) * (g * (1 - g))[..., 0]
+        dq_global, dk_global, dv_global = ring_causal_backward(g * dout, q, k_global, v_global, out_global,
+                                                               lse_global, group, scale)
+        dq_local, dkv_local = window_backward((1 - g) * dout, q, kv_local, (halo_first, halo_second), out_local,
+                                              lse_local, window, scale, group)
+        dq = dq_global + dq_local + dlogit[..., None] * gate_weight.float()
+        d_gate_weight = torch.einsum("blh,blhd->hd", dlogit, q.float())
+        d_gate_bias = dlogit.sum((0, 1))
+        return (dq.to(q.dtype), dk_global.to(k_global.dtype), dv_global.to(v_global.dtype),
+                dkv_local[0].to(kv_local.dtype), dkv_local[1].to(kv_local.dtype), d_gate_weight.to(gate_weight.dtype),
+                d_gate_bias.to(gate_bias.dtype), None, None, None)
+
+
+class _RingAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, group, scale):
+        out, lse = ring_causal_forward(q, k, v, group, scale)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.group, ctx.scale = group, scale
+        return out.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = ring_causal_backward(dout, q, k, v, out, lse, ctx.group, ctx.scale)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None
+
+
+def _check_shards(q, kvs, group):
+    check_qkv(q, kvs, packed=False)
+    if q.shape[1] % 2 != 0:
+        raise ValueError(f"q: expected a zigzag shard of 2 equal chunks along dim 1, got length {q.shape[1]}")
+    for name, t in kvs.items():
+        if t.shape[1] != q.shape[1]:
+            raise ValueError(f"{name}: expected the shard length {q.shape[1]} of q in dim 1, got {tuple(t.shape)}")
+    return group if group is not None else dist.group.WORLD
+
+
+def ring_attention(q, k, v, *, group=None, scale=None):
+    """Causal attention over the whole sequence from zigzag shards: q (B, 2c, H, D), k/v (B, 2c, Hkv, D)
+    -> this rank's shard of the output, q's dtype. Autograd through q, k, v."""
+    group = _check_shards(q, {"k": k, "v": v}, group)
+    return _RingAttention.apply(q, k, v, group, resolve_scale(scale, q.shape[-1]))
+
+
+def ring_loop_attention(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, *, group=None, window=64,
+                        scale=None):
+    """iquest_core.ops.loop_attention over the whole sequence from this rank's zigzag shards (B, 2c, H, D)
+    and (B, 2c, Hkv, D); returns this rank's output shard. Chunks must hold at least window-1 tokens
+    (c >= window - 1). Autograd through all seven inputs; the gate parameters' gradients are this
+    rank's contribution."""
+    kvs = {"k_global": k_global, "v_global": v_global, "k_local": k_local, "v_local": v_local}
+    group = _check_shards(q, kvs, group)
+    check_window(window, optional=False)
+    chunk = q.shape[1] // 2
+    if chunk < window - 1:
+        raise ValueError(f"window: expected at most chunk length + 1 = {chunk + 1} (each zigzag chunk must hold the "
+                         f"window-1 keys its successor needs), got {window}")
+    heads, head_dim = q.shape[-2], q.shape[-1]
+    if tuple(gate_weight.shape) != (heads, head_dim) or tuple(gate_bias.shape) != (heads,):
+        raise ValueError(f"gate_weight/gate_bias: expected shapes (H, D) = {(heads, head_dim)} and (H,) = {(heads,)}, "
+                         f"got {tuple(gate_weight.shape)} and {tuple(gate_bias.shape)}")
+    return _RingLoopAttention.apply(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, group, window,
+                                    resolve_scale(scale, head_dim))

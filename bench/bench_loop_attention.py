@@ -46,4 +46,4 @@ def test_loop_attention(benchmark, record_median, impl, length, dtype, mode):
     benchmark.group = group
     rounds = 3 if length >= 4096 else 7
     benchmark.pedantic(step, rounds=rounds, warmup_rounds=1)
-    record_median(group, impl, benchmark)
+    record_median(group, impl, benchmark, subject=impl == "fused")

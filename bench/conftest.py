@@ -1,5 +1,6 @@
-"""Collects each benchmark's median by (group, implementation) and prints them side by side with the
-ratios a reader wants (fused vs each baseline), at the end of the run."""
+"""Collects each benchmark's median by (group, implementation) and prints, at the end of the run, every
+group's medians side by side with each implementation's time relative to the group's subject (the
+implementation under test, e.g. the fused op), so ratios always come from one run."""
 
 import json
 from collections import defaultdict
@@ -8,30 +9,29 @@ from pathlib import Path
 import pytest
 
 MEDIANS: dict[str, dict[str, float]] = defaultdict(dict)
+SUBJECTS: dict[str, str] = {}
 
 
 @pytest.fixture
 def record_median():
-    def record(group: str, impl: str, benchmark) -> None:
+    def record(group: str, impl: str, benchmark, *, subject: bool = False) -> None:
         MEDIANS[group][impl] = benchmark.stats.stats.median
+        if subject:
+            SUBJECTS[group] = impl
     return record
 
 
 def pytest_terminal_summary(terminalreporter):
     if not MEDIANS:
         return
-    impls = sorted({impl for row in MEDIANS.values() for impl in row})
-    baselines = [impl for impl in impls if impl != "fused"]
-    header = f"{'case':<28}" + "".join(f"{impl + ' ms':>16}" for impl in impls)
-    header += "".join(f"{'fused/' + b:>18}" for b in baselines)
-    terminalreporter.write_sep("=", "medians side by side")
-    terminalreporter.write_line(header)
+    terminalreporter.write_sep("=", "medians side by side (time / subject's time)")
+    terminalreporter.write_line(f"{'group':<44}{'implementation':<18}{'median ms':>12}{'x subject':>12}")
     for group, row in MEDIANS.items():
-        line = f"{group:<28}" + "".join(f"{row[i] * 1e3:>16.1f}" if i in row else f"{'-':>16}" for i in impls)
-        for b in baselines:
-            ratio = row["fused"] / row[b] if "fused" in row and b in row else None
-            line += f"{ratio:>18.3f}" if ratio else f"{'-':>18}"
-        terminalreporter.write_line(line)
+        subject = SUBJECTS.get(group)
+        for i, (impl, median) in enumerate(sorted(row.items(), key=lambda kv: kv[0] != subject)):
+            ratio = f"{median / row[subject]:>12.3f}" if subject in row else f"{'-':>12}"
+            label = f"{impl}{' *' if impl == subject else ''}"
+            terminalreporter.write_line(f"{group if i == 0 else '':<44}{label:<18}{median * 1e3:>12.1f}{ratio}")
     out = Path("bench-results")
     out.mkdir(exist_ok=True)
-    (out / "medians.json").write_text(json.dumps(MEDIANS, indent=2))
+    (out / "medians.json").write_text(json.dumps({"medians": MEDIANS, "subjects": SUBJECTS}, indent=2))

@@ -7,6 +7,19 @@ import torch
 import torch.distributed as dist
 
 
+_bytes_sent = 0
+
+
+def bytes_sent() -> int:
+    """Bytes this process has sent through these transfers since the last reset_bytes_sent()."""
+    return _bytes_sent
+
+
+def reset_bytes_sent() -> None:
+    global _bytes_sent
+    _bytes_sent = 0
+
+
 class Transfer:
     """Pending receives of one batch of P2P operations; wait() returns the received tensors."""
 
@@ -22,6 +35,8 @@ class Transfer:
 def exchange(sends: list[tuple[torch.Tensor, int]], recvs: list[tuple[torch.Tensor, int]],
              group: dist.ProcessGroup | None) -> Transfer:
     """Posts sends (tensor, group rank) and receives (buffer, group rank) together."""
+    global _bytes_sent
+    _bytes_sent += sum(t.numel() * t.element_size() for t, _ in sends)
     ops = [dist.P2POp(dist.isend, t.contiguous(), dist.get_global_rank(group, peer), group) for t, peer in sends]
     ops += [dist.P2POp(dist.irecv, buf, dist.get_global_rank(group, peer), group) for buf, peer in recvs]
     requests = dist.batch_isend_irecv(ops) if ops else []

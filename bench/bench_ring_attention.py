@@ -1,0 +1,84 @@
+"""Context-parallel loop attention: forward+backward with cp=2 gloo ranks of one thread each against one
+process with one thread, on the same full problem (B=1, L=8192, H=8, D=128, W=64, fp32); and the bytes
+each rank sends per step. The ranks live in persistent worker processes so that process start-up and
+group creation stay outside the timed step."""
+
+import multiprocessing
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from iquest_core.ops import loop_attention
+
+B, L, H, D, W, CP = 1, 8192, 8, 128, 64, 2
+
+
+def _inputs(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    tensors = [torch.randn(B, L, H, D, generator=gen) for _ in range(5)]
+    tensors += [torch.randn(H, D, generator=gen) * D**-0.5, torch.zeros(H)]
+    return tensors, torch.randn(B, L, H, D, generator=gen)
+
+
+def _rank_main(rank, port, commands, results):
+    from iquest_core.parallel import p2p, ring_loop_attention, zigzag_shard
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=CP)
+    full, grad_out = _inputs()
+    shards = [zigzag_shard(t).requires_grad_() for t in full[:5]] + [t.requires_grad_() for t in full[5:]]
+    grad_shard = zigzag_shard(grad_out)
+    while commands.get() == "step":
+        p2p.reset_bytes_sent()
+        ring_loop_attention(*shards, window=W).backward(grad_shard)
+        dist.barrier()
+        results.put(p2p.bytes_sent())
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks():
+    ctx = multiprocessing.get_context("spawn")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    commands, results = [ctx.Queue() for _ in range(CP)], ctx.Queue()
+    procs = [ctx.Process(target=_rank_main, args=(r, port, commands[r], results)) for r in range(CP)]
+    for p in procs:
+        p.start()
+    yield commands, results
+    for q in commands:
+        q.put("stop")
+    for p in procs:
+        p.join()
+
+
+def test_cp2_forward_backward(benchmark, record_median, ranks):
+    commands, results = ranks
+    sent = []
+
+    def step():
+        for q in commands:
+            q.put("step")
+        sent.extend(results.get() for _ in range(CP))
+
+    benchmark.group = f"fwd+bwd fp32 L={L} (1 thread per rank)"
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    benchmark.extra_info["bytes_sent_per_rank_per_step"] = max(sent)
+    print(f"\nbytes sent per rank per step: {max(sent) / 2**20:.1f} MiB")
+    record_median(benchmark.group, "ring_cp2", benchmark, subject=True)
+
+
+def test_single_process_one_thread(benchmark, record_median):
+    full, grad_out = _inputs()
+    leaves = [t.requires_grad_() for t in full]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        benchmark.group = f"fwd+bwd fp32 L={L} (1 thread per rank)"
+        benchmark.pedantic(lambda: loop_attention(*leaves, window=W).backward(grad_out), rounds=3, warmup_rounds=1)
+    finally:
+        torch.set_num_threads(threads)
+    record_median(benchmark.group, "single_process", benchmark)

@@ -12,6 +12,8 @@
 namespace iquest::fingerprint {
 namespace {
 
+constexpr int64_t kSerialBytes = int64_t{1} << 20;
+
 struct Lanes {
   uint64_t weighted = 0;
   uint64_t mixed = 0;
@@ -58,8 +60,12 @@ void fingerprint_many_cpu(const FingerprintManyParams& p) {
     first_block[s + 1] = first_block[s] + (words + kWordsPerBlock - 1) / kWordsPerBlock;
   }
   const int64_t num_blocks = first_block[p.count];
+  int64_t total_bytes = 0;
+  for (int64_t s = 0; s < p.count; ++s) total_bytes += p.segments[s].nbytes;
+  // Below kSerialBytes the threads' start-up costs more than they save: one thread does it all.
+  const int64_t grain = total_bytes < kSerialBytes ? std::max<int64_t>(num_blocks, 1) : 1;
   std::vector<Lanes> partial(num_blocks);
-  at::parallel_for(0, num_blocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, num_blocks, grain, [&](int64_t begin, int64_t end) {
     int64_t s = std::upper_bound(first_block.begin(), first_block.end(), begin) - first_block.begin() - 1;
     for (int64_t b = begin; b < end; ++b) {
       while (b >= first_block[s + 1]) ++s;

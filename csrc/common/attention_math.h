@@ -49,6 +49,24 @@ IQ_HOST_DEVICE bool is_visible(int64_t q_pos, int64_t k_pos, int64_t window) {
   return k_pos <= q_pos && (window <= 0 || q_pos - window < k_pos);
 }
 
+// Query positions that see the key at k_pos (unbounded above without a window): the mirror image of
+// visible_keys, used by backward kernels that walk the queries of one key block.
+IQ_HOST_DEVICE PosRange visible_queries(int64_t k_pos, int64_t window) {
+  const int64_t hi = window > 0 ? k_pos + window : std::numeric_limits<int64_t>::max();
+  return {k_pos, hi};
+}
+
+// Query positions that see at least one key of the block [k_lo, k_hi).
+IQ_HOST_DEVICE PosRange visible_queries_of_block(int64_t k_lo, int64_t k_hi, int64_t window) {
+  return {k_lo, visible_queries(k_hi - 1, window).hi};
+}
+
+// True when every query of [q_lo, q_hi) sees every key of [k_lo, k_hi) (both non-empty): a tile of
+// scores that needs no mask. The first query must see the last key, the last query the first key.
+IQ_HOST_DEVICE bool block_fully_visible(int64_t q_lo, int64_t q_hi, int64_t k_lo, int64_t k_hi, int64_t window) {
+  return k_hi - 1 <= q_lo && (window <= 0 || q_hi - 1 - window < k_lo);
+}
+
 // Online softmax: when the running row maximum moves from old_max to new_max, the accumulated
 // exp-sum and output are multiplied by this factor. A row that has seen nothing yet (old_max = -inf)
 // has nothing to rescale.

@@ -93,11 +93,41 @@ void log_add_exp_and_gate() {
   CHECK(std::fabs(iquest::gate_logit_grad(1.f, g) - numeric) < 1e-4f);
 }
 
+
+// The query-side ranges mirror the key-side ones, and block_fully_visible agrees with is_visible.
+void query_ranges_and_full_blocks_match_brute_force() {
+  for (int64_t window : {0, 1, 3, 64}) {
+    for (int64_t k = 0; k < 50; ++k) {
+      const PosRange r = iquest::visible_queries(k, window);
+      for (int64_t q = -5; q < 200; ++q) CHECK((r.lo <= q && q < r.hi) == iquest::is_visible(q, k, window));
+    }
+    for (int64_t k_lo = 0; k_lo < 40; k_lo += 5) {
+      for (int64_t k_hi = k_lo + 1; k_hi < k_lo + 17; k_hi += 3) {
+        const PosRange block = iquest::visible_queries_of_block(k_lo, k_hi, window);
+        for (int64_t q = -5; q < 150; ++q) {
+          bool any = false;
+          for (int64_t k = k_lo; k < k_hi; ++k) any = any || iquest::is_visible(q, k, window);
+          CHECK(any == (block.lo <= q && q < block.hi));
+        }
+        for (int64_t q_lo = 0; q_lo < 60; q_lo += 7) {
+          for (int64_t q_hi = q_lo + 1; q_hi < q_lo + 20; q_hi += 6) {
+            bool all = true;
+            for (int64_t q = q_lo; q < q_hi; ++q)
+              for (int64_t k = k_lo; k < k_hi; ++k) all = all && iquest::is_visible(q, k, window);
+            CHECK(all == iquest::block_fully_visible(q_lo, q_hi, k_lo, k_hi, window));
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
   visible_keys_match_brute_force();
   block_range_is_union_of_rows();
+  query_ranges_and_full_blocks_match_brute_force();
   online_softmax_matches_direct();
   log_add_exp_and_gate();
   if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);

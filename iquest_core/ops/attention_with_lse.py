@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from iquest_core.ops.cuda_selfcheck import check_once as _cuda_selfcheck_once
 from iquest_core.ops.input_checks import check_qkv, check_window, resolve_scale
 
 _OP = torch.ops.iquest.attention_with_lse.default
@@ -38,6 +39,8 @@ def attention_with_lse(
     for name, value in (("q_start", q_start), ("k_start", k_start)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+    if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
+        _cuda_selfcheck_once("attention_with_lse", q)
     return _OP(q, k, v, q_start, k_start, window or 0, resolve_scale(scale, q.shape[-1]))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from iquest_core.ops.cuda_selfcheck import check_once as _cuda_selfcheck_once
 from iquest_core.ops.input_checks import (
     check_cu_seqlens,
     check_dtype,
@@ -65,6 +66,8 @@ def loop_attention(
     elif max_seqlen is not None:
         raise ValueError("max_seqlen: only meaningful with cu_seqlens (packed layout), got it without")
     check_same_device({"q": q, "gate_weight": gate_weight, "gate_bias": gate_bias, "cu_seqlens": cu_seqlens})
+    if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
+        _cuda_selfcheck_once("loop_attention", q)
     out, *_ = _OP(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window,
                   resolve_scale(scale, head_dim), cu_seqlens, max_seqlen)
     return out

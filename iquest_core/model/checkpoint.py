@@ -98,11 +98,14 @@ def load_pretrained(cls: type[LoopCoderForCausalLM], path: str | Path, *, dtype:
 
 def save_pretrained(model: LoopCoderForCausalLM, path: str | Path, *, max_shard_bytes: int | None = None) -> None:
     """Write config.json and the weights; shards (model-0000i-of-0000n.safetensors + index) when the
-    weights exceed max_shard_bytes. Tied lm_head.weight is not written (as Hugging Face does)."""
+    weights exceed max_shard_bytes. Weight files of an earlier save in the directory are removed first.
+    Tied lm_head.weight is not written (as Hugging Face does)."""
     if max_shard_bytes is not None and max_shard_bytes < 1:
         raise ValueError(f"max_shard_bytes: expected a positive int or None, got {max_shard_bytes!r}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    for stale in [path / SINGLE_FILE, path / INDEX_FILE, *path.glob("model-*-of-*.safetensors")]:
+        stale.unlink(missing_ok=True)  # weights of an earlier save must not shadow this one
     state = {key: t.detach().contiguous().cpu() for key, t in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight")

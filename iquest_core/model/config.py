@@ -68,7 +68,9 @@ class LoopCoderConfig:
                              f"{self.num_attention_heads}, got {self.num_key_value_heads}")
         if self.hidden_act != "silu":
             raise ValueError(f"hidden_act: only 'silu' (SwiGLU) is supported, got {self.hidden_act!r}")
-        if self.rope_scaling is not None and self.rope_scaling.get("rope_type", self.rope_scaling.get("type")) != "default":
+        scaling = self.rope_scaling
+        if scaling is not None and (not isinstance(scaling, dict)
+                                    or scaling.get("rope_type", scaling.get("type")) != "default"):
             raise ValueError(f"rope_scaling: only plain RoPE (None or rope_type 'default') is supported, "
                              f"got {self.rope_scaling!r}")
         for name in ("attention_bias", "mlp_bias"):

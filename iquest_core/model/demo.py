@@ -1,5 +1,5 @@
 """Train a tiny LoopCoder for a few dozen steps on this package's own Python source (byte-level tokens),
-printing the loss and tokens/s, then let it complete a prompt.
+printing the loss and tokens/s, then sample a completion of a prompt with the decode caches.
 
     python -m iquest_core.model.demo [--steps 40] [--seq-len 256] [--batch-size 4] [--save DIR]
 
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
 
     model.eval()
     prompt = torch.tensor([list(b"def ")])
-    completion = model.generate(prompt, 48)[0].tolist()
-    print("greedy completion of 'def ':", repr(bytes(completion).decode("utf-8", errors="replace")))
+    completion = model.generate(prompt, 64, do_sample=True, temperature=0.8, top_k=20, generator=generator)[0]
+    print("sampled completion of 'def ':", repr(bytes(completion.tolist()).decode("utf-8", errors="replace")))
     if args.save is not None:
         model.save_pretrained(args.save)
         print(f"saved to {args.save} (config.json + model.safetensors)")

@@ -28,6 +28,16 @@ def test_save_and_reload_gives_identical_logits(tmp_path, preset, max_shard_byte
     assert torch.equal(_logits(model, ids), _logits(reloaded.eval(), ids))
 
 
+def test_saving_again_replaces_earlier_weight_files(tmp_path):
+    make_model(seed=1).save_pretrained(tmp_path, max_shard_bytes=20_000)
+    model = make_model(seed=2)
+    model.save_pretrained(tmp_path)
+    assert not (tmp_path / "model.safetensors.index.json").exists()
+    assert not list(tmp_path.glob("model-*-of-*.safetensors"))
+    ids = torch.randint(0, model.config.vocab_size, (1, 9))
+    assert torch.equal(_logits(LoopCoderForCausalLM.from_pretrained(tmp_path), ids), _logits(model, ids))
+
+
 def test_published_key_names_and_shapes(tmp_path):
     model = make_model()
     model.save_pretrained(tmp_path)

@@ -13,9 +13,9 @@ def _full_logits(model, ids):
         return model(ids).logits.float()
 
 
-@pytest.mark.parametrize("preset", ["tiny", "tiny-dense"])
-def test_incremental_decoding_equals_full_recomputation(preset):
-    model = make_model(preset, seed=3)
+@pytest.mark.parametrize("preset, loop_num", [("tiny", 2), ("tiny-dense", 1), ("tiny", 3)])
+def test_incremental_decoding_equals_full_recomputation(preset, loop_num):
+    model = make_model(preset, seed=3, loop_num=loop_num)
     window = model.config.loop_window_size
     prompt = torch.randint(0, model.config.vocab_size, (2, 3 * window + 5))  # longer than the window
     ids, step_logits = model.generate(prompt, 64, return_logits=True)

@@ -41,9 +41,9 @@ def test_loop_two_changes_the_output_and_uses_the_gates(tiny_model):
     assert max_err(before, dense) > 1e-3
 
 
-@pytest.mark.parametrize("attn_implementation", ["fused", "reference"])
-def test_fused_and_reference_paths_agree_forward_and_backward(attn_implementation):
-    fused, other = make_model(), make_model(attn_implementation=attn_implementation)
+@pytest.mark.parametrize("loop_num", [2, 3])
+def test_fused_and_reference_paths_agree_forward_and_backward(loop_num):
+    fused, other = make_model(loop_num=loop_num), make_model(loop_num=loop_num, attn_implementation="reference")
     ids = torch.randint(0, fused.config.vocab_size, (2, 40))
     grads = []
     for model in (fused, other):

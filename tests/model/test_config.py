@@ -47,8 +47,8 @@ def test_transformers5_rope_parameters_are_read():
 
 
 @pytest.mark.parametrize("field, value", [("num_key_value_heads", 3), ("hidden_act", "gelu"), ("loop_num", 0),
-                                          ("loop_window_size", -1), ("rope_scaling", {"rope_type": "yarn"}), ("rope_scaling", "linear"),
-                                          ("attention_bias", True), ("vocab_size", 1.5)])
+                                          ("loop_window_size", -1), ("rope_scaling", {"rope_type": "yarn"}),
+                                          ("rope_scaling", "linear"), ("attention_bias", True), ("vocab_size", 1.5)])
 def test_bad_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         LoopCoderConfig.preset("tiny", **{field: value})

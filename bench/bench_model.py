@@ -34,4 +34,4 @@ def test_training_step(benchmark, record_median, impl, length):
     tokens_per_s = length / benchmark.stats.stats.median
     benchmark.extra_info["tokens_per_s"] = tokens_per_s
     print(f"\n{group} {impl}: {tokens_per_s:.0f} tokens/s")
-    record_median(group, impl, benchmark)
+    record_median(group, impl, benchmark, subject=impl == "fused")

@@ -43,8 +43,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, **attn_kwargs) -> tuple[torch.Tensor,
-                                                                                                   KV | None]:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                **attn_kwargs) -> tuple[torch.Tensor, KV | None]:
         """x (B, L, C) -> (B, L, C), plus loop-1 K/V (see LoopCoderAttention.forward for attn_kwargs)."""
         attn_out, kv = self.self_attn(self.input_layernorm(x), cos, sin, **attn_kwargs)
         x = x + attn_out
@@ -67,6 +67,8 @@ class LoopCoderModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, *, cu_seqlens: torch.Tensor | None = None,
                 max_seqlen: int | None = None, cache: LoopCache | None = None) -> torch.Tensor:
+        """Final-norm hidden states (B, L, C) for input_ids (B, L) at position_ids (B, L); arguments as in
+        LoopCoderForCausalLM.forward, which checks them. Appends to `cache` and advances it by L."""
         hidden = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, hidden.dtype)
         start = 0 if cache is None else cache.length

@@ -7,9 +7,9 @@ compares it with the float64 reference of `iquest_core.ops.reference` computed o
 twice to check that it is bitwise deterministic. A mismatch raises `CudaKernelSelfCheckError` (a
 RuntimeError) naming the op, the device, the case and the error, instead of training on wrong numbers.
 
-Under torch.compile the check is skipped while tracing (it would otherwise be traced into the graph);
-it runs at the first eager call, or explicitly through `check_cuda_kernels(device)` or
-`python -m iquest_core.selftest`.
+Under torch.compile the check is skipped while tracing (it would otherwise be traced into the graph),
+and so is it during CUDA graph capture; it runs at the first eager call, or explicitly through
+`check_cuda_kernels(device)` or `python -m iquest_core.selftest`.
 """
 
 from __future__ import annotations
@@ -174,10 +174,13 @@ _lock = threading.Lock()
 def check_once(op: str, q: torch.Tensor) -> None:
     """Self-check the CUDA kernel of `op` for q's device, dtype and head_dim, once per process.
 
-    Does nothing for configurations the CUDA kernels do not take (they raise ValueError themselves)
-    or while torch.compile traces. Raises CudaKernelSelfCheckError on a mismatch, at every call.
+    Does nothing for configurations the CUDA kernels do not take (they raise ValueError themselves),
+    while torch.compile traces, or while a CUDA graph is being captured (the check synchronises).
+    Raises CudaKernelSelfCheckError on a mismatch, at every call.
     """
     if torch.compiler.is_compiling() or q.dtype not in CUDA_DTYPES or q.shape[-1] not in CUDA_HEAD_DIMS:
+        return
+    if torch.cuda.is_current_stream_capturing():
         return
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
     key = (op, index, q.dtype, q.shape[-1])

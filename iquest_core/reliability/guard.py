@@ -4,6 +4,7 @@ so that a silently wrong computation is caught before the optimizer can apply it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -74,7 +75,9 @@ class SDCGuard:
     each run, so step_fn accumulates from zero (put micro-batches inside step_fn).
 
     Every step runs under deterministic algorithms and the guard fingerprints the loss and every
-    gradient (`last_digests`: names and (n, 2) digests, for cross-replica checks and logs). Every
+    gradient (`last_digests`: names and (n, 2) digests, for cross-replica checks and logs;
+    `fingerprint_seconds`: the host time spent taking them after each run, all runs summed; on CUDA
+    that is launch time, the kernels run asynchronously). Every
     `check_every`-th step (steps 0, N, 2N, ...) also fingerprints the parameters, buffers, the
     optimizer's state (if `optimizer` is given; it must not change during a step) and the outputs of
     the modules named in `activations` (every output tensor of every call, through forward hooks,
@@ -111,6 +114,7 @@ class SDCGuard:
         self.step = 0
         self.hooks: list[RunHooks] = []
         self.last_digests: tuple[list[str], torch.Tensor] | None = None
+        self.fingerprint_seconds = 0.0
         self._params = dict(model.named_parameters())
         self._activation_log: list[tuple[str, torch.Tensor]] | None = None
         self._handles = [modules[name].register_forward_hook(self._activation_hook(name)) for name in activations]
@@ -174,6 +178,7 @@ class SDCGuard:
             raise ValueError(f"step_fn: expected it to return the loss tensor, got {type(loss).__name__}")
         for hooks in self.hooks:
             hooks.after_backward(step, run)
+        started = time.perf_counter()
         record = RunRecord(loss, [p.grad for p in self._params.values()])
         parts: list[torch.Tensor] = []
 
@@ -194,6 +199,7 @@ class SDCGuard:
         add(list(checked), digests_of(list(checked.values())))
         digests = parts[0] if len(parts) == 1 else torch.cat([part.cpu() for part in parts])
         record.digests = digests
+        self.fingerprint_seconds += time.perf_counter() - started
         if not full:
             self.last_digests = (record.names, digests)
         for hooks in self.hooks:

@@ -127,6 +127,13 @@ def test_cpu_and_cuda_digests_are_equal(dtype):
     assert torch.equal(fingerprint(tensors[3].cuda().t()).cpu(), fingerprint(tensors[3].t()))
 
 
+def test_lazy_conjugate_views_are_resolved():
+    t = torch.randn(5, dtype=torch.complex64)
+    assert t.conj().is_conj()
+    assert torch.equal(fingerprint(t.conj()), fingerprint(t.conj().resolve_conj()))
+    assert not torch.equal(fingerprint(t.conj()), fingerprint(t))
+
+
 def test_ignores_autograd_history():
     w = torch.randn(8, requires_grad=True)
     assert torch.equal(fingerprint(w * 2), fingerprint((w * 2).detach()))
@@ -146,8 +153,19 @@ def test_bad_input_names_the_argument():
         fingerprint_many([torch.zeros(1), "x"])
     with pytest.raises(ValueError, match="t: expected a strided"):
         fingerprint(torch.eye(3).to_sparse())
-    with pytest.raises(ValueError, match=r"tensors\[0\]: expected a CPU or CUDA"):
-        fingerprint_many([torch.zeros(2, device="meta")])
+    with pytest.raises(ValueError, match=r"tensors\[1\]: expected a strided"):
+        fingerprint_many([torch.zeros(2), torch.eye(2).to_sparse()])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_mixed_devices_are_refused():
+    with pytest.raises(ValueError, match=r"tensors\[1\]: expected device cuda:0 like tensors\[0\]"):
+        fingerprint_many([torch.zeros(2, device="cuda"), torch.zeros(2)])
+
+
+def test_meta_tensors_give_meta_digests():
+    assert fingerprint_many([torch.zeros(2, device="meta"), torch.zeros(3, device="meta")]).shape == (2, 2)
 
 
 def test_empty_sequence():

@@ -22,7 +22,13 @@ from iquest_core.model.rope import apply_rope
 from iquest_core.ops import attention_with_lse, loop_attention
 from iquest_core.ops.reference import loop_attention_reference
 
-LOOP_ATTENTION = {"fused": loop_attention, "reference": loop_attention_reference}
+
+def _unfused_loop_attention(*args, max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
+    """loop_attention_reference behind loop_attention's signature (max_seqlen is only a hint)."""
+    return loop_attention_reference(*args, **kwargs)
+
+
+LOOP_ATTENTION = {"fused": loop_attention, "reference": _unfused_loop_attention}
 
 
 def document_causal_mask(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
@@ -93,9 +99,8 @@ class LoopCoderAttention(nn.Module):
             out = self.loop_attention(q, *kv_global, k, v, gate.weight, gate.bias, window=self.window)
         else:
             packed = [t[0] for t in (q, *kv_global, k, v)]
-            extra = {} if max_seqlen is None else {"max_seqlen": max_seqlen}
             out = self.loop_attention(*packed, gate.weight, gate.bias, window=self.window, cu_seqlens=cu_seqlens,
-                                      **extra)[None]
+                                      max_seqlen=max_seqlen)[None]
         return self.o_proj(out.reshape(batch, length, -1)), kept
 
     def _cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, loop: int, gate: nn.Linear | None,

@@ -1,6 +1,8 @@
 """fingerprint / fingerprint_many: the numpy statement of the formula, the detection properties the
 guard relies on, and independence from strides, thread count and device."""
 
+import time
+
 import pytest
 import torch
 
@@ -170,3 +172,36 @@ def test_meta_tensors_give_meta_digests():
 
 def test_empty_sequence():
     assert fingerprint_many([]).shape == (0, 2)
+
+
+def test_not_slower_than_clone_on_256_mib():
+    x = torch.randn(64 * 2**20)
+    fingerprint(x)
+    times = {"fingerprint": [], "clone": []}
+    for _ in range(3):
+        for name, fn in (("fingerprint", fingerprint), ("clone", torch.Tensor.clone)):
+            start = time.perf_counter()
+            fn(x)
+            times[name].append(time.perf_counter() - start)
+    assert min(times["fingerprint"]) <= min(times["clone"]), times
+
+
+def test_fingerprint_many_is_one_op_call():
+    tensors = [torch.randn(n) for n in (3, 2**17, 40)]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fingerprint_many(tensors)
+    calls = [e for e in prof.events() if e.name == "iquest::fingerprint_many"]
+    assert len(calls) == 1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_fingerprint_many_is_one_cuda_kernel():
+    tensors = [torch.randn(n, device="cuda") for n in (3, 2**20, 40, 0)]
+    fingerprint_many(tensors)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fingerprint_many(tensors)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and "fingerprint" in e.name]
+    assert len(kernels) == 1, kernels

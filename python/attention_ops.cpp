@@ -184,11 +184,11 @@ LoopBwdResult loop_attention_backward_cpu(const Tensor& grad_out, const Tensor& 
   f.v_local = vlf.data_ptr<float>();
   f.gate_weight = wf.data_ptr<float>();
   f.gate_bias = bf.data_ptr<float>();
-  f.out_global = const_cast<float*>(ogf.data_ptr<float>());
-  f.out_local = const_cast<float*>(olf.data_ptr<float>());
-  f.lse_global = const_cast<float*>(lgf.data_ptr<float>());
-  f.lse_local = const_cast<float*>(llf.data_ptr<float>());
-  f.gate = const_cast<float*>(gf.data_ptr<float>());
+  f.out_global = ogf.data_ptr<float>();
+  f.out_local = olf.data_ptr<float>();
+  f.lse_global = lgf.data_ptr<float>();
+  f.lse_local = llf.data_ptr<float>();
+  f.gate = gf.data_ptr<float>();
   f.window = window;
   f.scale = static_cast<float>(scale);
   p.dout = dof.data_ptr<float>();

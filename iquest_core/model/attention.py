@@ -81,8 +81,9 @@ class LoopCoderAttention(nn.Module):
                 cache: LayerCache | None = None, start: int = 0) -> tuple[torch.Tensor, KV | None]:
         """x (B, L, C); cos, sin (B, L, D). Returns (output (B, L, C), loop-1 K/V or None).
 
-        loop 0 returns its K/V (B, L, Hkv, D); loops >= 1 need kv_global (those K/V) and gate, the
-        layer's gate projection (weight (H, D), bias (H,)). cu_seqlens (B = 1): packed documents.
+        loop is 0-based: loop 0 (the first loop) returns its K/V (B, L, Hkv, D); loops >= 1 need
+        kv_global (those K/V) and gate, the layer's gate projection (weight (H, D), bias (H,)).
+        cu_seqlens (B = 1): packed documents.
         With `cache`, the new tokens sit at positions start .. start + L - 1 and the caches supply the
         earlier K/V instead of kv_global.
         """

@@ -38,7 +38,7 @@ def test_window_cache_prefill_holds_the_last_window_keys(prompt_len_vs_window):
     with torch.no_grad():
         model(prompt, cache=cache)
     layer = cache.layers[1]
-    assert layer.global_kv[0].shape[1] == prompt_len
+    assert layer.global_kv_all()[0].shape[1] == prompt_len
     assert layer.window_kv[0][0].shape[1] == min(prompt_len, window)
     ids, step_logits = model.generate(prompt, 3, return_logits=True)
     assert max_err(step_logits, _full_logits(model, ids[:, :-1])[:, prompt_len - 1:]) <= TOL

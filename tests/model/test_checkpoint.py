@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from iquest_core.model import CheckpointMismatchError, LoopCoderForCausalLM
+from iquest_core.model import CheckpointMismatchError, LoopCoderConfig, LoopCoderForCausalLM
 from tests.model.conftest import make_model
 
 
@@ -56,6 +56,20 @@ def test_published_key_names_and_shapes(tmp_path):
     assert set(stored) == expected
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["architectures"] == ["IQuestLoopCoderForCausalLM"] and config["model_type"] == "iquestloopcoder"
+
+
+def test_40b_loop_layout_has_the_published_tensor_count_and_shapes():
+    """The published 40B-Loop checkpoint holds 883 tensors: 80 layers x 9, the final norm, embeddings and
+    lm_head, and 80 x 2 gate projections of shape (40, 128) / (40,). Built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = LoopCoderForCausalLM(LoopCoderConfig.preset("40B-Loop"))
+    state = model.state_dict()
+    assert len(state) == 883
+    assert state["model.gate_projections.79.weight"].shape == (40, 128)
+    assert state["model.gate_projections.79.bias"].shape == (40,)
+    assert state["model.layers.79.self_attn.k_proj.weight"].shape == (8 * 128, 5120)
+    assert state["lm_head.weight"].shape == (76800, 5120)
+    assert 39e9 < sum(t.numel() for t in state.values()) < 41e9
 
 
 def test_tied_embeddings_are_saved_once_and_stay_tied(tmp_path):

@@ -70,8 +70,8 @@ def random_fault(rng: random.Random, guard: SDCGuard, checked: list[str], target
         name = rng.choice(sorted(state))
         tensor, reported = state[name], f"optimizer.{name}"
     else:
-        name = rng.choice(sorted(guard._params))
-        tensor, reported = guard._params[name], name if target == "param" else f"{name}.grad"
+        name = rng.choice(sorted(guard.params))
+        tensor, reported = guard.params[name], name if target == "param" else f"{name}.grad"
     bit = rng.choice(field_bits(tensor.dtype)[field])
     return Fault(target, name, rng.randrange(tensor.numel()), bit, guard.step, run), reported
 

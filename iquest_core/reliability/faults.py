@@ -109,9 +109,9 @@ class FaultInjector(RunHooks):
 
     def _tensor(self, fault: Fault) -> torch.Tensor:
         if fault.target in ("param", "grad"):
-            if fault.name not in self.guard._params:
+            if fault.name not in self.guard.params:
                 raise ValueError(f"fault.name: expected a parameter name of the model, got {fault.name!r}")
-            p = self.guard._params[fault.name]
+            p = self.guard.params[fault.name]
             return p  # a gradient has its parameter's dtype; it exists only once the run's backward is done
         if self.guard.optimizer is None:
             raise ValueError("fault.target: 'optimizer' needs a guard constructed with an optimizer")
@@ -139,7 +139,7 @@ class FaultInjector(RunHooks):
 
     def after_backward(self, step: int, run: int) -> None:
         for f in self._due(step, run, ("grad",)):
-            grad = self.guard._params[f.name].grad
+            grad = self.guard.params[f.name].grad
             if grad is None:
                 raise ValueError(f"fault.name: parameter {f.name!r} got no gradient in step {step}")
             flip_bit(grad, f.index, f.bit)

@@ -115,7 +115,7 @@ class SDCGuard:
         self.hooks: list[RunHooks] = []
         self.last_digests: tuple[list[str], torch.Tensor] | None = None
         self.fingerprint_seconds = 0.0
-        self._params = dict(model.named_parameters())
+        self.params = dict(model.named_parameters())  # name -> parameter, as of construction
         self._activation_log: list[tuple[str, torch.Tensor]] | None = None
         self._handles = [modules[name].register_forward_hook(self._activation_hook(name)) for name in activations]
 
@@ -126,6 +126,7 @@ class SDCGuard:
         self._handles = []
 
     def is_check_step(self, step: int) -> bool:
+        """Whether step (0-based) is replayed and compared: every check_every-th, starting at step 0."""
         return step % self.check_every == 0
 
     def run(self, step_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -154,7 +155,7 @@ class SDCGuard:
             self._set_grads(first.grads)
             self.last_digests = (first.names, first.digests)
             return first.loss
-        self._set_grads([None] * len(self._params))
+        self._set_grads([None] * len(self.params))
         persistent = runs[2].first_difference(first) is not None and runs[2].first_difference(runs[1]) is not None
         verdict = "persistent: a second replay agrees with neither" if persistent else \
             "transient: a second replay agrees with one of them"
@@ -165,7 +166,7 @@ class SDCGuard:
     # -- one run ------------------------------------------------------------------------------------
 
     def _run(self, step_fn, step: int, run: int, *, full: bool) -> RunRecord:
-        self._set_grads([None] * len(self._params))
+        self._set_grads([None] * len(self.params))
         for hooks in self.hooks:
             hooks.before_run(step, run)
         self._activation_log = [] if full else None
@@ -179,7 +180,7 @@ class SDCGuard:
         for hooks in self.hooks:
             hooks.after_backward(step, run)
         started = time.perf_counter()
-        record = RunRecord(loss, [p.grad for p in self._params.values()])
+        record = RunRecord(loss, [p.grad for p in self.params.values()])
         parts: list[torch.Tensor] = []
 
         def add(names: list[str], digests: torch.Tensor) -> None:
@@ -187,7 +188,7 @@ class SDCGuard:
             parts.append(digests)
 
         if full:
-            state: dict[str, torch.Tensor] = dict(self._params)
+            state: dict[str, torch.Tensor] = dict(self.params)
             if self.optimizer is not None:
                 state.update({f"optimizer.{k}": v for k, v in optimizer_tensors(self.optimizer).items()})
             state.update(self.model.named_buffers())
@@ -195,7 +196,7 @@ class SDCGuard:
         if activations:
             add([name for name, _ in activations], torch.stack([d for _, d in activations]))
         checked = {"loss": loss}
-        checked.update((f"{name}.grad", g) for name, g in zip(self._params, record.grads) if g is not None)
+        checked.update((f"{name}.grad", g) for name, g in zip(self.params, record.grads) if g is not None)
         add(list(checked), digests_of(list(checked.values())))
         digests = parts[0] if len(parts) == 1 else torch.cat([part.cpu() for part in parts])
         record.digests = digests
@@ -214,7 +215,7 @@ class SDCGuard:
         return hook
 
     def _set_grads(self, grads: list[torch.Tensor | None]) -> None:
-        for p, g in zip(self._params.values(), grads):
+        for p, g in zip(self.params.values(), grads):
             p.grad = g
 
     def _buffer_copies(self) -> dict[str, torch.Tensor]:

@@ -42,16 +42,17 @@ inline uint64_t header_key_of(const at::Tensor& t) {
   return header_key(h.data(), static_cast<int64_t>(h.size()));
 }
 
-// Segments of the tensors' logical bytes, after checking that all are dense and on one device. Tensors that are not contiguous, or whose data is not aligned
-// to `alignment` bytes, are copied into keep_alive first.
+// Segments of the tensors' logical bytes, after checking that all are dense and on one device. Tensors
+// that are not contiguous, or whose data is not aligned to `alignment` bytes, are copied into keep_alive
+// first.
 inline std::vector<FingerprintSegment> segments_of(at::TensorList tensors, int64_t alignment,
                                                    std::vector<at::Tensor>& keep_alive) {
   std::vector<FingerprintSegment> segments;
   segments.reserve(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& tensor = tensors[i];
-    TORCH_CHECK_VALUE(tensor.layout() == at::kStrided, "tensors[", i, "]: expected a strided (dense) tensor, got layout ",
-                      tensor.layout());
+    TORCH_CHECK_VALUE(tensor.layout() == at::kStrided, "tensors[", i, "]: expected a strided (dense) tensor, ",
+                      "got layout ", tensor.layout());
     TORCH_CHECK_VALUE(tensor.device() == tensors[0].device(), "tensors[", i, "]: expected device ", tensors[0].device(),
                       " like tensors[0], got ", tensor.device());
     at::Tensor t = tensor;

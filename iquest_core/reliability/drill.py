@@ -33,7 +33,7 @@ from iquest_core.reliability.errors import SilentDataCorruptionError
 from iquest_core.reliability.faults import TARGETS, Fault, FaultInjector, field_bits
 from iquest_core.reliability.fingerprint import fingerprint_many
 from iquest_core.reliability.guard import SDCGuard
-from iquest_core.reliability.state import digests_of, optimizer_tensors
+from iquest_core.reliability.state import optimizer_tensors
 
 FIELDS = ("sign", "exponent", "mantissa")
 
@@ -43,7 +43,8 @@ def build_model(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer, list
     torch.manual_seed(seed)
     model = LoopCoderForCausalLM(LoopCoderConfig.preset("tiny"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    checked = [f"model.layers.{i}.{part}" for i in range(model.config.num_hidden_layers) for part in ("self_attn", "mlp")]
+    layers = range(model.config.num_hidden_layers)
+    checked = [f"model.layers.{i}.{part}" for i in layers for part in ("self_attn", "mlp")]
     return model, optimizer, checked + ["model.norm"]
 
 

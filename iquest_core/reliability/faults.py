@@ -117,8 +117,8 @@ class FaultInjector(RunHooks):
             raise ValueError("fault.target: 'optimizer' needs a guard constructed with an optimizer")
         state = optimizer_tensors(self.guard.optimizer)
         if fault.name not in state:
-            raise ValueError(f"fault.name: expected an optimizer state name like {next(iter(state), 'state.0.exp_avg')!r}"
-                             f", got {fault.name!r}")
+            example = next(iter(state), "state.0.exp_avg")
+            raise ValueError(f"fault.name: expected an optimizer state name like {example!r}, got {fault.name!r}")
         return state[fault.name]
 
     def _due(self, step: int, run: int, targets: tuple[str, ...]) -> list[Fault]:

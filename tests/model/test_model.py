@@ -116,6 +116,10 @@ def test_torch_compile_matches_eager():
     compiled_logits.square().mean().backward()
     grad = model.model.gate_projections[1].weight.grad
     assert grad is not None and grad.abs().max() > 0
+    packed = torch.randint(0, model.config.vocab_size, (1, 40))
+    cu_seqlens = torch.tensor([0, 9, 31, 40], dtype=torch.int32)
+    with torch.no_grad():
+        assert rel_err(compiled(packed, cu_seqlens=cu_seqlens).logits, model(packed, cu_seqlens=cu_seqlens).logits) <= TOL
 
 
 @pytest.mark.parametrize("kwargs, name", [

@@ -69,7 +69,7 @@ def generate(model: LoopCoderForCausalLM, input_ids: torch.Tensor, max_new_token
     tokens, step_logits = [input_ids], []
     step_input = input_ids
     for _ in range(max_new_tokens):
-        logits = model(step_input, cache=cache).logits[:, -1].float()
+        logits = model(step_input, cache=cache, logits_to_keep=1).logits[:, -1].float()
         step_logits.append(logits)
         if do_sample:
             next_token = sample_next(logits, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)

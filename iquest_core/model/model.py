@@ -124,7 +124,7 @@ class LoopCoderForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None,
-                cache: LoopCache | None = None) -> CausalLMOutput:
+                cache: LoopCache | None = None, logits_to_keep: int = 0) -> CausalLMOutput:
         """Logits (B, L, vocab) for input_ids (B, L) (int64 token ids).
 
         position_ids (B, L): defaults to 0..L-1 (or to cache.length + 0..L-1 with a cache).
@@ -132,10 +132,13 @@ class LoopCoderForCausalLM(nn.Module):
         L; no attention across documents; position_ids then default to restarting at 0 per document.
         max_seqlen: optional bound on the longest document (saves the op a host sync).
         cache: a LoopCache from `new_cache` for incremental decoding (no cu_seqlens).
+        logits_to_keep: if > 0, logits of the last that many positions only (B, logits_to_keep, vocab).
         """
         position_ids = self._check_inputs(input_ids, position_ids, cu_seqlens, cache)
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"logits_to_keep: expected a non-negative int, got {logits_to_keep!r}")
         hidden = self.model(input_ids, position_ids, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, cache=cache)
-        return CausalLMOutput(logits=self.lm_head(hidden))
+        return CausalLMOutput(logits=self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden))
 
     def new_cache(self) -> LoopCache:
         """Empty decode caches for `forward(..., cache=)`: a full loop-1 cache and a window cache per later

@@ -77,7 +77,8 @@ def test_eos_stops_and_pads_finished_sequences():
             first = hits[0, 0]
             assert (new[row, first:] == eos).all()
             assert torch.equal(new[row, :first], free[row, 10:10 + first])
-    assert (new == eos).any(dim=1).all() or new.shape[1] == 12
+    if new.shape[1] < 12:  # stopping early is only allowed once every row has finished
+        assert (new == eos).any(dim=1).all()
     assert (new[0] == eos).any() and new[0, :4].tolist() == free[0, 10:14].tolist()
 
 

@@ -136,6 +136,16 @@ def test_bad_inputs_raise_naming_the_argument(tiny_model, kwargs, name):
         tiny_model(**kwargs)
 
 
+def test_logits_to_keep_returns_the_last_positions(tiny_model):
+    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 15))
+    with torch.no_grad():
+        full = tiny_model(ids).logits
+        last = tiny_model(ids, logits_to_keep=4).logits
+    assert last.shape == (2, 4, tiny_model.config.vocab_size) and max_err(last, full[:, -4:]) <= 1e-6
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        tiny_model(ids, logits_to_keep=-1)
+
+
 def test_unknown_attention_implementation():
     with pytest.raises(ValueError, match="attn_implementation"):
         LoopCoderForCausalLM(make_model().config, attn_implementation="flash")

@@ -53,8 +53,12 @@ IQ_FP_HD uint64_t fmix64(uint64_t x) {
   return x;
 }
 
-IQ_FP_HD uint64_t weighted_term(uint64_t word, uint64_t i) { return word * (2 * i * K_WEIGHT + 1); }
-IQ_FP_HD uint64_t mixed_term(uint64_t word, uint64_t i) { return fmix64(word ^ (i * K_POSITION + K_SALT)); }
+// Per-position constants of the lanes; both are linear in i (loops may step them by 2 * K_WEIGHT and
+// K_POSITION instead of multiplying).
+IQ_FP_HD uint64_t weight_of(uint64_t i) { return 2 * i * K_WEIGHT + 1; }
+IQ_FP_HD uint64_t position_key(uint64_t i) { return i * K_POSITION + K_SALT; }
+IQ_FP_HD uint64_t weighted_term(uint64_t word, uint64_t i) { return word * weight_of(i); }
+IQ_FP_HD uint64_t mixed_term(uint64_t word, uint64_t i) { return fmix64(word ^ position_key(i)); }
 
 // K of the formula for header words h[0 .. count).
 inline uint64_t header_key(const uint64_t* h, int64_t count) {

@@ -26,12 +26,14 @@ __attribute__((target_clones("avx2", "default")))
 #endif
 Lanes sum_words(const unsigned char* bytes, uint64_t first, int64_t count) {
   uint64_t weighted = 0, mixed = 0;
+  uint64_t weight = weight_of(first), key = position_key(first);  // stepped, not multiplied, per word
   for (int64_t j = 0; j < count; ++j) {
     uint64_t word;
     std::memcpy(&word, bytes + 8 * j, sizeof(word));
-    const uint64_t i = first + static_cast<uint64_t>(j);
-    weighted += weighted_term(word, i);
-    mixed += mixed_term(word, i);
+    weighted += word * weight;
+    mixed += fmix64(word ^ key);
+    weight += 2 * K_WEIGHT;
+    key += K_POSITION;
   }
   return {weighted, mixed};
 }

@@ -1,57 +1,128 @@
-"""attention_with_lse: one block of causal/windowed attention with its log-sum-exp."""
+"""attention_with_lse: one block of causal/windowed attention with its log-sum-exp.
+
+Device-generic tests run with the dtypes and head dims each device's kernels take (tests.helpers): float32
+on the CPU within fixed relative errors of float64, bfloat16 / float16 (the CUDA kernels' only dtypes) within
+twice the error of attention_with_lse_reference run in that dtype, for out, lse and all gradients.
+"""
 
 import pytest
 import torch
 
 from iquest_core.ops import attention_with_lse
-from iquest_core.ops.reference import attention_with_lse_reference
-from tests.helpers import assert_rel_close, rel_err
+from iquest_core.ops.reference import attention_with_lse_reference, visibility_mask
+from tests.helpers import (
+    assert_rel_close,
+    assert_within_twice_composition_error,
+    device_dtype_params,
+    rel_err,
+    split_nonfinite,
+    supported_dtypes,
+    supported_head_dims,
+)
 
-CASES = [
-    # (Lq, Lk, H, Hkv, D, q_start, k_start, window)
-    pytest.param(1, 1, 2, 2, 32, 0, 0, None, id="one-token"),
-    pytest.param(300, 300, 4, 2, 64, 0, 0, None, id="causal-gqa"),
-    pytest.param(130, 200, 3, 1, 48, 200, 0, None, id="queries-after-keys"),
-    pytest.param(130, 130, 2, 2, 64, 500, 400, 200, id="window-offsets"),
-    pytest.param(77, 600, 2, 1, 128, 590, 20, 300, id="long-keys-window"),
-]
+DEVICE_DTYPES = dict(argnames="device,dtype", argvalues=device_dtype_params(), indirect=["device"])
 
 
-def _inputs(lq, lk, heads, kv_heads, head_dim, device):
-    q = torch.randn(2, lq, heads, head_dim, dtype=torch.float64, device=device)
-    k = torch.randn(2, lk, kv_heads, head_dim, dtype=torch.float64, device=device)
+def _inputs(lq, lk, heads, kv_heads, head_dim, *, dtype, device):
+    """Fresh random q (2, Lq, H, D), k, v (2, Lk, Hkv, D) in dtype."""
+    q = torch.randn(2, lq, heads, head_dim, device=device).to(dtype)
+    k = torch.randn(2, lk, kv_heads, head_dim, device=device).to(dtype)
     return q, k, torch.randn_like(k)
 
 
-@pytest.mark.parametrize("lq,lk,heads,kv_heads,head_dim,q_start,k_start,window", CASES)
-def test_out_lse_and_gradients_match_float64(device, lq, lk, heads, kv_heads, head_dim, q_start, k_start, window):
-    q, k, v = _inputs(lq, lk, heads, kv_heads, head_dim, device)
-    kwargs = dict(q_start=q_start, k_start=k_start, window=window)
-    leaves64 = [t.clone().requires_grad_() for t in (q, k, v)]
-    out64, lse64 = attention_with_lse_reference(*leaves64, **kwargs)
-    grad_out, grad_lse = torch.randn_like(out64), torch.randn_like(lse64)
-    (out64 * grad_out).sum().add((lse64 * grad_lse).sum()).backward()
+def run(fn, inputs, grad_out, grad_lse, **kwargs):
+    """(out, lse) and the gradients of q, k, v of the loss sum(out * grad_out) + sum(lse * grad_lse)."""
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    out, lse = fn(*leaves, **kwargs)
+    # A row that sees no key has lse -inf, so the loss may be nan; its gradients are still defined (the
+    # kernel must ignore grad_lse there: no key, no gradient).
+    loss = (out * grad_out.to(out.dtype)).sum() + (lse * grad_lse.to(lse.dtype)).sum()
+    loss.backward()
+    return out.detach(), lse.detach(), [t.grad for t in leaves]
 
-    leaves = [t.float().requires_grad_() for t in (q, k, v)]
-    out, lse = attention_with_lse(*leaves, **kwargs)
+
+def check_against_reference(device, dtype, lq, lk, heads, kv_heads, head_dim, **kwargs):
+    """out, lse and dq, dk, dv on fresh inputs in dtype against the float64 reference of the same inputs:
+    float32 within 1e-5 (out) / 1e-6 (lse) / 1e-4 (gradients) relative; bfloat16 / float16 within twice the
+    error of the reference run in that dtype. Rows that see no key: out 0 and lse -inf exactly."""
+    inputs = _inputs(lq, lk, heads, kv_heads, head_dim, dtype=dtype, device=device)
+    grad_out = torch.randn_like(inputs[0])
+    grad_lse = torch.randn(2, heads, lq, device=device)
+    out64, lse64, grads64 = run(attention_with_lse_reference, [t.double() for t in inputs], grad_out.double(),
+                                grad_lse.double(), **kwargs)
+    out, lse, grads = run(attention_with_lse, inputs, grad_out, grad_lse, **kwargs)
+    assert out.dtype == dtype and out.shape == out64.shape
     assert lse.shape == (2, heads, lq) and lse.dtype == torch.float32
-    assert rel_err(out, out64) <= 1e-5
-    assert rel_err(lse, lse64) <= 1e-6
-    (out * grad_out.float()).sum().add((lse * grad_lse.float()).sum()).backward()
-    for name, leaf, leaf64 in zip("qkv", leaves, leaves64):
-        assert_rel_close(leaf.grad, leaf64.grad, 1e-4, name)
+    unseen = ~visibility_mask(lq, lk, device=device, **{k: v for k, v in kwargs.items() if k != "scale"}).any(-1)
+    assert torch.equal(out[:, unseen], torch.zeros_like(out[:, unseen]))
+    assert torch.isneginf(lse[..., unseen]).all() and torch.isfinite(lse[..., ~unseen]).all()
+    for name, grad, grad64 in zip("qkv", grads, grads64):
+        assert grad.dtype == dtype and grad.shape == grad64.shape, name
+    if dtype == torch.float32:
+        assert rel_err(out, out64) <= 1e-5
+        lse_finite, lse64_finite = split_nonfinite(lse, lse64, "lse")
+        assert lse_finite.numel() == 0 or rel_err(lse_finite, lse64_finite) <= 1e-6
+        for name, grad, grad64 in zip("qkv", grads, grads64):
+            assert_rel_close(grad, grad64, 1e-4, f"d{name}")
+        return
+    base_out, base_lse, base_grads = run(attention_with_lse_reference, inputs, grad_out, grad_lse, **kwargs)
+    assert_within_twice_composition_error(out, base_out, out64, "out")
+    assert_within_twice_composition_error(lse, base_lse, lse64, "lse")
+    for name, grad, base_grad, grad64 in zip("qkv", grads, base_grads, grads64):
+        assert_within_twice_composition_error(grad, base_grad, grad64, f"d{name}")
 
 
-def test_queries_that_see_no_key_give_zero_and_minus_inf(device):
-    q, k, v = (t.float() for t in _inputs(8, 16, 2, 2, 32, device))
+# Shapes every device's kernels take (head_dim 64 or 128).
+CASES = [
+    # (Lq, Lk, H, Hkv, D, kwargs)
+    pytest.param(1, 1, 2, 2, 64, dict(), id="one-token"),
+    pytest.param(300, 300, 4, 2, 64, dict(), id="causal-L300-gqa"),
+    pytest.param(130, 200, 3, 1, 128, dict(q_start=200), id="queries-after-keys-mqa-odd-heads"),
+    pytest.param(130, 130, 2, 2, 64, dict(q_start=500, k_start=400, window=200), id="window-offsets"),
+    pytest.param(77, 600, 2, 1, 128, dict(q_start=590, k_start=20, window=300), id="long-keys-window"),
+    pytest.param(129, 129, 4, 4, 64, dict(window=1), id="L129-window-1"),
+    pytest.param(70, 100, 3, 3, 128, dict(k_start=30), id="first-rows-see-no-key"),
+    pytest.param(100, 64, 2, 1, 64, dict(q_start=50, window=20), id="last-rows-past-the-window-see-no-key"),
+    pytest.param(90, 90, 6, 3, 128, dict(window=33, scale=0.3), id="custom-scale"),
+]
+
+
+@pytest.mark.parametrize("lq,lk,heads,kv_heads,head_dim,kwargs", CASES)
+@pytest.mark.parametrize(**DEVICE_DTYPES)
+def test_out_lse_and_gradients_match_float64(device, dtype, lq, lk, heads, kv_heads, head_dim, kwargs):
+    assert head_dim in supported_head_dims(device)
+    check_against_reference(device, dtype, lq, lk, heads, kv_heads, head_dim, **kwargs)
+
+
+@pytest.mark.parametrize("lq,lk,heads,kv_heads,head_dim,kwargs", [
+    pytest.param(1, 1, 2, 2, 32, dict(), id="D32-one-token"),
+    pytest.param(130, 200, 3, 1, 48, dict(q_start=200), id="D48-queries-after-keys"),
+    pytest.param(77, 300, 2, 1, 256, dict(q_start=290, k_start=20, window=100), id="D256-window-offsets"),
+])
+def test_cpu_float32_takes_any_head_dim_up_to_256(lq, lk, heads, kv_heads, head_dim, kwargs):
+    check_against_reference("cpu", torch.float32, lq, lk, heads, kv_heads, head_dim, **kwargs)
+
+
+@pytest.mark.parametrize(**DEVICE_DTYPES)
+def test_queries_that_see_no_key_give_zero_minus_inf_and_zero_gradients(device, dtype):
+    q, k, v = (t.requires_grad_() for t in _inputs(8, 16, 2, 2, 64, dtype=dtype, device=device))
     out, lse = attention_with_lse(q, k, v, q_start=0, k_start=4)  # queries 0..3 precede every key
     assert torch.equal(out[:, :4], torch.zeros_like(out[:, :4]))
     assert torch.isneginf(lse[..., :4]).all() and torch.isfinite(lse[..., 4:]).all()
+    (out.float() * torch.randn_like(out.float())).sum().backward()
+    assert torch.equal(q.grad[:, :4], torch.zeros_like(q.grad[:, :4]))
+    assert q.grad[:, 4:].abs().sum() > 0 and k.grad.abs().sum() > 0 and v.grad.abs().sum() > 0
+    # keys 12..15 sit at positions 16..19, after every query (positions 0..7): no gradient reaches them
+    assert torch.equal(k.grad[:, 4:], torch.zeros_like(k.grad[:, 4:]))
+    assert torch.equal(v.grad[:, 4:], torch.zeros_like(v.grad[:, 4:]))
 
 
-def test_blocks_merged_by_lse_equal_one_call(device):
-    """Context parallelism's identity: attention over [K1; K2] = lse-weighted merge of the two blocks."""
-    q, k, v = (t.float() for t in _inputs(96, 192, 4, 2, 64, device))
+@pytest.mark.parametrize(**DEVICE_DTYPES)
+def test_blocks_merged_by_lse_equal_one_call(device, dtype):
+    """Context parallelism's identity: attention over [K1; K2] = lse-weighted merge of the two blocks. Each
+    output is within half a unit of its dtype's rounding of the exact value, so they differ by at most one
+    unit (relative to the largest value), plus float32 noise."""
+    q, k, v = _inputs(96, 192, 4, 2, 64, dtype=dtype, device=device)
     full, full_lse = attention_with_lse(q, k, v, q_start=96)
     out1, lse1 = attention_with_lse(q, k[:, :100], v[:, :100], q_start=96)
     out2, lse2 = attention_with_lse(q, k[:, 100:], v[:, 100:], q_start=96, k_start=100)
@@ -59,9 +130,23 @@ def test_blocks_merged_by_lse_equal_one_call(device):
     w1 = torch.exp(lse1 - lse).transpose(1, 2)[..., None]
     w2 = torch.exp(lse2 - lse).transpose(1, 2)[..., None]
     assert rel_err(lse, full_lse) <= 1e-6
-    assert rel_err(w1 * out1 + w2 * out2, full) <= 1e-5
+    tol = 1e-5 if dtype == torch.float32 else 1.01 * torch.finfo(dtype).eps
+    assert rel_err(w1 * out1.float() + w2 * out2.float(), full) <= tol
+
+
+@pytest.mark.parametrize(**DEVICE_DTYPES)
+def test_forward_and_backward_are_bitwise_deterministic(device, dtype):
+    inputs = _inputs(333, 400, 4, 1, 128, dtype=dtype, device=device)
+    grad_out, grad_lse = torch.randn_like(inputs[0]), torch.randn(2, 4, 333, device=device)
+    kwargs = dict(q_start=67, window=150)
+    out_a, lse_a, grads_a = run(attention_with_lse, inputs, grad_out, grad_lse, **kwargs)
+    out_b, lse_b, grads_b = run(attention_with_lse, inputs, grad_out, grad_lse, **kwargs)
+    assert torch.equal(out_a, out_b) and torch.equal(lse_a, lse_b)
+    for name, a, b in zip("qkv", grads_a, grads_b):
+        assert torch.equal(a, b), name
 
 
 def test_opcheck(device):
-    q, k, v = (t.float().requires_grad_() for t in _inputs(33, 40, 4, 2, 16, device))
+    dtype = supported_dtypes(device)[0]
+    q, k, v = (t.requires_grad_() for t in _inputs(33, 40, 4, 2, 64, dtype=dtype, device=device))
     torch.library.opcheck(torch.ops.iquest.attention_with_lse.default, (q, k, v, 7, 0, 16, 0.25))

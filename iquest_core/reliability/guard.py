@@ -43,16 +43,15 @@ class RunRecord:
     digests: torch.Tensor | None = None
 
     def first_difference(self, other: RunRecord) -> str | None:
-        """Name of the first checked tensor whose digest differs from other's, None if all agree."""
-        for i, (a, b) in enumerate(zip(self.names, other.names)):
-            if a != b:
-                return a
-            if not torch.equal(self.digests[i], other.digests[i]):
-                return a
-        if len(self.names) != len(other.names):
-            longer = self.names if len(self.names) > len(other.names) else other.names
-            return longer[min(len(self.names), len(other.names))]
-        return None
+        """Name of the first checked tensor whose digest differs from other's (or that only one run
+        has), None if all agree."""
+        if self.names != other.names:
+            mismatch = next((i for i, (a, b) in enumerate(zip(self.names, other.names)) if a != b),
+                            min(len(self.names), len(other.names)))
+            longer = self.names if len(self.names) > mismatch else other.names
+            return longer[mismatch]
+        differs = (self.digests.cpu() != other.digests.cpu()).any(dim=1).nonzero()
+        return self.names[int(differs[0])] if len(differs) else None
 
 
 def output_tensors(output) -> list[torch.Tensor]:

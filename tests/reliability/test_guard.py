@@ -146,3 +146,21 @@ def test_close_removes_the_activation_hooks():
     assert model[1]._forward_hooks
     guard.close()
     assert not model[1]._forward_hooks
+
+
+def test_a_run_with_an_extra_tensor_is_a_difference():
+    model, x = small_model(), torch.randn(16, 8)
+    guard = SDCGuard(model)
+    calls = []
+
+    def step():  # the replay leaves one parameter without a gradient: a different set of checked tensors
+        calls.append(1)
+        loss = model(x).square().mean()
+        loss.backward()
+        if len(calls) > 1:
+            model[4].bias.grad = None
+        return loss
+
+    with pytest.raises(SilentDataCorruptionError) as caught:
+        guard.run(step)
+    assert caught.value.tensor == "4.bias.grad"

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from iquest_core.ops import attention_with_lse, loop_attention
+from tests.helpers import CPU_DTYPES, CUDA_ONLY, supported_dtypes, supported_head_dims
 
 B, L, H, HKV, D = 2, 10, 4, 2, 16
 
@@ -103,3 +104,39 @@ def test_attention_with_lse_k_v_mismatch():
     q, k = torch.randn(1, 4, 2, 8), torch.randn(1, 6, 1, 8)
     with pytest.raises(ValueError, match=r"v: expected shape .* like k"):
         attention_with_lse(q, k, torch.randn(1, 5, 1, 8))
+
+
+def _call_op(op, q, kv):
+    if op == "loop_attention":
+        heads, head_dim = q.shape[-2], q.shape[-1]
+        weight, bias = torch.randn(heads, head_dim, device=q.device), torch.randn(heads, device=q.device)
+        return loop_attention(q, kv, kv, kv, kv, weight.to(q.dtype), bias.to(q.dtype))
+    return attention_with_lse(q, kv, kv)
+
+
+# What the CUDA kernels refuse (FlashAttention-like): every dtype the CPU takes but CUDA does not, and head
+# dims the CPU takes but CUDA does not.
+CUDA_REFUSED = [
+    *[pytest.param(dtype, 64, r"q: the CUDA attention kernels take bfloat16 or float16, got", id=str(dtype))
+      for dtype in CPU_DTYPES if dtype not in supported_dtypes("cuda")],
+    *[pytest.param(dtype, head_dim, rf"q: the CUDA attention kernels support head_dim D = 64 or 128, got {head_dim}",
+                   id=f"{dtype}-D{head_dim}")
+      for dtype in supported_dtypes("cuda") for head_dim in (32, 80, 256)],
+]
+
+
+@pytest.mark.parametrize("dtype,head_dim,message", CUDA_REFUSED)
+@pytest.mark.parametrize("op", ["loop_attention", "attention_with_lse"])
+@pytest.mark.parametrize("device", CUDA_ONLY, indirect=True)
+def test_cuda_refuses_unsupported_dtype_or_head_dim(device, op, dtype, head_dim, message):
+    assert dtype not in supported_dtypes(device) or head_dim not in supported_head_dims(device)
+    q = torch.randn(1, 20, 2, head_dim, device=device).to(dtype)
+    kv = torch.randn(1, 20, 1, head_dim, device=device).to(dtype)
+    with pytest.raises(ValueError, match=message):
+        _call_op(op, q, kv)
+
+
+def test_cuda_refusals_cover_float32_and_other_head_dims():
+    """The parametrisation above is not empty: float32 and head_dim 80 are among the refused configurations."""
+    assert torch.float32 in [p.values[0] for p in CUDA_REFUSED]
+    assert 80 in [p.values[1] for p in CUDA_REFUSED]

@@ -156,7 +156,8 @@ class LoopCoderForCausalLM(nn.Module):
                                  f"{tuple(input_ids.shape)}")
             if cache is not None:
                 raise ValueError("cache: incremental decoding of packed documents (cu_seqlens) is not supported")
-            if cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+            if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1 \
+                    or cu_seqlens.numel() < 2:
                 raise ValueError(f"cu_seqlens: expected a 1-D int32 tensor (num_docs + 1,), got {cu_seqlens.dtype} "
                                  f"{tuple(cu_seqlens.shape)}")
         if position_ids is not None:

@@ -2,9 +2,8 @@
 of flash_common.cuh (ldsm_a, ldsm_b_nk, ldsm_b_kn, pack_a, swizzle): the operands the kernels feed
 to the tensor cores are the intended sub-matrices, and the swizzled tiles are bank-conflict free for
 ldmatrix. Emulation from the PTX ISA's description of ldmatrix and mma.m16n8k16, not a GPU run.
-Run: python <this file>."""
+Run: python <this file>, or call check_fragment_layouts() (raises AssertionError on a failed check)."""
 import numpy as np
-rng = np.random.default_rng(0)
 
 def swizzle(D, row, col): return row * D + (((col >> 3) ^ (row & 7)) << 3) + (col & 7)
 
@@ -61,30 +60,46 @@ def c_to_lanes(C):  # 16x8 -> per-lane c[4]
         out.append([C[g, 2*t], C[g, 2*t+1], C[g+8, 2*t], C[g+8, 2*t+1]])
     return out
 
-for D in (64, 128):
-    rows = 64
-    Q = rng.standard_normal((rows, D)); K = rng.standard_normal((rows, D)); V = rng.standard_normal((rows, D))
-    fq, fk, fv = store_tile(Q, D), store_tile(K, D), store_tile(V, D)
-    for (r0, n0) in [(0, 0), (16, 32), (48, 48)]:
-        # S[16 x 16] = Q[r0:r0+16] K[n0:n0+16]^T via k-blocks
-        S = np.zeros((16, 16))
-        for kb in range(D // 16):
-            A = a_matrix(ldsm_a(fq, D, r0, kb*16))
-            assert np.allclose(A, Q[r0:r0+16, kb*16:kb*16+16])
-            bregs = ldsm_b_nk(fk, D, n0, kb*16)
-            S[:, 0:8] += A @ b_matrix(bregs, 0)
-            S[:, 8:16] += A @ b_matrix(bregs, 2)
-        assert np.allclose(S, Q[r0:r0+16] @ K[n0:n0+16].T), "S = Q K^T"
-        # P (C fragments of n-blocks 0, 1) -> pack_a -> A; O[:, n0:n0+16] = P V[keys r0.., d n0..]
-        c0, c1 = c_to_lanes(S[:, 0:8]), c_to_lanes(S[:, 8:16])
-        pa = [[(c0[l][0], c0[l][1]), (c0[l][2], c0[l][3]), (c1[l][0], c1[l][1]), (c1[l][2], c1[l][3])] for l in range(32)]
-        PA = a_matrix(pa)
-        assert np.allclose(PA, S), "pack_a"
-        bregs = ldsm_b_kn(fv, D, r0, n0)  # k = keys r0..r0+15, n = d n0..n0+15
-        O = np.hstack([PA @ b_matrix(bregs, 0), PA @ b_matrix(bregs, 2)])
-        assert np.allclose(O, S @ V[r0:r0+16, n0:n0+16]), "P V"
-    # bank conflicts: 8 lanes of one ldmatrix phase hit distinct 16-byte bank groups
-    for l0 in range(0, 32, 8):
-        banks = {((swizzle(D, (l & 15), ((l >> 4) << 3)) * 2) // 16) % 8 for l in range(l0, l0 + 8)}
-        assert len(banks) == 8
-print("fragment layouts: all checks passed")
+def check_fragment_layouts(seed=0, head_dims=(64, 128)):
+    """All checks above for each head dim on random tiles; raises AssertionError on a failure. Returns
+    dict(tiles=16x16 tiles checked, phases=ldmatrix phases found conflict free, max_error=largest deviation)."""
+    rng = np.random.default_rng(seed)
+    tiles = phases = 0
+    worst = 0.0
+    for D in head_dims:
+        rows = 64
+        Q = rng.standard_normal((rows, D)); K = rng.standard_normal((rows, D)); V = rng.standard_normal((rows, D))
+        fq, fk, fv = store_tile(Q, D), store_tile(K, D), store_tile(V, D)
+        for (r0, n0) in [(0, 0), (16, 32), (48, 48)]:
+            # S[16 x 16] = Q[r0:r0+16] K[n0:n0+16]^T via k-blocks
+            S = np.zeros((16, 16))
+            for kb in range(D // 16):
+                A = a_matrix(ldsm_a(fq, D, r0, kb*16))
+                assert np.allclose(A, Q[r0:r0+16, kb*16:kb*16+16])
+                worst = max(worst, np.abs(A - Q[r0:r0+16, kb*16:kb*16+16]).max())
+                bregs = ldsm_b_nk(fk, D, n0, kb*16)
+                S[:, 0:8] += A @ b_matrix(bregs, 0)
+                S[:, 8:16] += A @ b_matrix(bregs, 2)
+            assert np.allclose(S, Q[r0:r0+16] @ K[n0:n0+16].T), "S = Q K^T"
+            # P (C fragments of n-blocks 0, 1) -> pack_a -> A; O[:, n0:n0+16] = P V[keys r0.., d n0..]
+            c0, c1 = c_to_lanes(S[:, 0:8]), c_to_lanes(S[:, 8:16])
+            pa = [[(c0[l][0], c0[l][1]), (c0[l][2], c0[l][3]), (c1[l][0], c1[l][1]), (c1[l][2], c1[l][3])] for l in range(32)]
+            PA = a_matrix(pa)
+            assert np.allclose(PA, S), "pack_a"
+            bregs = ldsm_b_kn(fv, D, r0, n0)  # k = keys r0..r0+15, n = d n0..n0+15
+            O = np.hstack([PA @ b_matrix(bregs, 0), PA @ b_matrix(bregs, 2)])
+            assert np.allclose(O, S @ V[r0:r0+16, n0:n0+16]), "P V"
+            worst = max(worst, np.abs(S - Q[r0:r0+16] @ K[n0:n0+16].T).max(), np.abs(PA - S).max(),
+                        np.abs(O - S @ V[r0:r0+16, n0:n0+16]).max())
+            tiles += 1
+        # bank conflicts: 8 lanes of one ldmatrix phase hit distinct 16-byte bank groups
+        for l0 in range(0, 32, 8):
+            banks = {((swizzle(D, (l & 15), ((l >> 4) << 3)) * 2) // 16) % 8 for l in range(l0, l0 + 8)}
+            assert len(banks) == 8
+            phases += 1
+    return dict(tiles=tiles, phases=phases, max_error=float(worst))
+
+
+if __name__ == "__main__":
+    check_fragment_layouts()
+    print("fragment layouts: all checks passed")

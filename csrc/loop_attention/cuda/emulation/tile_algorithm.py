@@ -5,7 +5,9 @@ Checks it against iquest_core.ops.reference in float64.
 
 This is NOT a test of the CUDA code itself (nothing here runs it): it checks, on a machine without a
 GPU, that the kernels' algorithm as written (ranges, masks, coefficients, reductions) is right. Any
-change of control flow in the kernels should be mirrored here. Run: python <this file> (a few seconds).
+change of control flow in the kernels should be mirrored here. Run: python <this file> (a few seconds), or
+call loop_case(*case) / attn_case(*case) for the cases of LOOP_CASES / ATTENTION_CASES: each raises
+AssertionError on a mismatch and returns its relative errors.
 """
 import math, os, sys
 import numpy as np, torch
@@ -157,9 +159,10 @@ def check(a, b, name, tol=1e-9):
     scale = np.abs(b).max()
     err = np.abs(a - b).max() / (scale if scale > 1e-10 else 1.0)
     assert err < tol, (name, err)
+    return float(err)
 
-def loop_case(lead, H, Hkv, D, W, cu=None):
-    g = torch.Generator().manual_seed(0)
+def loop_case(lead, H, Hkv, D, W, cu=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
     q = torch.randn(*lead, H, D, generator=g, dtype=torch.float64)
     kvs = [torch.randn(*lead, Hkv, D, generator=g, dtype=torch.float64) for _ in range(4)]
     w = torch.randn(H, D, generator=g, dtype=torch.float64) * D**-0.5; b = torch.randn(H, generator=g, dtype=torch.float64)
@@ -178,7 +181,7 @@ def loop_case(lead, H, Hkv, D, W, cu=None):
                                    dk=np.full((T, Hkv, D), np.nan), dv=np.full((T, Hkv, D), np.nan))
     p.br = [mk(kvs[0], kvs[1], 0, 1), mk(kvs[2], kvs[3], W, 2)]
     fwd(p)
-    check(p.out.reshape(ref.shape), ref, "out")
+    errors = {"out": check(p.out.reshape(ref.shape), ref, "out")}
     # prep (loop_prep_kernel)
     p.dout = flat(gout)
     dg = (p.dout * p.br[0]['out']).sum(-1); dl = (p.dout * p.br[1]['out']).sum(-1)
@@ -190,11 +193,12 @@ def loop_case(lead, H, Hkv, D, W, cu=None):
     names = ["dq", "dkg", "dvg", "dkl", "dvl", "dw", "db"]
     mine = [p.dq, p.br[0]['dk'], p.br[0]['dv'], p.br[1]['dk'], p.br[1]['dv'], dw, db]
     for n, a, l in zip(names, mine, leaves):
-        check(a.reshape(l.grad.shape), l.grad, n)
+        errors[n] = check(a.reshape(l.grad.shape), l.grad, n)
     print("loop ok", lead, H, Hkv, D, W, cu)
+    return errors
 
-def attn_case(Lq, Lk, H, Hkv, D, qs, ks, W):
-    g = torch.Generator().manual_seed(1)
+def attn_case(Lq, Lk, H, Hkv, D, qs, ks, W, seed=1):
+    g = torch.Generator().manual_seed(seed)
     q = torch.randn(2, Lq, H, D, generator=g, dtype=torch.float64)
     k = torch.randn(2, Lk, Hkv, D, generator=g, dtype=torch.float64); v = torch.randn_like(k)
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
@@ -208,24 +212,37 @@ def attn_case(Lq, Lk, H, Hkv, D, qs, ks, W):
     p.br = [dict(k=flat(k), v=flat(v), W=W, out=np.zeros((T, H, D)), lse=np.zeros((T, H)), coef=0,
                  dk=np.full((Tk, Hkv, D), np.nan), dv=np.full((Tk, Hkv, D), np.nan))]
     fwd(p)
-    check(p.br[0]['out'].reshape(out.shape), out, "out")
+    errors = {"out": check(p.br[0]['out'].reshape(out.shape), out, "out")}
     lse_rows = lse.detach().transpose(1, 2).reshape(T, H).numpy()
     fin = np.isfinite(lse_rows)
     assert np.array_equal(fin, np.isfinite(p.br[0]['lse'])) and np.allclose(p.br[0]['lse'][fin], lse_rows[fin])
+    assert np.array_equal(p.br[0]['lse'][~fin], lse_rows[~fin])
+    errors["lse"] = float(np.abs(p.br[0]['lse'][fin] - lse_rows[fin]).max()) if fin.any() else 0.0
     p.dout = flat(go)
     p.br[0]['delta'] = (p.dout * p.br[0]['out']).sum(-1) - gl.transpose(1, 2).reshape(T, H).numpy()
     p.dq = np.full((T, H, D), np.nan)
     dkdv(p); dq(p)
     for n, a, l in zip(["dq", "dk", "dv"], [p.dq, p.br[0]['dk'], p.br[0]['dv']], leaves):
-        check(a.reshape(l.grad.shape), l.grad, n)
+        errors[n] = check(a.reshape(l.grad.shape), l.grad, n)
     print("attn ok", Lq, Lk, H, Hkv, D, qs, ks, W)
+    return errors
 
-loop_case((2, 150), 4, 2, 16, 24)
-loop_case((200,), 4, 1, 16, 40, cu=[0, 70, 71, 200])
-loop_case((1, 130), 2, 2, 16, 1)
-loop_case((1, 70), 2, 1, 16, 1000)
-attn_case(100, 170, 4, 2, 16, 120, 40, 0)
-attn_case(100, 170, 4, 2, 16, 120, 40, 50)
-attn_case(8, 16, 2, 2, 16, 0, 4, 0)
-attn_case(77, 300, 2, 1, 16, 290, 20, 100)
-print("algorithm port: all checks passed")
+LOOP_CASES = [  # (lead, H, Hkv, D, W, cu)
+    ((2, 150), 4, 2, 16, 24, None),
+    ((200,), 4, 1, 16, 40, [0, 70, 71, 200]),
+    ((1, 130), 2, 2, 16, 1, None),
+    ((1, 70), 2, 1, 16, 1000, None),
+]
+ATTENTION_CASES = [  # (Lq, Lk, H, Hkv, D, q_start, k_start, W)
+    (100, 170, 4, 2, 16, 120, 40, 0),
+    (100, 170, 4, 2, 16, 120, 40, 50),
+    (8, 16, 2, 2, 16, 0, 4, 0),
+    (77, 300, 2, 1, 16, 290, 20, 100),
+]
+
+if __name__ == "__main__":
+    for case in LOOP_CASES:
+        loop_case(*case)
+    for case in ATTENTION_CASES:
+        attn_case(*case)
+    print("algorithm port: all checks passed")

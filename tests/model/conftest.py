@@ -1,3 +1,6 @@
+"""Model tests run on the CPU in float32 (the acceptance tolerances are float32 ones; the CUDA kernels
+take only bfloat16/float16 at head_dim 64/128, see tests/helpers.py)."""
+
 import pytest
 import torch
 

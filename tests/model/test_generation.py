@@ -15,10 +15,10 @@ def _full_logits(model, ids):
 
 @pytest.mark.parametrize("preset, loop_num, window", [("tiny", 2, 8), ("tiny", 2, 64), ("tiny-dense", 1, 8),
                                                       ("tiny", 3, 8)])
-def test_incremental_decoding_equals_full_recomputation(device, preset, loop_num, window):
-    model = make_model(preset, seed=3, loop_num=loop_num, loop_window_size=window).to(device)
+def test_incremental_decoding_equals_full_recomputation(preset, loop_num, window):
+    model = make_model(preset, seed=3, loop_num=loop_num, loop_window_size=window)
     window = model.config.loop_window_size
-    prompt = torch.randint(0, model.config.vocab_size, (2, 3 * window + 5), device=device)  # longer than the window
+    prompt = torch.randint(0, model.config.vocab_size, (2, 3 * window + 5))  # longer than the window
     ids, step_logits = model.generate(prompt, 64, return_logits=True)
     assert ids.shape == (2, prompt.shape[1] + 64) and torch.equal(ids[:, :prompt.shape[1]], prompt)
     full = _full_logits(model, ids[:, :-1])[:, prompt.shape[1] - 1:]

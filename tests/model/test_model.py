@@ -57,12 +57,12 @@ def test_fused_and_reference_paths_agree_forward_and_backward(loop_num):
 
 
 @pytest.mark.parametrize("attn_implementation", ["fused", "reference"])
-def test_packed_documents_equal_separate_documents(device, attn_implementation):
-    model = make_model(attn_implementation=attn_implementation).to(device)
+def test_packed_documents_equal_separate_documents(attn_implementation):
+    model = make_model(attn_implementation=attn_implementation)
     window = model.config.loop_window_size
     lengths = [window * 2 + 3, 1, window - 1, 17]  # longer than the window, a single token, shorter
-    docs = [torch.randint(0, model.config.vocab_size, (1, n), device=device) for n in lengths]
-    cu_seqlens = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
+    docs = [torch.randint(0, model.config.vocab_size, (1, n)) for n in lengths]
+    cu_seqlens = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
     with torch.no_grad():
         packed = model(torch.cat(docs, dim=1), cu_seqlens=cu_seqlens).logits[0]
         packed_with_bound = model(torch.cat(docs, dim=1), cu_seqlens=cu_seqlens, max_seqlen=max(lengths)).logits[0]

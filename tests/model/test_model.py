@@ -71,6 +71,19 @@ def test_packed_documents_equal_separate_documents(attn_implementation):
     assert max_err(packed_with_bound, separate) <= TOL
 
 
+def test_bfloat16_model_trains_and_tracks_float32():
+    model = make_model()
+    ids = torch.randint(0, model.config.vocab_size, (2, 30))
+    with torch.no_grad():
+        expected = model(ids).logits
+    model.to(torch.bfloat16)
+    logits = model(ids).logits
+    assert logits.dtype == torch.bfloat16 and rel_err(logits, expected) <= 3e-2
+    F.cross_entropy(logits.float().flatten(0, 1), ids.flatten()).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)
+
+
 def test_position_ids_reach_rope_and_the_gate():
     """Attention scores depend on relative positions only, so shifting every position leaves the dense
     model unchanged (up to rounding) while the loop gate, computed from q after RoPE, sees the shift."""

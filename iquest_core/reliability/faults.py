@@ -111,8 +111,8 @@ class FaultInjector(RunHooks):
         if fault.target in ("param", "grad"):
             if fault.name not in self.guard.params:
                 raise ValueError(f"fault.name: expected a parameter name of the model, got {fault.name!r}")
-            p = self.guard.params[fault.name]
-            return p  # a gradient has its parameter's dtype; it exists only once the run's backward is done
+            # A gradient has its parameter's dtype and shape; it exists only once the run's backward is done.
+            return self.guard.params[fault.name]
         if self.guard.optimizer is None:
             raise ValueError("fault.target: 'optimizer' needs a guard constructed with an optimizer")
         state = optimizer_tensors(self.guard.optimizer)

@@ -73,3 +73,11 @@ def test_schedule_checks(fault, match):
     with pytest.raises(ValueError, match=match):
         injector.schedule(fault)
     assert not injector.pending
+
+
+def test_remove_detaches_the_injector():
+    guard = SDCGuard(small_model())
+    injector = FaultInjector(guard)
+    assert guard.hooks == [injector]
+    injector.remove()
+    assert guard.hooks == []

@@ -15,6 +15,7 @@ import torch
 import iquest_core  # noqa: F401  (loads the compiled kernels)
 
 _OP = torch.ops.iquest.fingerprint_many.default
+_VERIFIED_DEVICES: set[torch.device] = set()
 
 
 def _check(name: str, t: object) -> None:
@@ -46,7 +47,21 @@ def fingerprint_many(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
             _check(f"tensors[{i}]", t)
     if not tensors:
         return torch.empty(0, 2, dtype=torch.int64)
+    if tensors[0].device.type == "cuda" and tensors[0].device not in _VERIFIED_DEVICES:
+        _verify_device(tensors[0].device)
     return _OP(tensors)
+
+
+def _verify_device(device: torch.device) -> None:
+    """First use of a CUDA device in this process: its kernel must reproduce the CPU kernel's digests on
+    small random tensors (several blocks, odd sizes, several dtypes); it is never trusted silently."""
+    probe = [torch.randn(3 * 2**16 + 5), torch.randint(-9, 9, (7, 3), dtype=torch.int8), torch.zeros(0),
+             torch.randn(33, dtype=torch.bfloat16)]
+    on_device = _OP([t.to(device) for t in probe]).cpu()
+    if not torch.equal(on_device, _OP(probe)):
+        raise RuntimeError(f"fingerprint kernel self-check failed on {device}: its digests differ from the CPU "
+                           "kernel's for the same tensors (a miscompiled kernel or a faulty device)")
+    _VERIFIED_DEVICES.add(device)
 
 
 def digest_hex(digest: torch.Tensor) -> str:

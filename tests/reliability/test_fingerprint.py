@@ -1,6 +1,7 @@
 """fingerprint / fingerprint_many: the numpy statement of the formula, the detection properties the
 guard relies on, and independence from strides, thread count and device."""
 
+import importlib
 import time
 
 import pytest
@@ -205,3 +206,13 @@ def test_fingerprint_many_is_one_cuda_kernel():
     kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
                and "fingerprint" in e.name]
     assert len(kernels) == 1, kernels
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_first_cuda_use_self_checks_the_kernel():
+    module = importlib.import_module("iquest_core.reliability.fingerprint")
+    module._VERIFIED_DEVICES.clear()
+    t = torch.randn(4, device="cuda")
+    fingerprint_many([t])
+    assert module._VERIFIED_DEVICES == {t.device}

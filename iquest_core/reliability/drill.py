@@ -6,7 +6,9 @@ Trains a small LoopCoder (the "tiny" preset: gated loop attention through the fu
   2. injects `--faults` single-bit flips, one per check step, spread evenly over the targets
      (parameter, gradient, activation, optimizer state) and bit fields (sign, exponent, mantissa),
      at a random element and bit, in the step or in its replay: each must be detected, named (the
-     reported tensor is the flipped one) and classified transient;
+     reported tensor is the flipped one) and classified transient; then `--propagated` flips in the
+     outputs of modules the guard does not fingerprint (projections, norms, embedding), reported
+     apart: those are caught only if they change a checked tensor downstream;
   3. times plain steps, guarded steps (the per-step tier: deterministic mode, fingerprints of the loss
      and all gradients) and check steps (with replay), interleaved, as medians of wall and process CPU
      time, and the time the fingerprinting itself takes inside the guarded steps;
@@ -126,8 +128,23 @@ def thread_determinism(model) -> dict:
     return {"tensors": len(tensors), "equal_1_vs_2_threads": bool(torch.equal(digests[1], digests[2]))}
 
 
-def run_drill(*, faults: int, clean: int, seed: int, batch: int, seq_len: int, timing_rounds: int,
-              progress: bool = True) -> dict:
+def unchecked_modules(model: torch.nn.Module, tokens: torch.Tensor, checked: list[str]) -> list[str]:
+    """Leaf modules that run in a forward pass and whose outputs the guard does not fingerprint."""
+    called: set[str] = set()
+    leaves = {name: m for name, m in model.named_modules() if name and next(m.children(), None) is None}
+    handles = [m.register_forward_hook(lambda *_, name=name: called.add(name)) for name, m in leaves.items()]
+    try:
+        with torch.no_grad():
+            model(tokens[:, :-1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sorted(called - set(checked))
+
+
+def run_drill(*, faults: int, clean: int, propagated: int, seed: int, batch: int, seq_len: int,
+              timing_rounds: int, progress: bool = True) -> dict:
+    """Runs the drill of the module docstring; returns the report (JSON-able)."""
     rng = random.Random(seed)
     model, optimizer, checked = build_model(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -137,7 +154,7 @@ def run_drill(*, faults: int, clean: int, seed: int, batch: int, seq_len: int, t
     cells = {(t, f): {"injected": 0, "detected": 0, "named": 0, "transient": 0} for t in TARGETS for f in FIELDS}
     plan = _round_robin(list(cells), faults, rng)
     false_positives, misses = [], []
-    bar = tqdm(total=clean + faults, desc="sdc drill", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=clean + faults + propagated, desc="sdc drill", disable=not progress, file=sys.stderr)
     for i in range(clean):
         try:
             guard.run(language_model_step(model, batches[i % len(batches)]))
@@ -158,6 +175,18 @@ def run_drill(*, faults: int, clean: int, seed: int, batch: int, seq_len: int, t
             cell["named"] += e.tensor.startswith(reported) if target == "activation" else e.tensor == reported
             cell["transient"] += e.persistent is False
         bar.update()
+    unchecked = unchecked_modules(model, batches[0], checked)
+    spread = {f: {"injected": 0, "detected": 0} for f in FIELDS}
+    for i, field in enumerate(_round_robin(list(FIELDS), propagated, rng)):
+        name = rng.choice(unchecked)
+        bit = rng.choice(field_bits(torch.float32)[field])
+        injector.schedule(Fault("activation", name, rng.randrange(2**31), bit, guard.step, rng.choice((0, 1))))
+        spread[field]["injected"] += 1
+        try:
+            guard.run(language_model_step(model, batches[i % len(batches)]))
+        except SilentDataCorruptionError:
+            spread[field]["detected"] += 1
+        bar.update()
     bar.close()
     guard.close()
     model.zero_grad(set_to_none=True)
@@ -168,6 +197,7 @@ def run_drill(*, faults: int, clean: int, seed: int, batch: int, seq_len: int, t
         "clean_replays": clean, "false_positives": len(false_positives), "false_positive_messages": false_positives,
         "faults": faults, "detected": sum(c["detected"] for c in cells.values()), "missed": misses,
         "detection": {f"{t}/{f}": c for (t, f), c in cells.items()},
+        "propagated": {"modules": unchecked, "by_field": spread},
         "determinism": thread_determinism(model),
         "overhead": measure_overhead(model, batches[0], checked, timing_rounds),
         "seed": seed,
@@ -191,6 +221,10 @@ def format_table(report: dict) -> str:
                      f"{c['named'] / n:>9.1%}{c['transient'] / n:>10.1%}")
     total = max(report["faults"], 1)
     lines.append(f"{'all':<22}{report['faults']:>9}{report['detected']:>9}{report['detected'] / total:>9.1%}")
+    spread = report["propagated"]["by_field"]
+    lines.append("flips in unchecked activations (" + ", ".join(report["propagated"]["modules"][:3]) + ", ...), "
+                 "caught only through what they change downstream: " +
+                 ", ".join(f"{f} {c['detected']}/{c['injected']}" for f, c in spread.items()))
     lines.append(f"clean replays: {report['clean_replays']}, false positives: {report['false_positives']}")
     o = report["overhead"]
     lines.append(f"per-step gradient fingerprinting: {o['fingerprint_ms_per_step']:.3f} ms = "
@@ -209,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iquest_core.reliability.drill", description=__doc__.split("\n")[0])
     parser.add_argument("--faults", type=int, default=1000, help="injected single-bit faults (default 1000)")
     parser.add_argument("--clean", type=int, default=1000, help="clean check steps (default 1000)")
+    parser.add_argument("--propagated", type=int, default=240,
+                        help="extra flips in unchecked activations, reported apart (default 240)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=64)
@@ -217,12 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="sdc-drill.json", help="where to write the report")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    for name in ("faults", "clean", "batch", "seq_len", "timing_rounds", "threads"):
-        if getattr(args, name) < (0 if name in ("faults", "clean") else 1):
+    for name in ("faults", "clean", "propagated", "batch", "seq_len", "timing_rounds", "threads"):
+        if getattr(args, name) < (0 if name in ("faults", "clean", "propagated") else 1):
             parser.error(f"--{name.replace('_', '-')}: expected a positive number, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
-    report = run_drill(faults=args.faults, clean=args.clean, seed=args.seed, batch=args.batch, seq_len=args.seq_len,
-                       timing_rounds=args.timing_rounds, progress=not args.no_progress)
+    report = run_drill(faults=args.faults, clean=args.clean, propagated=args.propagated, seed=args.seed,
+                       batch=args.batch, seq_len=args.seq_len, timing_rounds=args.timing_rounds,
+                       progress=not args.no_progress)
     print(format_table(report))
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)

@@ -133,11 +133,19 @@ class LoopCoderConfig:
         return cls(**{**PRESETS[name], **overrides})
 
 
+_PUBLISHED = dict(vocab_size=76800, hidden_size=5120, intermediate_size=27648, num_attention_heads=40,
+                  num_key_value_heads=8, head_dim=128, rope_theta=500000.0, max_position_embeddings=131072,
+                  tie_word_embeddings=False)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # IQuest-Coder-V1-40B-Loop-{Instruct,Thinking} (published config).
-    "40B-Loop": dict(vocab_size=76800, hidden_size=5120, intermediate_size=27648, num_hidden_layers=80,
-                     num_attention_heads=40, num_key_value_heads=8, head_dim=128, rope_theta=500000.0,
-                     max_position_embeddings=131072, loop_num=2, loop_window_size=64, tie_word_embeddings=False),
+    "40B-Loop": dict(_PUBLISHED, num_hidden_layers=80, loop_num=2, loop_window_size=64),
+    # The dense IQuest-Coder-V1 sizes: layers, hidden size and heads from the published model table; the
+    # other values taken to be 40B-Loop's (parameter counts come out at 7.6B / 14.4B / 39.8B). A
+    # checkpoint's own config.json, which from_pretrained reads, always wins.
+    "7B": dict(_PUBLISHED, num_hidden_layers=14, loop_num=1, model_type="iquestcoder"),
+    "14B": dict(_PUBLISHED, num_hidden_layers=28, loop_num=1, model_type="iquestcoder"),
+    "40B": dict(_PUBLISHED, num_hidden_layers=80, loop_num=1, model_type="iquestcoder"),
     # Tests: a few thousand parameters; window 8 so short prompts already exceed it.
     "tiny": dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, rope_theta=10000.0, max_position_embeddings=4096,

@@ -1,8 +1,9 @@
 import json
 
 import pytest
+import torch
 
-from iquest_core.model import PRESETS, LoopCoderConfig
+from iquest_core.model import PRESETS, LoopCoderConfig, LoopCoderForCausalLM
 
 
 def test_json_round_trip_keeps_unknown_fields(tmp_path):
@@ -59,3 +60,12 @@ def test_unknown_preset_and_missing_file(tmp_path):
         LoopCoderConfig.preset("7B-nonexistent")
     with pytest.raises(ValueError, match="path"):
         LoopCoderConfig.from_json(tmp_path)
+
+
+@pytest.mark.parametrize("name, billions", [("7B", 7), ("14B", 14), ("40B", 40), ("40B-Loop", 40)])
+def test_published_sizes_have_their_nominal_parameter_counts(name, billions):
+    with torch.device("meta"):
+        model = LoopCoderForCausalLM(LoopCoderConfig.preset(name))
+    params = sum(p.numel() for p in model.parameters()) / 1e9
+    assert billions * 0.9 < params < billions * 1.1
+    assert hasattr(model.model, "gate_projections") == name.endswith("Loop")

@@ -18,6 +18,7 @@ from iquest_core.ops import loop_attention
 from iquest_core.ops.reference import attention_with_lse_reference, loop_attention_reference
 from tests.helpers import (
     assert_rel_close,
+    CUDA_HEAD_DIMS,
     assert_within_twice_composition_error,
     device_dtype_params,
     rel_err,
@@ -140,7 +141,7 @@ def test_scale_argument_is_used(device):
     assert rel_err(loop_attention(*inputs, window=16, scale=0.3), default) > 1e-2
 
 
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", CUDA_HEAD_DIMS)
 @pytest.mark.parametrize(**DEVICE_DTYPES)
 def test_forward_and_backward_are_bitwise_deterministic(device, dtype, head_dim):
     inputs = make_inputs((2, 400), 4, 1, head_dim, dtype=dtype, device=device)

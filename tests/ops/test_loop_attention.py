@@ -17,8 +17,8 @@ import torch
 from iquest_core.ops import loop_attention
 from iquest_core.ops.reference import attention_with_lse_reference, loop_attention_reference
 from tests.helpers import (
-    assert_rel_close,
     CUDA_HEAD_DIMS,
+    assert_rel_close,
     assert_within_twice_composition_error,
     device_dtype_params,
     rel_err,

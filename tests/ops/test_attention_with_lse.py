@@ -112,7 +112,7 @@ def test_queries_that_see_no_key_give_zero_minus_inf_and_zero_gradients(device, 
     (out.float() * torch.randn_like(out.float())).sum().backward()
     assert torch.equal(q.grad[:, :4], torch.zeros_like(q.grad[:, :4]))
     assert q.grad[:, 4:].abs().sum() > 0 and k.grad.abs().sum() > 0 and v.grad.abs().sum() > 0
-    # keys 12..15 sit at positions 16..19, after every query (positions 0..7): no gradient reaches them
+    # keys 4..15 sit at positions 8..19, after every query (positions 0..7): no gradient reaches them
     assert torch.equal(k.grad[:, 4:], torch.zeros_like(k.grad[:, 4:]))
     assert torch.equal(v.grad[:, 4:], torch.zeros_like(v.grad[:, 4:]))
 

@@ -164,3 +164,17 @@ def test_a_run_with_an_extra_tensor_is_a_difference():
     with pytest.raises(SilentDataCorruptionError) as caught:
         guard.run(step)
     assert caught.value.tensor == "4.bias.grad"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_guard_on_cuda():
+    model, x = small_model().cuda(), torch.randn(16, 8, device="cuda")
+    guard = SDCGuard(model, activations=["3"])
+    injector = FaultInjector(guard)
+    guard.run(step_fn(model, x))
+    assert guard.last_digests[1].shape[1] == 2
+    injector.schedule(Fault("grad", "0.weight", index=3, bit=12, step=1, run=1))
+    with pytest.raises(SilentDataCorruptionError) as caught:
+        guard.run(step_fn(model, x))
+    assert caught.value.tensor == "0.weight.grad" and caught.value.persistent is False

@@ -24,6 +24,7 @@ def test_save_and_reload_gives_identical_logits(tmp_path, preset, max_shard_byte
     reloaded = LoopCoderForCausalLM.from_pretrained(tmp_path)
     saved_extras = {"architectures", "torch_dtype"}
     assert {k: v for k, v in reloaded.config.to_dict().items() if k not in saved_extras} == model.config.to_dict()
+    assert all(p.requires_grad for p in reloaded.parameters())  # ready to train
     ids = torch.randint(0, model.config.vocab_size, (2, 25))
     assert torch.equal(_logits(model, ids), _logits(reloaded.eval(), ids))
 

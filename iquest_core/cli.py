@@ -1,0 +1,32 @@
+"""The `iquest` command: one entry point for the package's runnable jobs.
+
+    iquest demo      train a tiny LoopCoder on the package's own sources (iquest_core.model.demo)
+    iquest drill     silent-data-corruption drill (iquest_core.reliability.drill)
+    iquest selftest  kernel self-test against the float64 reference (iquest_core.selftest)
+
+Arguments after the subcommand go to that job (`iquest drill --help`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": "iquest_core.model.demo",
+    "drill": "iquest_core.reliability.drill",
+    "selftest": "iquest_core.selftest",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    result = importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

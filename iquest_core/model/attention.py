@@ -13,6 +13,7 @@ With a `LayerCache` (generation), both branches run on `attention_with_lse` over
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -21,6 +22,7 @@ from iquest_core.model.config import LoopCoderConfig
 from iquest_core.model.rope import apply_rope
 from iquest_core.ops import attention_with_lse, loop_attention
 from iquest_core.ops.reference import loop_attention_reference
+from iquest_core.parallel import ring_attention, ring_loop_attention
 
 
 def _unfused_loop_attention(*args, max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
@@ -78,7 +80,8 @@ class LoopCoderAttention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, loop: int,
                 kv_global: KV | None = None, gate: nn.Linear | None = None,
                 cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None,
-                cache: LayerCache | None = None, start: int = 0) -> tuple[torch.Tensor, KV | None]:
+                cache: LayerCache | None = None, start: int = 0,
+                cp_group: dist.ProcessGroup | None = None) -> tuple[torch.Tensor, KV | None]:
         """x (B, L, C); cos, sin (B, L, D). Returns (output (B, L, C), loop-1 K/V or None).
 
         loop is 0-based: loop 0 (the first loop) returns its K/V (B, L, Hkv, D); loops >= 1 need
@@ -86,6 +89,8 @@ class LoopCoderAttention(nn.Module):
         cu_seqlens (B = 1): packed documents.
         With `cache`, the new tokens sit at positions start .. start + L - 1 and the caches supply the
         earlier K/V instead of kv_global.
+        With `cp_group`, x is this rank's zigzag shard of the sequence and attention runs as a ring over
+        the context-parallel group (iquest_core.parallel).
         """
         batch, length, _ = x.shape
         q = apply_rope(self.q_proj(x).view(batch, length, self.heads, self.head_dim), cos, sin)
@@ -94,6 +99,12 @@ class LoopCoderAttention(nn.Module):
         kept = None
         if cache is not None:
             out = self._cached(q, k, v, loop, gate, cache, start)
+        elif cp_group is not None:
+            if loop == 0:
+                out, kept = ring_attention(q, k, v, group=cp_group), (k, v)
+            else:
+                out = ring_loop_attention(q, *kv_global, k, v, gate.weight, gate.bias, group=cp_group,
+                                          window=self.window)
         elif loop == 0:
             out, kept = causal_attention(q, k, v, cu_seqlens), (k, v)
         elif cu_seqlens is None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -31,6 +32,7 @@ from iquest_core.model.config import LoopCoderConfig
 from iquest_core.model.generation import generate
 from iquest_core.model.layers import RMSNorm, SwiGLU
 from iquest_core.model.rope import rope_cos_sin
+from iquest_core.parallel import zigzag_positions
 
 
 class DecoderLayer(nn.Module):
@@ -66,7 +68,8 @@ class LoopCoderModel(nn.Module):
         self.activation_checkpointing = False
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, *, cu_seqlens: torch.Tensor | None = None,
-                max_seqlen: int | None = None, cache: LoopCache | None = None) -> torch.Tensor:
+                max_seqlen: int | None = None, cache: LoopCache | None = None,
+                cp_group: dist.ProcessGroup | None = None) -> torch.Tensor:
         """Final-norm hidden states (B, L, C) for input_ids (B, L) at position_ids (B, L); arguments as in
         LoopCoderForCausalLM.forward, which checks them. Appends to `cache` and advances it by L."""
         hidden = self.embed_tokens(input_ids)
@@ -77,7 +80,7 @@ class LoopCoderModel(nn.Module):
             for i, layer in enumerate(self.layers):
                 kwargs = dict(loop=loop, kv_global=kv_global[i], cu_seqlens=cu_seqlens, max_seqlen=max_seqlen,
                               gate=self.gate_projections[i] if loop else None, start=start,
-                              cache=None if cache is None else cache.layers[i])
+                              cache=None if cache is None else cache.layers[i], cp_group=cp_group)
                 if self.activation_checkpointing and torch.is_grad_enabled():
                     hidden, kv = checkpoint(layer, hidden, cos, sin, use_reentrant=False, **kwargs)
                 else:
@@ -124,7 +127,8 @@ class LoopCoderForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None,
-                cache: LoopCache | None = None, logits_to_keep: int = 0) -> CausalLMOutput:
+                cache: LoopCache | None = None, logits_to_keep: int = 0,
+                cp_group: dist.ProcessGroup | None = None) -> CausalLMOutput:
         """Logits (B, L, vocab) for input_ids (B, L) (int64 token ids).
 
         position_ids (B, L): defaults to 0..L-1 (or to cache.length + 0..L-1 with a cache).
@@ -133,11 +137,21 @@ class LoopCoderForCausalLM(nn.Module):
         max_seqlen: optional bound on the longest document (saves the op a host sync).
         cache: a LoopCache from `new_cache` for incremental decoding (no cu_seqlens).
         logits_to_keep: if > 0, logits of the last that many positions only (B, logits_to_keep, vocab).
+        cp_group: context parallelism; input_ids is then this rank's zigzag shard (iquest_core.parallel.
+        zigzag_shard) of sequences of cp * L tokens, position_ids default to the shard's global positions,
+        and the logits are the shard's.
         """
+        if cp_group is not None:
+            if cu_seqlens is not None or cache is not None:
+                raise ValueError("cp_group: context parallelism runs whole unpacked sequences (no cu_seqlens or cache)")
+            if position_ids is None:
+                total = input_ids.shape[1] * dist.get_world_size(cp_group)
+                position_ids = zigzag_positions(total, cp_group, device=input_ids.device).expand_as(input_ids)
         position_ids = self._check_inputs(input_ids, position_ids, cu_seqlens, cache)
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep: expected a non-negative int, got {logits_to_keep!r}")
-        hidden = self.model(input_ids, position_ids, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, cache=cache)
+        hidden = self.model(input_ids, position_ids, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, cache=cache,
+                            cp_group=cp_group)
         return CausalLMOutput(logits=self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden))
 
     def new_cache(self) -> LoopCache:

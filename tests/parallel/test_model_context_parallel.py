@@ -1,0 +1,66 @@
+"""The LoopCoder model with a cp=2 context-parallel group gives the loss and gradients of cp=1."""
+
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
+from iquest_core.parallel import zigzag_shard
+
+WORLD = 2
+LENGTH = 96  # 4 zigzag chunks of 24 tokens >= window - 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _loss(model, input_ids, labels, total_tokens, **kwargs):
+    logits = model(input_ids, **kwargs).logits
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum") / total_tokens
+
+
+def _worker(rank, port, seed, results):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        torch.manual_seed(seed)
+        config = LoopCoderConfig.preset("tiny", loop_num=2, loop_window_size=16)
+        model = LoopCoderForCausalLM(config)
+        input_ids = torch.randint(0, config.vocab_size, (2, LENGTH))
+        labels = torch.cat([input_ids[:, 1:], torch.full((2, 1), -100)], dim=1)
+        total = int((labels != -100).sum())
+
+        full_loss = _loss(model, input_ids, labels, total)
+        full_loss.backward()
+        full_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+        model.zero_grad()
+
+        cp_loss = _loss(model, zigzag_shard(input_ids), zigzag_shard(labels), total, cp_group=dist.group.WORLD)
+        cp_loss.backward()
+        loss_sum = cp_loss.detach().clone()
+        dist.all_reduce(loss_sum)
+        errors = {"loss": abs(loss_sum.item() - full_loss.item()) / abs(full_loss.item())}
+        for name, p in model.named_parameters():
+            grad = p.grad.clone()
+            dist.all_reduce(grad)  # the trainer's gradient reduction over the context group
+            errors[name] = ((grad - full_grads[name]).abs().max() / full_grads[name].abs().max()).item()
+        results[rank] = errors
+    finally:
+        dist.destroy_process_group()
+
+
+def test_model_with_cp2_matches_single_process():
+    results = mp.Manager().dict()
+    seed = torch.randint(0, 2**31, ()).item()
+    mp.spawn(_worker, args=(_free_port(), seed, results), nprocs=WORLD, join=True)
+    assert sorted(results.keys()) == list(range(WORLD))
+    for rank, errors in results.items():
+        assert "model.gate_projections.0.weight" in errors
+        for name, err in errors.items():
+            assert err <= 1e-5, (rank, name, err)

@@ -43,6 +43,15 @@ def _chunk(t: torch.Tensor, index: int, size: int, dim: int = 1) -> torch.Tensor
     return t.narrow(dim, index * size, size)
 
 
+def _ring_step_pairs(rank, step, cp):
+    """(local query chunk, its chunk id, local key chunk, its chunk id) pairs that ring step `step` computes
+    on `rank`: those whose keys do not all follow their queries."""
+    for qi, q_chunk_id in enumerate(zigzag_chunks(rank, cp)):
+        for kj, k_chunk_id in enumerate(zigzag_chunks((rank - step) % cp, cp)):
+            if k_chunk_id <= q_chunk_id:
+                yield qi, q_chunk_id, kj, k_chunk_id
+
+
 def ring_causal_forward(q, k, v, group, scale):
     """Causal attention of the zigzag shard q over the whole (ring-distributed) sequence.
     Returns out (B, 2c, H, D) float32 and lse (B, H, 2c)."""
@@ -52,13 +61,10 @@ def ring_causal_forward(q, k, v, group, scale):
     kv = torch.stack([k, v])
     for step in range(cp):
         in_flight = ring_shift(kv, group) if step < cp - 1 else None
-        for qi, q_chunk_id in enumerate(zigzag_chunks(rank, cp)):
-            for kj, k_chunk_id in enumerate(zigzag_chunks((rank - step) % cp, cp)):
-                if k_chunk_id > q_chunk_id:
-                    continue
-                out, lse = _ATTEND(_chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c), q_chunk_id * c,
-                                   k_chunk_id * c, _NO_WINDOW, scale)
-                acc[qi] = _merge(acc[qi], out, lse)
+        for qi, q_chunk_id, kj, k_chunk_id in _ring_step_pairs(rank, step, cp):
+            out, lse = _ATTEND(_chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c), q_chunk_id * c,
+                               k_chunk_id * c, _NO_WINDOW, scale)
+            acc[qi] = _merge(acc[qi], out, lse)
         if in_flight is not None:
             kv = in_flight.wait()[0]
     return torch.cat([acc[0][0], acc[1][0]], dim=1), torch.cat([acc[0][1], acc[1][1]], dim=2)
@@ -73,16 +79,13 @@ def ring_causal_backward(dout, q, k, v, out, lse, group, scale):
     dkv = torch.zeros(kv.shape, dtype=torch.float32, device=q.device)
     for step in range(cp):
         in_flight = ring_shift(kv, group) if step < cp - 1 else None
-        for qi, q_chunk_id in enumerate(zigzag_chunks(rank, cp)):
-            for kj, k_chunk_id in enumerate(zigzag_chunks((rank - step) % cp, cp)):
-                if k_chunk_id > q_chunk_id:
-                    continue
-                dq_part, dk_part, dv_part = _ATTEND_BACKWARD(
-                    _chunk(dout, qi, c), None, _chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c),
-                    _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), q_chunk_id * c, k_chunk_id * c, _NO_WINDOW, scale)
-                _chunk(dq, qi, c).add_(dq_part)
-                _chunk(dkv[0], kj, c).add_(dk_part)
-                _chunk(dkv[1], kj, c).add_(dv_part)
+        for qi, q_chunk_id, kj, k_chunk_id in _ring_step_pairs(rank, step, cp):
+            dq_part, dk_part, dv_part = _ATTEND_BACKWARD(
+                _chunk(dout, qi, c), None, _chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c),
+                _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), q_chunk_id * c, k_chunk_id * c, _NO_WINDOW, scale)
+            _chunk(dq, qi, c).add_(dq_part)
+            _chunk(dkv[0], kj, c).add_(dk_part)
+            _chunk(dkv[1], kj, c).add_(dv_part)
         if in_flight is not None:  # finished before the next transfer, so the two can never be matched crosswise
             kv = in_flight.wait()[0]
         dkv = ring_shift(dkv, group).wait()[0]  # to the next holder of this block; after the last step: home

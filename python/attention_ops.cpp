@@ -71,11 +71,12 @@ Tensor sum_groups(const Tensor& per_q_head, int64_t kv_heads, at::ScalarType dty
 Tensor empty_stats(const Tensor& q) { return at::empty(q.sizes().slice(0, q.dim() - 1), q.options().dtype(at::kFloat)); }
 
 std::tuple<Tensor, Tensor> attention_with_lse_cpu(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start,
-                                                  int64_t k_start, int64_t window, double scale) {
+                                                  int64_t k_start, int64_t window, double scale,
+                                                  const std::optional<Tensor>& cu_seqlens) {
   const Tensor qf = f32(q), kf = f32(k), vf = f32(v);
-  Tensor unused;
+  Tensor cu_host;
   AttentionFwdParams p;
-  p.seq = sequence_layout(q, k, std::nullopt, std::nullopt, unused);
+  p.seq = sequence_layout(q, k, cu_seqlens, std::nullopt, cu_host);
   p.dims = head_layout(q, k);
   Tensor out = at::empty_like(qf), lse = empty_stats(qf);
   p.q = qf.data_ptr<float>();
@@ -88,22 +89,23 @@ std::tuple<Tensor, Tensor> attention_with_lse_cpu(const Tensor& q, const Tensor&
   p.window = window;
   p.scale = static_cast<float>(scale);
   attention_fwd_cpu(p);
-  return {out.to(q.scalar_type()), lse.transpose(1, 2).contiguous()};
+  return {out.to(q.scalar_type()), lse.transpose(-1, -2).contiguous()};
 }
 
 std::tuple<Tensor, Tensor, Tensor> attention_with_lse_backward_cpu(
     const Tensor& grad_out, const std::optional<Tensor>& grad_lse, const Tensor& q, const Tensor& k, const Tensor& v,
-    const Tensor& out, const Tensor& lse, int64_t q_start, int64_t k_start, int64_t window, double scale) {
+    const Tensor& out, const Tensor& lse, int64_t q_start, int64_t k_start, int64_t window, double scale,
+    const std::optional<Tensor>& cu_seqlens) {
   const Tensor qf = f32(q), kf = f32(k), vf = f32(v), of = f32(out), dof = f32(grad_out);
-  const Tensor lse_rows = lse.transpose(1, 2).contiguous();
-  const Tensor dlse_rows = grad_lse.has_value() ? f32(grad_lse->transpose(1, 2)) : Tensor();
-  Tensor unused;
+  const Tensor lse_rows = f32(lse.transpose(-1, -2));
+  const Tensor dlse_rows = grad_lse.has_value() ? f32(grad_lse->transpose(-1, -2)) : Tensor();
+  Tensor cu_host;
   AttentionBwdParams p;
   AttentionFwdParams& f = p.fwd;
-  f.seq = sequence_layout(q, k, std::nullopt, std::nullopt, unused);
+  f.seq = sequence_layout(q, k, cu_seqlens, std::nullopt, cu_host);
   f.dims = head_layout(q, k);
   auto kv_acc_shape = qf.sizes().vec();
-  kv_acc_shape[1] = k.size(1);
+  kv_acc_shape[kv_acc_shape.size() - 3] = k.size(-3);
   Tensor dq = at::empty_like(qf), dk = at::zeros(kv_acc_shape, qf.options()), dv = at::zeros_like(dk);
   f.q = qf.data_ptr<float>();
   f.k = kf.data_ptr<float>();
@@ -213,10 +215,11 @@ LoopBwdResult loop_attention_backward_cpu(const Tensor& grad_out, const Tensor& 
 }  // namespace
 
 TORCH_LIBRARY(iquest, m) {
-  m.def("attention_with_lse(Tensor q, Tensor k, Tensor v, int q_start, int k_start, int window, float scale) "
-        "-> (Tensor out, Tensor lse)");
+  m.def("attention_with_lse(Tensor q, Tensor k, Tensor v, int q_start, int k_start, int window, float scale, "
+        "Tensor? cu_seqlens=None) -> (Tensor out, Tensor lse)");
   m.def("attention_with_lse_backward(Tensor grad_out, Tensor? grad_lse, Tensor q, Tensor k, Tensor v, Tensor out, "
-        "Tensor lse, int q_start, int k_start, int window, float scale) -> (Tensor dq, Tensor dk, Tensor dv)");
+        "Tensor lse, int q_start, int k_start, int window, float scale, Tensor? cu_seqlens=None) "
+        "-> (Tensor dq, Tensor dk, Tensor dv)");
   m.def("loop_attention(Tensor q, Tensor k_global, Tensor v_global, Tensor k_local, Tensor v_local, "
         "Tensor gate_weight, Tensor gate_bias, int window, float scale, Tensor? cu_seqlens, int? max_seqlen) "
         "-> (Tensor out, Tensor out_global, Tensor out_local, Tensor lse_global, Tensor lse_local, Tensor gate)");

@@ -94,17 +94,18 @@ Tensor empty_stats(const Tensor& q) { return at::empty(q.sizes().slice(0, q.dim(
 bool nothing_to_do(const FlashParams& p) { return p.num_seqs == 0 || p.heads == 0; }
 
 std::tuple<Tensor, Tensor> attention_with_lse_cuda(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                                                   int64_t q_start, int64_t k_start, int64_t window, double scale) {
+                                                   int64_t q_start, int64_t k_start, int64_t window, double scale,
+                                                   const std::optional<Tensor>& cu_seqlens) {
   check_common(q_in, k_in);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const auto dtype = q_in.scalar_type();
   const Tensor q = prepared(q_in, dtype), k = prepared(k_in, dtype), v = prepared(v_in, dtype);
   FlashParams p;
   head_layout(p, q, k);
-  Tensor unused;
-  sequence_layout(p, q, k, std::nullopt, std::nullopt, unused);
+  Tensor cu_device;
+  sequence_layout(p, q, k, cu_seqlens, std::nullopt, cu_device);
   Tensor out = at::empty_like(q);
-  Tensor lse_rows = at::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(at::kFloat));
+  Tensor lse_rows = empty_stats(q);
   p.q_start = q_start;
   p.k_start = k_start;
   p.scale = static_cast<float>(scale);
@@ -120,24 +121,24 @@ std::tuple<Tensor, Tensor> attention_with_lse_cuda(const Tensor& q_in, const Ten
     cuda::flash_fwd(p, at::cuda::getCurrentCUDAStream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  return {out, lse_rows.transpose(1, 2).contiguous()};
+  return {out, lse_rows.transpose(-1, -2).contiguous()};
 }
 
 std::tuple<Tensor, Tensor, Tensor> attention_with_lse_backward_cuda(
     const Tensor& grad_out, const std::optional<Tensor>& grad_lse, const Tensor& q_in, const Tensor& k_in,
     const Tensor& v_in, const Tensor& out_in, const Tensor& lse, int64_t q_start, int64_t k_start, int64_t window,
-    double scale) {
+    double scale, const std::optional<Tensor>& cu_seqlens) {
   check_common(q_in, k_in);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const auto dtype = q_in.scalar_type();
   const Tensor q = prepared(q_in, dtype), k = prepared(k_in, dtype), v = prepared(v_in, dtype);
   const Tensor out = prepared(out_in, dtype), dout = prepared(grad_out, dtype);
-  const Tensor lse_rows = prepared_f32(lse.transpose(1, 2));
-  const Tensor dlse_rows = grad_lse.has_value() ? prepared_f32(grad_lse->transpose(1, 2)) : Tensor();
+  const Tensor lse_rows = prepared_f32(lse.transpose(-1, -2));
+  const Tensor dlse_rows = grad_lse.has_value() ? prepared_f32(grad_lse->transpose(-1, -2)) : Tensor();
   FlashParams p;
   head_layout(p, q, k);
-  Tensor unused;
-  sequence_layout(p, q, k, std::nullopt, std::nullopt, unused);
+  Tensor cu_device;
+  sequence_layout(p, q, k, cu_seqlens, std::nullopt, cu_device);
   Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   Tensor delta = at::empty_like(lse_rows);
   if (nothing_to_do(p)) return {dq, dk.zero_(), dv.zero_()};

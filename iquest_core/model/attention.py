@@ -33,20 +33,15 @@ def _unfused_loop_attention(*args, max_seqlen: int | None = None, **kwargs) -> t
 LOOP_ATTENTION = {"fused": loop_attention, "reference": _unfused_loop_attention}
 
 
-def document_causal_mask(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
-    """(T, T) bool: key j visible to query i iff j <= i and both lie in the same document."""
-    idx = torch.arange(total, dtype=cu_seqlens.dtype, device=cu_seqlens.device)
-    doc = torch.searchsorted(cu_seqlens, idx, right=True)
-    return (doc[:, None] == doc[None, :]) & (idx[None, :] <= idx[:, None])
-
-
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
-    """Causal GQA attention of q (B, L, H, D) over k, v (B, L, Hkv, D) with SDPA. With cu_seqlens (B = 1,
-    packed documents) a document mask forbids attention across documents."""
-    mask = None if cu_seqlens is None else document_causal_mask(cu_seqlens, q.shape[1])
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
-                                         is_causal=mask is None, enable_gqa=True)
+    """Causal GQA attention of q (B, L, H, D) over k, v (B, L, Hkv, D): one SDPA call, or with cu_seqlens
+    (B = 1, packed documents) the attention_with_lse kernel, which never attends across documents and
+    builds no (T, T) mask."""
+    if cu_seqlens is not None:
+        return attention_with_lse(q[0], k[0], v[0], cu_seqlens=cu_seqlens)[0][None]
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
+                                         enable_gqa=True)
     return out.transpose(1, 2)
 
 

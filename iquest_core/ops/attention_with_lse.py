@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from iquest_core.ops.cuda_selfcheck import check_once as _cuda_selfcheck_once
-from iquest_core.ops.input_checks import check_qkv, check_window, resolve_scale
+from iquest_core.ops.input_checks import check_cu_seqlens, check_qkv, check_same_device, check_window, resolve_scale
 
 _OP = torch.ops.iquest.attention_with_lse.default
 _BACKWARD = torch.ops.iquest.attention_with_lse_backward.default
@@ -25,6 +25,7 @@ def attention_with_lse(
     k_start: int = 0,
     window: int | None = None,
     scale: float | None = None,
+    cu_seqlens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of queries at positions q_start + i over keys at positions k_start + j.
 
@@ -33,39 +34,45 @@ def attention_with_lse(
     k_start + j <= q_start + i and, with a window W, q_start + i - W < k_start + j.
     Returns out (B, Lq, H, D) in q's dtype (0 for a query that sees no key) and lse (B, H, Lq) float32,
     the natural log of the softmax denominator of the scaled scores (-inf where no key is visible).
+    Packed documents: q (T, H, D), k, v (T, Hkv, D) with int32 cu_seqlens (num_docs + 1,); positions
+    restart at q_start / k_start in every document, no attention crosses documents; lse is (H, T).
     """
-    check_qkv(q, {"k": k, "v": v}, packed=False)
+    check_qkv(q, {"k": k, "v": v}, packed=cu_seqlens is not None)
+    if cu_seqlens is not None:
+        check_cu_seqlens(cu_seqlens, q, None)
+        check_same_device({"q": q, "cu_seqlens": cu_seqlens})
     check_window(window, optional=True)
     for name, value in (("q_start", q_start), ("k_start", k_start)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
     if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
         _cuda_selfcheck_once("attention_with_lse", q)
-    return _OP(q, k, v, q_start, k_start, window or 0, resolve_scale(scale, q.shape[-1]))
+    return _OP(q, k, v, q_start, k_start, window or 0, resolve_scale(scale, q.shape[-1]), cu_seqlens)
 
 
 @torch.library.register_fake("iquest::attention_with_lse")
-def _attention_with_lse_fake(q, k, v, q_start, k_start, window, scale):
-    batch, q_len, heads, _ = q.shape
-    return torch.empty_like(q), q.new_empty((batch, heads, q_len), dtype=torch.float32)
+def _attention_with_lse_fake(q, k, v, q_start, k_start, window, scale, cu_seqlens=None):
+    lse_rows = q.new_empty(q.shape[:-1], dtype=torch.float32)  # (B, Lq, H) or (T, H)
+    return torch.empty_like(q), lse_rows.transpose(-1, -2).contiguous()
 
 
 @torch.library.register_fake("iquest::attention_with_lse_backward")
-def _attention_with_lse_backward_fake(grad_out, grad_lse, q, k, v, out, lse, q_start, k_start, window, scale):
+def _attention_with_lse_backward_fake(grad_out, grad_lse, q, k, v, out, lse, q_start, k_start, window, scale,
+                                      cu_seqlens=None):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, q_start, k_start, window, scale = inputs
+    q, k, v, q_start, k_start, window, scale, cu_seqlens = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.save_for_backward(q, k, v, out, lse, cu_seqlens)
     ctx.args = (q_start, k_start, window, scale)
 
 
 def _backward(ctx, grad_out, grad_lse):
-    q, k, v, out, lse = ctx.saved_tensors
-    dq, dk, dv = _BACKWARD(grad_out, grad_lse, q, k, v, out, lse, *ctx.args)
-    return dq, dk, dv, None, None, None, None
+    q, k, v, out, lse, cu_seqlens = ctx.saved_tensors
+    dq, dk, dv = _BACKWARD(grad_out, grad_lse, q, k, v, out, lse, *ctx.args, cu_seqlens)
+    return dq, dk, dv, None, None, None, None, None
 
 
 torch.library.register_autograd("iquest::attention_with_lse", _backward, setup_context=_setup_context)

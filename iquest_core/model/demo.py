@@ -42,9 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--attn-implementation", choices=["fused", "reference"], default="fused")
     parser.add_argument("--save", type=Path, default=None, help="save the trained model in the Hugging Face layout")
     args = parser.parse_args(argv)
-    for name in ("steps", "seq_len", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    for name, least in (("steps", 3), ("seq_len", 1), ("batch_size", 1)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be >= {least}")
     return args
 
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
                                     num_key_value_heads=2, head_dim=32, max_position_embeddings=args.seq_len + 64)
     model = LoopCoderForCausalLM(config, attn_implementation=args.attn_implementation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps,
+                                                   pct_start=max(0.1, 2 / args.steps))  # warm-up of >= 2 steps
     params = sum(p.numel() for p in model.parameters())
     print(f"corpus: {corpus.numel():,} bytes of iquest_core source; model: {params:,} parameters, "
           f"{config.num_hidden_layers} layers x {config.loop_num} loops, window {config.loop_window_size}, "

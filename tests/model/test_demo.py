@@ -2,6 +2,7 @@ import math
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from iquest_core.model import LoopCoderForCausalLM
@@ -25,3 +26,15 @@ def test_demo_trains_reports_and_saves(tmp_path, capsys):
     assert "sampled completion of 'def '" in out
     model = LoopCoderForCausalLM.from_pretrained(tmp_path)
     assert model.config.vocab_size == 256 and model.config.loop_num == 2
+
+
+@pytest.mark.parametrize("steps", [4, 10, 21])
+def test_demo_schedule_takes_any_step_count_from_three(steps, capsys):
+    main(["--steps", str(steps), "--seq-len", "16", "--batch-size", "1"])
+    assert "training tokens/s" in capsys.readouterr().out
+
+
+def test_demo_refuses_fewer_than_three_steps():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--steps", "2"])
+    assert exit_info.value.code == 2

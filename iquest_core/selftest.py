@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in failures:
         print("FAIL:", r.describe())
     print(f"{len(results) - len(failures)}/{len(results)} cases passed")
+    if not results:
+        print("nothing was tested (no CUDA device and --no-cpu)")
+        return 1
     return 1 if failures else 0
 
 

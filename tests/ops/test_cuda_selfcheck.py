@@ -83,6 +83,12 @@ def test_cuda_kernels_pass_the_selfcheck(device):
     assert not failures, "\n".join(failures)
 
 
+def test_selftest_command_fails_when_it_tested_nothing(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert selftest.main(["--no-cpu"]) == 1
+    assert "nothing was tested" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("device", CUDA_ONLY, indirect=True)
 def test_selftest_command_passes_on_cuda(device, capsys):
     assert selftest.main(["--no-cpu"]) == 0

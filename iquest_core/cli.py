@@ -1,8 +1,14 @@
 """The `iquest` command: one entry point for the package's runnable jobs.
 
-    iquest demo      train a tiny LoopCoder on the package's own sources (iquest_core.model.demo)
-    iquest drill     silent-data-corruption drill (iquest_core.reliability.drill)
-    iquest selftest  kernel self-test against the float64 reference (iquest_core.selftest)
+    iquest demo      train a tiny LoopCoder on the package's own sources
+    iquest drill     silent-data-corruption drill
+    iquest selftest  kernel self-test against the float64 reference
+    iquest data      data jobs: fim, filter, tokenize, evolution, dedup, decontam (`iquest data --help`)
+    iquest train     stage recipes (pretrain, anneal, midtrain, sft, tiny) on one process or torchrun
+    iquest export    a training checkpoint to the Hugging Face layout
+    iquest eval      evaluation (HumanEval pass@k)
+    iquest rl        GRPO reinforcement learning with test-pass rewards
+    iquest scaling   multilingual code scaling laws: fit, mix, sweep
 
 Arguments after the subcommand go to that job (`iquest drill --help`).
 """
@@ -16,6 +22,12 @@ COMMANDS = {
     "demo": "iquest_core.model.demo",
     "drill": "iquest_core.reliability.drill",
     "selftest": "iquest_core.selftest",
+    "data": "iquest_core.data.cli",
+    "train": "iquest_core.train.cli",
+    "export": "iquest_core.train.export",
+    "eval": "iquest_core.train.evaluate",
+    "rl": "iquest_core.train.rl_cli",
+    "scaling": "iquest_core.scaling.cli",
 }
 
 

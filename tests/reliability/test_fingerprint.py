@@ -211,7 +211,7 @@ def test_fingerprint_many_is_one_cuda_kernel():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_first_cuda_use_self_checks_the_kernel():
-    module = importlib.import_module("iquest_core.reliability.fingerprint")
+    module = importlib.import_module("iquest_core.ops.fingerprint")
     module._VERIFIED_DEVICES.clear()
     t = torch.randn(4, device="cuda")
     fingerprint_many([t])

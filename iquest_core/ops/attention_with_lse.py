@@ -10,7 +10,16 @@ from __future__ import annotations
 import torch
 
 from iquest_core.ops.cuda_selfcheck import check_once as _cuda_selfcheck_once
-from iquest_core.ops.input_checks import check_cu_seqlens, check_qkv, check_same_device, check_window, resolve_scale
+from iquest_core.ops.input_checks import (
+    check_cu_seqlens,
+    check_dtype,
+    check_qkv,
+    check_same_device,
+    check_shape,
+    check_tensor,
+    check_window,
+    resolve_scale,
+)
 
 _OP = torch.ops.iquest.attention_with_lse.default
 _BACKWARD = torch.ops.iquest.attention_with_lse_backward.default
@@ -37,6 +46,47 @@ def attention_with_lse(
     Packed documents: q (T, H, D), k, v (T, Hkv, D) with int32 cu_seqlens (num_docs + 1,); positions
     restart at q_start / k_start in every document, no attention crosses documents; lse is (H, T).
     """
+    _check_block(q, k, v, q_start, k_start, window, cu_seqlens)
+    return _OP(q, k, v, q_start, k_start, window or 0, resolve_scale(scale, q.shape[-1]), cu_seqlens)
+
+
+def attention_with_lse_backward(
+    grad_out: torch.Tensor,
+    grad_lse: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    *,
+    q_start: int = 0,
+    k_start: int = 0,
+    window: int | None = None,
+    scale: float | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients (dq, dk, dv), in the dtypes of q, k, v, of `attention_with_lse` given d out (q's shape)
+    and optionally d lse (lse's shape), from the saved out and lse of the same call (arguments as
+    there). out may be the merge of several blocks' outputs with lse their merged log-sum-exp: the
+    gradient of each block is then its share of the merged attention's (context parallelism)."""
+    _check_block(q, k, v, q_start, k_start, window, cu_seqlens)
+    lse_shape = (*q.shape[:-3], q.shape[-2], q.shape[-3])
+    check_tensor("out", out)
+    check_tensor("lse", lse)
+    check_tensor("grad_out", grad_out)
+    check_shape("out", out, tuple(q.shape), "like q")
+    check_shape("grad_out", grad_out, tuple(q.shape), "like q")
+    check_shape("lse", lse, lse_shape, "(B, H, Lq) or packed (H, T)")
+    check_dtype("lse", lse, torch.float32)
+    if grad_lse is not None:
+        check_tensor("grad_lse", grad_lse)
+        check_shape("grad_lse", grad_lse, lse_shape, "like lse")
+    check_same_device({"q": q, "out": out, "lse": lse, "grad_out": grad_out, "grad_lse": grad_lse})
+    return _BACKWARD(grad_out, grad_lse, q, k, v, out, lse, q_start, k_start, window or 0,
+                     resolve_scale(scale, q.shape[-1]), cu_seqlens)
+
+
+def _check_block(q, k, v, q_start, k_start, window, cu_seqlens) -> None:
     check_qkv(q, {"k": k, "v": v}, packed=cu_seqlens is not None)
     if cu_seqlens is not None:
         check_cu_seqlens(cu_seqlens, q, None)
@@ -47,7 +97,6 @@ def attention_with_lse(
             raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
     if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
         _cuda_selfcheck_once("attention_with_lse", q)
-    return _OP(q, k, v, q_start, k_start, window or 0, resolve_scale(scale, q.shape[-1]), cu_seqlens)
 
 
 @torch.library.register_fake("iquest::attention_with_lse")

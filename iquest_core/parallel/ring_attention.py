@@ -20,13 +20,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from iquest_core.ops import attention_with_lse
+from iquest_core.ops.attention_with_lse import attention_with_lse_backward
 from iquest_core.ops.input_checks import check_qkv, check_window, resolve_scale
 from iquest_core.parallel.p2p import exchange, ring_shift
 from iquest_core.parallel.zigzag import zigzag_chunks
 
-_ATTEND = torch.ops.iquest.attention_with_lse.default
-_ATTEND_BACKWARD = torch.ops.iquest.attention_with_lse_backward.default
-_NO_WINDOW = 0
 
 
 def _merge(acc, out, lse):
@@ -62,8 +61,8 @@ def ring_causal_forward(q, k, v, group, scale):
     for step in range(cp):
         in_flight = ring_shift(kv, group) if step < cp - 1 else None
         for qi, q_chunk_id, kj, k_chunk_id in _ring_step_pairs(rank, step, cp):
-            out, lse = _ATTEND(_chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c), q_chunk_id * c,
-                               k_chunk_id * c, _NO_WINDOW, scale)
+            out, lse = attention_with_lse(_chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c),
+                                          q_start=q_chunk_id * c, k_start=k_chunk_id * c, scale=scale)
             acc[qi] = _merge(acc[qi], out, lse)
         if in_flight is not None:
             kv = in_flight.wait()[0]
@@ -80,9 +79,10 @@ def ring_causal_backward(dout, q, k, v, out, lse, group, scale):
     for step in range(cp):
         in_flight = ring_shift(kv, group) if step < cp - 1 else None
         for qi, q_chunk_id, kj, k_chunk_id in _ring_step_pairs(rank, step, cp):
-            dq_part, dk_part, dv_part = _ATTEND_BACKWARD(
+            dq_part, dk_part, dv_part = attention_with_lse_backward(
                 _chunk(dout, qi, c), None, _chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c),
-                _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), q_chunk_id * c, k_chunk_id * c, _NO_WINDOW, scale)
+                _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), q_start=q_chunk_id * c, k_start=k_chunk_id * c,
+                scale=scale)
             _chunk(dq, qi, c).add_(dq_part)
             _chunk(dkv[0], kj, c).add_(dk_part)
             _chunk(dkv[1], kj, c).add_(dv_part)
@@ -156,8 +156,8 @@ def window_forward(q, kv, halos, window, scale, group):
     outs, lses = [], []
     for qi, (chunk_id, halo) in enumerate(zip(zigzag_chunks(rank, cp), halos)):
         keys = torch.cat([halo, _chunk(kv, qi, c, dim=2)], dim=2)
-        out, lse = _ATTEND(_chunk(q, qi, c), keys[0], keys[1], chunk_id * c, chunk_id * c - halo.shape[2], window,
-                           scale)
+        out, lse = attention_with_lse(_chunk(q, qi, c), keys[0], keys[1], q_start=chunk_id * c,
+                                      k_start=chunk_id * c - halo.shape[2], window=window, scale=scale)
         outs.append(out)
         lses.append(lse)
     return torch.cat(outs, dim=1), torch.cat(lses, dim=2)
@@ -173,9 +173,10 @@ def window_backward(dout, q, kv, halos, out, lse, window, scale, group):
     for qi, (chunk_id, halo) in enumerate(zip(zigzag_chunks(rank, cp), halos)):
         keys = torch.cat([halo, _chunk(kv, qi, c, dim=2)], dim=2)
         h = halo.shape[2]
-        dq_part, dk, dv = _ATTEND_BACKWARD(_chunk(dout, qi, c), None, _chunk(q, qi, c), keys[0], keys[1],
-                                           _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), chunk_id * c,
-                                           chunk_id * c - h, window, scale)
+        dq_part, dk, dv = attention_with_lse_backward(_chunk(dout, qi, c), None, _chunk(q, qi, c), keys[0], keys[1],
+                                                      _chunk(out, qi, c), _chunk(lse, qi, c, dim=2),
+                                                      q_start=chunk_id * c, k_start=chunk_id * c - h, window=window,
+                                                      scale=scale)
         _chunk(dq, qi, c).copy_(dq_part)
         dkeys = torch.stack([dk, dv]).float()
         _chunk(dkv, qi, c, dim=2).copy_(dkeys[:, :, h:])

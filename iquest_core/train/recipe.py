@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     # lr(step): see train/schedule.py. kind "cosine" (tail_fraction > 0: the extended low-LR tail),
     # "wsd" (warm-up, stable, decay over the last decay_fraction), "constant".
     "schedule": {"kind": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1, "tail_fraction": 0.0,
-                 "tail_lr_ratio": 0.01, "decay_fraction": 0.2},
+                 "decay_fraction": 0.2},
     "parallel": {"dp": 0, "cp": 1},   # dp 0: world size / cp
     "guard": {"check_every": 0},      # SDC guard replay + cross-replica check every N steps (0: off)
     "train": {

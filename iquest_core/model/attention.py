@@ -21,6 +21,7 @@ from iquest_core.model.cache import KV, LayerCache
 from iquest_core.model.config import LoopCoderConfig
 from iquest_core.model.rope import apply_rope
 from iquest_core.ops import attention_with_lse, loop_attention
+from iquest_core.ops.gate import gate_mix
 from iquest_core.ops.reference import loop_attention_reference
 from iquest_core.parallel import ring_attention, ring_loop_attention
 
@@ -43,15 +44,6 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
                                          enable_gqa=True)
     return out.transpose(1, 2)
-
-
-def gate_mix(q: torch.Tensor, out_global: torch.Tensor, out_local: torch.Tensor, gate_weight: torch.Tensor,
-             gate_bias: torch.Tensor) -> torch.Tensor:
-    """g * out_global + (1 - g) * out_local with g = sigmoid(q . gate_weight[h] + gate_bias[h]), all in
-    float32; q, out_* (B, L, H, D), gate_weight (H, D), gate_bias (H,). Returns q's dtype."""
-    logits = torch.einsum("blhd,hd->blh", q.float(), gate_weight.float()) + gate_bias.float()
-    g = torch.sigmoid(logits)[..., None]
-    return (g * out_global.float() + (1 - g) * out_local.float()).to(q.dtype)
 
 
 class LoopCoderAttention(nn.Module):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from iquest_core.ops.gate import gate_mix
+
 
 def visibility_mask(q_len: int, k_len: int, *, q_start: int = 0, k_start: int = 0, window: int | None = None,
                     device: torch.device | str = "cpu") -> torch.Tensor:
@@ -21,13 +23,6 @@ def visibility_mask(q_len: int, k_len: int, *, q_start: int = 0, k_start: int = 
     if window is not None:
         mask &= qp - window < kp
     return mask
-
-
-def _gate(q: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor) -> torch.Tensor:
-    """g (..., H, 1) = sigmoid(q . w[h] + b[h]) in float32 (float64 for float64 inputs)."""
-    dtype = torch.promote_types(q.dtype, torch.float32)
-    logits = torch.einsum("...hd,hd->...h", q.to(dtype), gate_weight.to(dtype)) + gate_bias.to(dtype)
-    return torch.sigmoid(logits)[..., None]
 
 
 def _sdpa(q, k, v, *, mask=None, causal=False, scale=None):
@@ -52,8 +47,7 @@ def loop_attention_reference(q, k_global, v_global, k_local, v_local, gate_weigh
     out_global = _sdpa(q, k_global, v_global, causal=True, scale=scale)
     out_local = _sdpa(q, k_local, v_local, mask=visibility_mask(length, length, window=window, device=q.device),
                       scale=scale)
-    g = _gate(q, gate_weight, gate_bias)
-    return (g * out_global.to(g.dtype) + (1 - g) * out_local.to(g.dtype)).to(q.dtype)
+    return gate_mix(q, out_global, out_local, gate_weight, gate_bias)
 
 
 def attention_with_lse_reference(q, k, v, *, q_start=0, k_start=0, window=None, scale=None):

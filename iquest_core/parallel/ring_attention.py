@@ -11,8 +11,10 @@ a sequence cut into 2cp chunks of c tokens (iquest_core.parallel.zigzag).
 - Window branch of loop attention: a query chunk needs the window-1 keys before it, which live at the
   end of the preceding chunk (on rank r-1 for chunk r, on rank r+1 for chunk 2cp-1-r, on itself for
   chunk cp). One symmetric neighbour exchange brings these halos; backward sends their gradients home.
-- The gate is local. gate_weight/gate_bias gradients are this rank's own contribution: the trainer's
-  gradient reduction over the data x context group sums them like any replicated parameter's.
+- The gate is local: iquest_core.ops.gate.gate_mix of the two branches' float32 outputs, whose
+  autograd hands each branch its share of the output gradient. gate_weight/gate_bias gradients are
+  this rank's own contribution: the trainer's gradient reduction over the data x context group sums
+  them like any replicated parameter's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.distributed as dist
 
 from iquest_core.ops import attention_with_lse
 from iquest_core.ops.attention_with_lse import attention_with_lse_backward
+from iquest_core.ops.gate import gate_mix
 from iquest_core.ops.input_checks import check_qkv, check_window, resolve_scale
 from iquest_core.parallel.p2p import exchange, ring_shift
 from iquest_core.parallel.zigzag import zigzag_chunks
@@ -185,58 +188,40 @@ def window_backward(dout, q, kv, halos, out, lse, window, scale, group):
     return dq, dkv
 
 
-def _gate(q, gate_weight, gate_bias):
-    """g (B, L, H, 1) float32."""
-    logits = torch.einsum("blhd,hd->blh", q.float(), gate_weight.float()) + gate_bias.float()
-    return torch.sigmoid(logits)[..., None]
+class _RingCausal(torch.autograd.Function):
+    """Causal attention over the ring: out float32 (B, 2c, H, D)."""
 
-
-class _RingLoopAttention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, group, window, scale):
-        out_global, lse_global = ring_causal_forward(q, k_global, v_global, group, scale)
-        kv_local = torch.stack([k_local, v_local])
-        halos = exchange_halos(kv_local, window - 1, group)
-        out_local, lse_local = window_forward(q, kv_local, halos, window, scale, group)
-        g = _gate(q, gate_weight, gate_bias)
-        out = g * out_global + (1 - g) * out_local.float()
-        ctx.save_for_backward(q, k_global, v_global, kv_local, *halos, gate_weight, gate_bias, out_global,
-                              lse_global, out_local, lse_local, g)
-        ctx.group, ctx.window, ctx.scale = group, window, scale
-        return out.to(q.dtype)
-
-    @staticmethod
-    def backward(ctx, dout):
-        (q, k_global, v_global, kv_local, halo_first, halo_second, gate_weight, gate_bias, out_global, lse_global,
-         out_local, lse_local, g) = ctx.saved_tensors
-        group, window, scale = ctx.group, ctx.window, ctx.scale
-        dout = dout.float()
-        dlogit = (dout * (out_global - out_local.float())).sum(-1) * (g * (1 - g))[..., 0]
-        dq_global, dk_global, dv_global = ring_causal_backward(g * dout, q, k_global, v_global, out_global,
-                                                               lse_global, group, scale)
-        dq_local, dkv_local = window_backward((1 - g) * dout, q, kv_local, (halo_first, halo_second), out_local,
-                                              lse_local, window, scale, group)
-        dq = dq_global + dq_local + dlogit[..., None] * gate_weight.float()
-        d_gate_weight = torch.einsum("blh,blhd->hd", dlogit, q.float())
-        d_gate_bias = dlogit.sum((0, 1))
-        return (dq.to(q.dtype), dk_global.to(k_global.dtype), dv_global.to(v_global.dtype),
-                dkv_local[0].to(kv_local.dtype), dkv_local[1].to(kv_local.dtype), d_gate_weight.to(gate_weight.dtype),
-                d_gate_bias.to(gate_bias.dtype), None, None, None)
-
-
-class _RingAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, group, scale):
         out, lse = ring_causal_forward(q, k, v, group, scale)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.group, ctx.scale = group, scale
-        return out.to(q.dtype)
+        return out
 
     @staticmethod
     def backward(ctx, dout):
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = ring_causal_backward(dout, q, k, v, out, lse, ctx.group, ctx.scale)
         return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None
+
+
+class _RingWindow(torch.autograd.Function):
+    """Sliding-window attention of the zigzag shards with halos from the neighbours: out float32."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, group, window, scale):
+        kv = torch.stack([k, v])
+        halos = exchange_halos(kv, window - 1, group)
+        out, lse = window_forward(q, kv, halos, window, scale, group)
+        ctx.save_for_backward(q, kv, *halos, out, lse)
+        ctx.group, ctx.window, ctx.scale = group, window, scale
+        return out.float()
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, kv, halo_first, halo_second, out, lse = ctx.saved_tensors
+        dq, dkv = window_backward(dout, q, kv, (halo_first, halo_second), out, lse, ctx.window, ctx.scale, ctx.group)
+        return dq.to(q.dtype), dkv[0].to(kv.dtype), dkv[1].to(kv.dtype), None, None, None
 
 
 def _check_shards(q, kvs, group):
@@ -253,7 +238,7 @@ def ring_attention(q, k, v, *, group=None, scale=None):
     """Causal attention over the whole sequence from zigzag shards: q (B, 2c, H, D), k/v (B, 2c, Hkv, D)
     -> this rank's shard of the output, q's dtype. Autograd through q, k, v."""
     group = _check_shards(q, {"k": k, "v": v}, group)
-    return _RingAttention.apply(q, k, v, group, resolve_scale(scale, q.shape[-1]))
+    return _RingCausal.apply(q, k, v, group, resolve_scale(scale, q.shape[-1])).to(q.dtype)
 
 
 def ring_loop_attention(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, *, group=None, window=64,
@@ -273,5 +258,7 @@ def ring_loop_attention(q, k_global, v_global, k_local, v_local, gate_weight, ga
     if tuple(gate_weight.shape) != (heads, head_dim) or tuple(gate_bias.shape) != (heads,):
         raise ValueError(f"gate_weight/gate_bias: expected shapes (H, D) = {(heads, head_dim)} and (H,) = {(heads,)}, "
                          f"got {tuple(gate_weight.shape)} and {tuple(gate_bias.shape)}")
-    return _RingLoopAttention.apply(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, group, window,
-                                    resolve_scale(scale, head_dim))
+    scale = resolve_scale(scale, head_dim)
+    out_global = _RingCausal.apply(q, k_global, v_global, group, scale)
+    out_local = _RingWindow.apply(q, k_local, v_local, group, window, scale)
+    return gate_mix(q, out_global, out_local, gate_weight, gate_bias)

@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# bubblewrap: the namespaces of iquest_core.sandbox (Debian package).
+if ! command -v bwrap >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq bubblewrap
+fi
+
 PYTHON=${PYTHON:-python3.11}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

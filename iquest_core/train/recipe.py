@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from iquest_core.model import LoopCoderConfig
+from iquest_core.train.schedule import lr_at
 
 BUNDLED = ("pretrain", "anneal", "midtrain-32k", "midtrain-128k", "sft-thinking", "sft-instruct", "tiny")
 
@@ -190,8 +191,10 @@ def validate(recipe: dict[str, Any]) -> None:
     if curriculum["stage_steps"] != sorted(curriculum["stage_steps"]) or \
             curriculum["boundaries"] != sorted(curriculum["boundaries"]):
         raise RecipeError("data.curriculum: boundaries and stage_steps must be increasing")
-    if recipe["schedule"]["kind"] not in ("cosine", "wsd", "constant"):
-        raise RecipeError(f"schedule.kind: expected cosine, wsd or constant, got {recipe['schedule']['kind']!r}")
+    try:
+        lr_at(recipe, 0)
+    except ValueError as e:
+        raise RecipeError(f"schedule.{e}") from None
     if recipe["train"]["dtype"] not in ("auto", "float32", "bfloat16"):
         raise RecipeError(f"train.dtype: expected auto, float32 or bfloat16, got {recipe['train']['dtype']!r}")
     if recipe["model"]["attn_implementation"] not in ("fused", "reference"):

@@ -13,14 +13,16 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
-def next_token_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, **model_kwargs
-                    ) -> torch.Tensor:
-    """Mean cross-entropy over the positions whose label is not IGNORE_INDEX (-100), in float32.
+def next_token_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, *,
+                    reduction: str = "mean", **model_kwargs) -> torch.Tensor:
+    """Mean (reduction="sum": summed) cross-entropy over the positions whose label is not IGNORE_INDEX
+    (-100), in float32.
 
     input_ids (B, L) int64; labels (B, L) int64, labels[b, i] the token expected after input_ids[b, i]
     (already shifted). model_kwargs (position_ids, cu_seqlens, max_seqlen, ...) go to the model."""
     logits = model(input_ids, **model_kwargs).logits
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction=reduction)
 
 
 @dataclass

@@ -1,0 +1,230 @@
+"""The training loop of every stage recipe, on one process or under torchrun.
+
+`train(recipe, output, resume=False)`: builds the model (preset, or the export of an earlier stage), the
+("dp", "cp") mesh with FSDP2 over it, the loader, AdamW and the schedule; trains `steps` optimizer steps;
+writes OUTPUT/metrics.jsonl, OUTPUT/loss.png, OUTPUT/checkpoints/step-N and OUTPUT/recipe.json.
+
+Each step the global batch (batch_tokens / seq_len packed rows, the same for any dp) is split over the
+dp ranks; with cp > 1 every row is zigzag-sharded over the cp ranks of its replica and loop attention
+runs as a ring. Each rank's loss is its summed token cross-entropy over the global batch's target count,
+so the gradients (summed over the mesh) are those of the global token-mean loss whatever the layout.
+
+Every check that needs no computation (recipe keys, data paths, output directory, checkpoint shape)
+runs before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from iquest_core.data.tokenizer import load_tokenizer
+from iquest_core.model import LoopCoderForCausalLM
+from iquest_core.parallel import zigzag_shard
+from iquest_core.parallel.fsdp import World, build_mesh, init_distributed, shard_model
+from iquest_core.train import checkpoint
+from iquest_core.train.loader import BatchLoader, model_inputs, open_sources, rank_rows, source_texts
+from iquest_core.train.metrics import MetricsWriter
+from iquest_core.train.recipe import RecipeError, model_config
+from iquest_core.train.schedule import lr_at
+from iquest_core.train.step import IGNORE_INDEX, next_token_loss
+
+
+def resolve_tokenizer(recipe: dict[str, Any], output: Path, world: World) -> Path | None:
+    """The recipe's tokenizer directory: data.tokenizer, or for "auto" OUTPUT/tokenizer, trained once on
+    the text sources with model.vocab_size tokens (rank 0 trains, the others wait). None when every
+    source is token shards and no tokenizer is named."""
+    from iquest_core.data.tokenizer import train_tokenizer
+
+    data = recipe["data"]
+    if data["tokenizer"] != "auto":
+        if not Path(data["tokenizer"]).is_dir():
+            raise ValueError(f"data.tokenizer: no tokenizer directory at {data['tokenizer']}")
+        return Path(data["tokenizer"])
+    target = output / "tokenizer"
+    texts = [t for i, s in enumerate(data["sources"])
+             for t in source_texts(s, data["template"], f"data.sources[{i}].path")]
+    if not texts:
+        return None
+    if world.rank == 0 and not (target / "tokenizer.json").is_file():
+        train_tokenizer(texts, vocab_size=model_config(recipe).vocab_size).save(target)
+    if world.launched:
+        dist.barrier()
+    return target
+
+
+def _dtype(recipe: dict[str, Any], device: torch.device) -> torch.dtype:
+    name = recipe["train"]["dtype"]
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+class Trainer:
+    """One training run; `run()` trains to the recipe's last step."""
+
+    def __init__(self, recipe: dict[str, Any], output: str | Path, *, resume: bool = False) -> None:
+        self.recipe, self.output = recipe, Path(output)
+        self.ckpt_dir = self.output / "checkpoints"
+        existing = checkpoint.checkpoints(self.ckpt_dir)
+        if existing and not resume:
+            raise ValueError(f"output: {self.output} already holds checkpoints ({existing[-1].name}); pass --resume "
+                             f"to continue or choose another directory")
+        self.world = init_distributed()
+        par = recipe["parallel"]
+        self.cp = par["cp"]
+        self.dp = par["dp"] or max(1, self.world.size // self.cp)
+        if self.dp * self.cp != self.world.size:
+            raise RecipeError(f"parallel: dp={self.dp} x cp={self.cp} does not match the world size {self.world.size}")
+        self.rows_per_step = recipe["batch_tokens"] // recipe["seq_len"]
+        if self.rows_per_step % self.dp:
+            raise RecipeError(f"batch_tokens: {self.rows_per_step} rows per step cannot be split over dp={self.dp}")
+        if self.cp > 1 and recipe["seq_len"] % (2 * self.cp):
+            raise RecipeError(f"seq_len: expected a multiple of 2 * cp = {2 * self.cp}, got {recipe['seq_len']}")
+        self.config = model_config(recipe)
+        if recipe["seq_len"] > self.config.max_position_embeddings:
+            raise RecipeError(f"seq_len: {recipe['seq_len']} exceeds model.max_position_embeddings="
+                              f"{self.config.max_position_embeddings}")
+        self.resume_from = existing[-1] if resume and existing else None
+        if self.resume_from is not None:
+            checkpoint.check_model_config(self.resume_from, self.config.to_dict())
+        data = recipe["data"]
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.tokenizer_dir = resolve_tokenizer(recipe, self.output, self.world)
+        self.tokenizer = load_tokenizer(self.tokenizer_dir) if self.tokenizer_dir else None
+        if self.tokenizer is not None and self.tokenizer.vocab_size > self.config.vocab_size:
+            raise RecipeError(f"model.vocab_size: {self.config.vocab_size} is smaller than the tokenizer's "
+                              f"{self.tokenizer.vocab_size} tokens")
+        sources = open_sources(data, self.tokenizer, self.config.vocab_size)
+        self.loader = BatchLoader(sources, [float(s.get("weight", 1.0)) for s in data["sources"]],
+                                  seq_len=recipe["seq_len"], rows_per_step=self.rows_per_step, seed=recipe["seed"],
+                                  boundaries=data["curriculum"]["boundaries"],
+                                  stage_steps=data["curriculum"]["stage_steps"])
+        self._build_model()
+
+    def _build_model(self) -> None:
+        recipe, device = self.recipe, self.world.device
+        torch.manual_seed(recipe["seed"])
+        attn = recipe["model"]["attn_implementation"]
+        if recipe["model"]["init_from"]:
+            model = LoopCoderForCausalLM.from_pretrained(recipe["model"]["init_from"], dtype=torch.float32,
+                                                         attn_implementation=attn)
+        else:
+            model = LoopCoderForCausalLM(self.config, attn_implementation=attn)
+        model.to(device)
+        if recipe["train"]["activation_checkpointing"]:
+            model.set_activation_checkpointing(True)
+        dtype = _dtype(recipe, device)
+        self.mesh = None
+        if self.world.launched:
+            self.mesh = build_mesh(self.dp, self.cp, device)
+            shard_model(model, self.mesh, param_dtype=dtype if dtype != torch.float32 else None)
+        elif dtype != torch.float32:
+            model.to(dtype)
+        if recipe["train"]["compile"]:
+            for layer in model.model.layers:
+                layer.compile()
+        optim = recipe["optim"]
+        self.model = model
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=(optim["beta1"], optim["beta2"]),
+                                           eps=optim["eps"], weight_decay=optim["weight_decay"])
+        self.cp_group = self.mesh["cp"].get_group() if self.mesh is not None and self.cp > 1 else None
+        self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
+
+    # -- one step ----------------------------------------------------------------------------------
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """Train optimizer step `step`; returns its global loss, grad norm and target-token count."""
+        rows = self.loader.next_batch(step)
+        targets = sum(int((r.labels != IGNORE_INDEX).sum()) for r in rows)
+        mine = rank_rows(rows, self.dp_rank, self.dp)
+        micro = self.recipe["train"]["micro_batch_rows"] or len(mine)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.recipe, step)
+        scale = self.world.size / max(targets, 1)  # FSDP averages over the mesh; see the module doc
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.world.device)
+        for start in range(0, len(mine), micro):
+            inputs = model_inputs(mine[start:start + micro], self.recipe["data"]["document_mask"])
+            labels = inputs.pop("labels")
+            if self.cp_group is not None:
+                inputs = {"input_ids": zigzag_shard(inputs["input_ids"], self.cp_group), "cp_group": self.cp_group}
+                labels = zigzag_shard(labels, self.cp_group)
+            inputs = {k: v.to(self.world.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            loss = next_token_loss(self.model, labels=labels.to(self.world.device), reduction="sum", **inputs)
+            (loss * scale).backward()
+            loss_sum += loss.detach().double()
+        grad_norm = self._clip()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.world.launched:
+            dist.all_reduce(loss_sum)
+        return {"loss": loss_sum.item() / max(targets, 1), "grad_norm": grad_norm, "targets": targets}
+
+    def _clip(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if hasattr(norm, "full_tensor"):
+            norm = norm.full_tensor()
+        if self.recipe["optim"]["max_grad_norm"] > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.recipe["optim"]["max_grad_norm"], norm)
+        return norm.item()
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {"loader": self.loader.state_dict(), "stage": self.recipe["stage"],
+                "model_config": self.config.to_dict(),
+                "tokenizer": str(self.tokenizer_dir.resolve()) if self.tokenizer_dir else None, "world": {"dp": self.dp, "cp": self.cp}}
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train to the last step; returns the metrics records of this process's run (rank 0; [] elsewhere)."""
+        recipe, rank0 = self.recipe, self.world.rank == 0
+        start = 0
+        if self.resume_from is not None:
+            state = checkpoint.load(self.resume_from, self.model, self.optimizer, model_config=self.config.to_dict())
+            self.loader.load_state_dict(state["loader"])
+            start = state["step"]
+        writer = MetricsWriter(self.output, truncate_after=start, title=recipe["stage"]) if rank0 else None
+        if rank0:
+            (self.output / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")
+        records: list[dict[str, Any]] = []
+        tokens = start * self.rows_per_step * recipe["seq_len"]
+        elapsed = 0.0
+        every = recipe["checkpoint_every"]
+        bar = tqdm(range(start, recipe["steps"]), desc=recipe["stage"], unit="step", disable=not rank0,
+                   initial=start, total=recipe["steps"])
+        for step in bar:
+            began = time.perf_counter()
+            result = self.train_step(step)
+            elapsed += time.perf_counter() - began
+            tokens += self.rows_per_step * recipe["seq_len"]
+            if not math.isfinite(result["loss"]):
+                raise FloatingPointError(f"step {step + 1}: the loss is {result['loss']}")
+            record = {"step": step + 1, "loss": result["loss"], "lr": self.optimizer.param_groups[0]["lr"],
+                      "tokens": tokens, "grad_norm": result["grad_norm"], "target_tokens": result["targets"],
+                      "tokens_per_s": (tokens - start * self.rows_per_step * recipe["seq_len"]) / elapsed,
+                      "stage": recipe["stage"]}
+            if rank0:
+                writer.log(record)
+                records.append(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+                if (step + 1) % max(1, recipe["train"]["log_every"] * 10) == 0 or step + 1 == recipe["steps"]:
+                    writer.plot()
+            last = step + 1 == recipe["steps"]
+            if last or (every and (step + 1) % every == 0):
+                checkpoint.save(self.ckpt_dir, step + 1, self.model, self.optimizer,
+                                trainer_state=self.trainer_state(), keep=recipe["keep_checkpoints"])
+        bar.close()
+        return records
+
+
+def train(recipe: dict[str, Any], output: str | Path, *, resume: bool = False) -> list[dict[str, Any]]:
+    """Build a Trainer and run it (see the module doc)."""
+    return Trainer(recipe, output, resume=resume).run()

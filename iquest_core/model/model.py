@@ -21,26 +21,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from iquest_core.model.attention import LoopCoderAttention
+from iquest_core.model.backends import AttentionMetadata
 from iquest_core.model.cache import KV, LoopCache
 from iquest_core.model.checkpoint import load_pretrained, save_pretrained
 from iquest_core.model.config import LoopCoderConfig
 from iquest_core.model.generation import generate
 from iquest_core.model.layers import RMSNorm, SwiGLU
 from iquest_core.model.rope import rope_cos_sin
-from iquest_core.parallel import zigzag_positions
 
 
 class DecoderLayer(nn.Module):
     """Pre-norm block: x + attn(norm(x)), then + mlp(norm(.))."""
 
-    def __init__(self, config: LoopCoderConfig, attn_implementation: str) -> None:
+    def __init__(self, config: LoopCoderConfig, layer: int, attn_implementation: str) -> None:
         super().__init__()
-        self.self_attn = LoopCoderAttention(config, attn_implementation)
+        self.self_attn = LoopCoderAttention(config, layer, attn_implementation)
         self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
@@ -60,35 +59,32 @@ class LoopCoderModel(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(config, attn_implementation) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(DecoderLayer(config, i, attn_implementation)
+                                    for i in range(config.num_hidden_layers))
         if config.loop_num > 1:
             self.gate_projections = nn.ModuleList(nn.Linear(config.head_dim, config.num_attention_heads)
                                                   for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.activation_checkpointing = False
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, *, cu_seqlens: torch.Tensor | None = None,
-                max_seqlen: int | None = None, cache: LoopCache | None = None,
-                cp_group: dist.ProcessGroup | None = None) -> torch.Tensor:
-        """Final-norm hidden states (B, L, C) for input_ids (B, L) at position_ids (B, L); arguments as in
-        LoopCoderForCausalLM.forward, which checks them. Appends to `cache` and advances it by L."""
+    def forward(self, input_ids: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Final-norm hidden states (B, L, C) for input_ids (B, L) laid out as `meta` says (checked by
+        LoopCoderForCausalLM.forward). Appends to meta.cache and advances it by L."""
         hidden = self.embed_tokens(input_ids)
-        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, hidden.dtype)
-        start = 0 if cache is None else cache.length
+        cos, sin = rope_cos_sin(meta.positions, self.config.head_dim, self.config.rope_theta, hidden.dtype)
         kv_global: list[KV | None] = [None] * len(self.layers)
         for loop in range(self.config.loop_num):
             for i, layer in enumerate(self.layers):
-                kwargs = dict(loop=loop, kv_global=kv_global[i], cu_seqlens=cu_seqlens, max_seqlen=max_seqlen,
-                              gate=self.gate_projections[i] if loop else None, start=start,
-                              cache=None if cache is None else cache.layers[i], cp_group=cp_group)
+                kwargs = dict(loop=loop, meta=meta, kv_global=kv_global[i],
+                              gate=self.gate_projections[i] if loop else None)
                 if self.activation_checkpointing and torch.is_grad_enabled():
                     hidden, kv = checkpoint(layer, hidden, cos, sin, use_reentrant=False, **kwargs)
                 else:
                     hidden, kv = layer(hidden, cos, sin, **kwargs)
                 if loop == 0:
                     kv_global[i] = kv
-        if cache is not None:
-            cache.advance(input_ids.shape[1])
+        if meta.cache is not None:
+            meta.cache.advance(input_ids.shape[1])
         return self.norm(hidden)
 
 
@@ -127,8 +123,7 @@ class LoopCoderForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None,
-                cache: LoopCache | None = None, logits_to_keep: int = 0,
-                cp_group: dist.ProcessGroup | None = None) -> CausalLMOutput:
+                cache: LoopCache | None = None, logits_to_keep: int = 0) -> CausalLMOutput:
         """Logits (B, L, vocab) for input_ids (B, L) (int64 token ids).
 
         position_ids (B, L): defaults to 0..L-1 (or to cache.length + 0..L-1 with a cache).
@@ -137,21 +132,17 @@ class LoopCoderForCausalLM(nn.Module):
         max_seqlen: optional bound on the longest document (saves the op a host sync).
         cache: a LoopCache from `new_cache` for incremental decoding (no cu_seqlens).
         logits_to_keep: if > 0, logits of the last that many positions only (B, logits_to_keep, vocab).
-        cp_group: context parallelism; input_ids is then this rank's zigzag shard (iquest_core.parallel.
-        zigzag_shard) of sequences of cp * L tokens, position_ids default to the shard's global positions,
-        and the logits are the shard's.
+        After iquest_core.parallel.apply_cp(model, group), input_ids is this rank's zigzag shard
+        (iquest_core.parallel.zigzag_shard) of sequences of cp * L tokens, position_ids default to the
+        shard's global positions, and the logits are the shard's.
         """
-        if cp_group is not None:
-            if cu_seqlens is not None or cache is not None:
-                raise ValueError("cp_group: context parallelism runs whole unpacked sequences (no cu_seqlens or cache)")
-            if position_ids is None:
-                total = input_ids.shape[1] * dist.get_world_size(cp_group)
-                position_ids = zigzag_positions(total, cp_group, device=input_ids.device).expand_as(input_ids)
         position_ids = self._check_inputs(input_ids, position_ids, cu_seqlens, cache)
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep: expected a non-negative int, got {logits_to_keep!r}")
-        hidden = self.model(input_ids, position_ids, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, cache=cache,
-                            cp_group=cp_group)
+        meta = AttentionMetadata(position_ids, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, cache=cache)
+        for layer in self.model.layers:
+            layer.self_attn.backend.check(meta)
+        hidden = self.model(input_ids, meta)
         return CausalLMOutput(logits=self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden))
 
     def new_cache(self) -> LoopCache:
@@ -181,8 +172,9 @@ class LoopCoderForCausalLM(nn.Module):
             return position_ids
         if cu_seqlens is not None:
             return packed_position_ids(cu_seqlens, length)[None]
-        start = 0 if cache is None else cache.length
-        return torch.arange(start, start + length, device=input_ids.device).expand(batch, length)
+        if cache is not None:
+            return torch.arange(cache.length, cache.length + length, device=input_ids.device).expand(batch, length)
+        return self.model.layers[0].self_attn.backend.positions(length, input_ids.device).expand(batch, length)
 
     # --- Hugging Face layout and generation (implemented in checkpoint.py and generation.py) ---
 

@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
-from iquest_core.parallel import zigzag_shard
+from iquest_core.parallel import apply_cp, zigzag_shard
 
 WORLD = 2
 LENGTH = 96  # 4 zigzag chunks of 24 tokens >= window - 1
@@ -41,7 +41,8 @@ def _worker(rank, port, seed, results):
         full_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
         model.zero_grad()
 
-        cp_loss = _loss(model, zigzag_shard(input_ids), zigzag_shard(labels), total, cp_group=dist.group.WORLD)
+        apply_cp(model, dist.group.WORLD)
+        cp_loss = _loss(model, zigzag_shard(input_ids), zigzag_shard(labels), total)
         cp_loss.backward()
         loss_sum = cp_loss.detach().clone()
         dist.all_reduce(loss_sum)

@@ -1,0 +1,133 @@
+"""Attention backends of LoopCoder: how one layer's two kinds of attention run for a batch.
+
+Every layer calls its backend with post-RoPE q (B, L, H, D) and k, v (B, L, Hkv, D):
+
+- `causal(q, k, v, meta, layer)`: loop 1, ordinary causal attention;
+- `gated(q, k_global, v_global, k, v, gate_weight, gate_bias, window=, loop=, meta=, layer=)`: loops
+  >= 2, gated loop attention of q over loop-1 K/V (global, causal) and this loop's K/V (window W).
+
+`AttentionMetadata` carries what the batch's layout is (positions, packed documents, decode cache),
+built once per forward. `LocalAttention` (the default) runs one process: dense batches, packed
+documents or cached decoding, as the metadata says. Other backends are installed from outside the
+model (iquest_core.parallel.apply_cp installs the ring backend); the model imports nothing distributed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from iquest_core.model.cache import LoopCache
+from iquest_core.ops import attention_with_lse, loop_attention
+from iquest_core.ops.gate import gate_mix
+from iquest_core.ops.reference import loop_attention_reference
+
+
+@dataclass
+class AttentionMetadata:
+    """The batch layout every layer's attention reads.
+
+    positions (B, L): RoPE positions of the tokens. cu_seqlens (num_docs + 1,) int32 with B = 1: packed
+    documents (no attention across them); max_seqlen: optional bound on the longest one. cache: the
+    decode caches, the new tokens sitting at positions cache.length .. cache.length + L - 1."""
+
+    positions: torch.Tensor
+    cu_seqlens: torch.Tensor | None = None
+    max_seqlen: int | None = None
+    cache: LoopCache | None = None
+
+
+class AttentionBackend:
+    """One layer's attention for a batch (see the module docstring for the two calls)."""
+
+    def check(self, meta: AttentionMetadata) -> None:
+        """Raises ValueError when this backend cannot run a batch of that layout."""
+
+    def positions(self, length: int, device: torch.device) -> torch.Tensor:
+        """Default positions (L,) of a sequence of `length` local tokens."""
+        return torch.arange(length, device=device)
+
+    def causal(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata,
+               layer: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def gated(self, q: torch.Tensor, k_global: torch.Tensor, v_global: torch.Tensor, k: torch.Tensor,
+              v: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor, *, window: int, loop: int,
+              meta: AttentionMetadata, layer: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _unfused_loop_attention(*args, max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
+    """loop_attention_reference behind loop_attention's signature (max_seqlen is only a hint)."""
+    return loop_attention_reference(*args, **kwargs)
+
+
+LOOP_ATTENTION: dict[str, Callable[..., torch.Tensor]] = {"fused": loop_attention, "reference": _unfused_loop_attention}
+
+
+class DenseAttention(AttentionBackend):
+    """B equal-length sequences: SDPA for loop 1, the given loop attention for later loops."""
+
+    def __init__(self, loop_attention_fn: Callable[..., torch.Tensor]) -> None:
+        self.loop_attention = loop_attention_fn
+
+    def causal(self, q, k, v, meta, layer):
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
+                                             enable_gqa=True)
+        return out.transpose(1, 2)
+
+    def gated(self, q, k_global, v_global, k, v, gate_weight, gate_bias, *, window, loop, meta, layer):
+        return self.loop_attention(q, k_global, v_global, k, v, gate_weight, gate_bias, window=window)
+
+
+class PackedAttention(DenseAttention):
+    """Packed documents (B = 1, cu_seqlens): the varlen kernels, which build no (T, T) mask."""
+
+    def causal(self, q, k, v, meta, layer):
+        return attention_with_lse(q[0], k[0], v[0], cu_seqlens=meta.cu_seqlens)[0][None]
+
+    def gated(self, q, k_global, v_global, k, v, gate_weight, gate_bias, *, window, loop, meta, layer):
+        packed = [t[0] for t in (q, k_global, v_global, k, v)]
+        return self.loop_attention(*packed, gate_weight, gate_bias, window=window, cu_seqlens=meta.cu_seqlens,
+                                   max_seqlen=meta.max_seqlen)[None]
+
+
+class CachedAttention(AttentionBackend):
+    """Incremental decoding: the new tokens' K/V are appended to the layer's caches and both branches run
+    on attention_with_lse over the caches (loop 1: all positions; later loops: the last W)."""
+
+    def causal(self, q, k, v, meta, layer):
+        start = meta.cache.length
+        return attention_with_lse(q, *meta.cache.layers[layer].append_global(k, v), q_start=start)[0]
+
+    def gated(self, q, k_global, v_global, k, v, gate_weight, gate_bias, *, window, loop, meta, layer):
+        cache, start = meta.cache.layers[layer], meta.cache.length
+        out_global, _ = attention_with_lse(q, *cache.global_kv_all(), q_start=start)
+        k_win, v_win = cache.append_window(loop, k, v)
+        out_local, _ = attention_with_lse(q, k_win, v_win, q_start=start, k_start=start + q.shape[1] - k_win.shape[1],
+                                          window=window)
+        return gate_mix(q, out_global, out_local, gate_weight, gate_bias)
+
+
+class LocalAttention(AttentionBackend):
+    """The single-process backend: DenseAttention, PackedAttention or CachedAttention as the metadata says.
+    `loop_attention_fn` runs the gated loop attention of dense and packed batches (fused or reference)."""
+
+    def __init__(self, loop_attention_fn: Callable[..., torch.Tensor]) -> None:
+        self.dense, self.packed = DenseAttention(loop_attention_fn), PackedAttention(loop_attention_fn)
+        self.cached = CachedAttention()
+
+    def _select(self, meta: AttentionMetadata) -> AttentionBackend:
+        if meta.cache is not None:
+            return self.cached
+        return self.dense if meta.cu_seqlens is None else self.packed
+
+    def causal(self, q, k, v, meta, layer):
+        return self._select(meta).causal(q, k, v, meta, layer)
+
+    def gated(self, q, k_global, v_global, k, v, gate_weight, gate_bias, *, window, loop, meta, layer):
+        return self._select(meta).gated(q, k_global, v_global, k, v, gate_weight, gate_bias, window=window, loop=loop,
+                                        meta=meta, layer=layer)

@@ -1,0 +1,60 @@
+"""apply_cp installs the ring backend from outside the model (one in-process rank here; 2 ranks in
+test_model_context_parallel.py)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
+from iquest_core.model.backends import LocalAttention
+from iquest_core.parallel import apply_cp
+from iquest_core.parallel.context_parallel import RingAttention
+
+
+@pytest.fixture
+def group():
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield dist.group.WORLD
+    dist.destroy_process_group()
+
+
+def _model():
+    torch.manual_seed(0)
+    return LoopCoderForCausalLM(LoopCoderConfig.preset("tiny", loop_num=2, loop_window_size=8)).eval()
+
+
+def test_one_rank_ring_equals_the_local_model(group):
+    model = _model()
+    ids = torch.randint(0, model.config.vocab_size, (2, 38))
+    expected = model(ids).logits
+    assert apply_cp(model, group) is model
+    backends = {type(layer.self_attn.backend) for layer in model.model.layers}
+    assert backends == {RingAttention}
+    torch.testing.assert_close(model(ids).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ring_backend_refuses_packed_documents_and_caches(group):
+    model = apply_cp(_model(), group)
+    ids = torch.randint(0, model.config.vocab_size, (1, 12))
+    with pytest.raises(ValueError, match="cp_group: context parallelism runs whole unpacked sequences"):
+        model(ids, cu_seqlens=torch.tensor([0, 4, 12], dtype=torch.int32))
+    with pytest.raises(ValueError, match="cp_group: context parallelism runs whole unpacked sequences"):
+        model(ids, cache=model.new_cache())
+
+
+def test_bad_arguments_are_refused(group):
+    model = _model()
+    with pytest.raises(ValueError, match="cp_group: expected a torch.distributed ProcessGroup"):
+        apply_cp(model, None)
+    with pytest.raises(ValueError, match="model: expected a module containing LoopCoderAttention"):
+        apply_cp(torch.nn.Linear(2, 2), group)
+    assert all(isinstance(layer.self_attn.backend, LocalAttention) for layer in model.model.layers)
+
+
+def test_the_model_package_imports_nothing_distributed():
+    code = "import sys, iquest_core.model; print(sorted(m for m in sys.modules if m.startswith('iquest_core.parallel')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

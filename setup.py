@@ -54,7 +54,7 @@ def build_cuda() -> bool:
 
 
 def extension():
-    cpu_sources = sources("csrc/**/cpu/*.cpp") + sources("python/*.cpp")
+    cpu_sources = sources("csrc/**/cpu/*.cpp") + sources("csrc/text/*.cpp") + sources("python/*.cpp")
     if not build_cuda():
         return CppExtension(name="iquest_core._C", sources=cpu_sources, include_dirs=[ROOT],
                             extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=["-fopenmp"])

@@ -4,20 +4,30 @@ function is deterministic gives identical output everywhere.
 
     results = map_shards(fn, shards, engine="local", workers=None, desc="fim")
 
-fn must be a picklable top-level function taking one shard and returning a picklable result.
+fn must be a picklable top-level function taking one shard and returning a picklable result. Local
+workers run torch with one intra-op thread each (so kernels run inline: no OpenMP region in a forked
+child, and no oversubscription); Ray tasks take one CPU each (Ray then gives them one OpenMP thread). The Ray engine
+joins the running Ray session, else connects to `address` (None: a new local Ray instance).
+
+Jobs write their outputs with `write_jsonl` (temporary file, then rename: a failed job leaves no
+truncated output).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm import tqdm
 
 S = TypeVar("S")
 R = TypeVar("R")
+T = TypeVar("T")
 ENGINES = ("local", "ray")
 
 
@@ -31,11 +41,13 @@ def add_engine_arguments(parser: Any) -> None:
 
 def map_shards(fn: Callable[[S], R], shards: Sequence[S], *, engine: str = "local", workers: int | None = None,
                address: str | None = None, desc: str | None = None) -> list[R]:
-    """[fn(shard) for shard in shards], computed by `engine`, with a progress bar over shards."""
+    """[fn(shard) for shard in shards], computed by `engine`, with a progress bar over shards (none when
+    desc is None). An exception raised by fn propagates (on Ray: a RayTaskError that is also an instance
+    of the original exception's type)."""
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers: expected >= 1, got {workers}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     progress = tqdm(total=len(shards), desc=desc, unit="shard", disable=desc is None)
     try:
         if engine == "ray":
@@ -47,7 +59,7 @@ def map_shards(fn: Callable[[S], R], shards: Sequence[S], *, engine: str = "loca
                 results.append(fn(shard))
                 progress.update()
             return results
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_one_thread_per_worker) as pool:
             futures = [pool.submit(fn, shard) for shard in shards]
             results = []
             for future in futures:
@@ -58,15 +70,54 @@ def map_shards(fn: Callable[[S], R], shards: Sequence[S], *, engine: str = "loca
         progress.close()
 
 
+def _one_thread_per_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _apply(fn: Callable[[S], R], shard: S) -> R:
+    return fn(shard)
+
+
 def _map_ray(fn: Callable[[S], R], shards: Sequence[S], address: str | None, progress: tqdm) -> list[R]:
     import ray
 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(fn)
-    refs = [remote.remote(shard) for shard in shards]
-    results = []
-    for ref in refs:
-        results.append(ray.get(ref))
-        progress.update()
+    remote = ray.remote(num_cpus=1)(_apply)
+    refs = [remote.remote(fn, shard) for shard in shards]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[Any] = [None] * len(refs)
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            results[index[ref]] = ray.get(ref)
+            progress.update()
     return results
+
+
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """items cut into consecutive shards of `size` (the last may be shorter)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected an int >= 1, got {size!r}")
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
+    """Write records as JSON lines to `path` through a temporary file renamed at the end (nothing, not even
+    a truncated file, is left at `path` if writing fails); returns the number of records."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count

@@ -1,14 +1,14 @@
 """Training-step throughput of a small LoopCoder on the CPU: the model on the fused gated loop attention
 op against the same model (same weights, same data) on the unfused reference path (two SDPA calls +
-gate mix, as inference engines run loop attention). One step = forward, cross-entropy, backward,
-AdamW update on one row of L byte tokens; preset "small-cpu" (hidden 256, 4 heads of 64, 2 KV heads,
-2 layers x 2 loops, window 64), float32. tokens/s = L / median step time (in extra_info and printed)."""
+gate mix, as inference engines run loop attention). One step = iquest_core.train.step.train_step
+(forward, cross-entropy, backward, AdamW update, no clipping) on one row of L byte tokens; preset
+"small-cpu" (hidden 256, 4 heads of 64, 2 KV heads, 2 layers x 2 loops, window 64), float32. tokens/s = L / median step time (in extra_info and printed)."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
+from iquest_core.train.step import train_step
 
 IMPLS = {"fused": "fused", "unfused": "reference"}
 
@@ -22,11 +22,7 @@ def test_training_step(benchmark, record_median, impl, length):
     tokens = torch.randint(0, model.config.vocab_size, (1, length + 1))
 
     def step():
-        logits = model(tokens[:, :-1]).logits
-        loss = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(model, optimizer, tokens[:, :-1], tokens[:, 1:], max_grad_norm=None)
 
     group = f"train step fp32 L={length}"
     benchmark.group = group

@@ -19,9 +19,9 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": "iquest_core.model.demo",
+    "demo": "iquest_core.train.demo",
     "drill": "iquest_core.reliability.drill",
-    "selftest": "iquest_core.selftest",
+    "selftest": "iquest_core.train.selftest",
     "data": "iquest_core.data.cli",
     "train": "iquest_core.train.cli",
     "export": "iquest_core.train.export",

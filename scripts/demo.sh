@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m iquest_core.model.demo "$@"
+.venv/bin/python -m iquest_core.train.demo "$@"

@@ -9,7 +9,7 @@ RuntimeError) naming the op, the device, the case and the error, instead of trai
 
 Under torch.compile the check is skipped while tracing (it would otherwise be traced into the graph),
 and so is it during CUDA graph capture; it runs at the first eager call, or explicitly through
-`check_cuda_kernels(device)` or `python -m iquest_core.selftest`.
+`check_cuda_kernels(device)` or `python -m iquest_core.train.selftest`.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def check_once(op: str, q: torch.Tensor) -> None:
             raise CudaKernelSelfCheckError(
                 f"iquest_core: the CUDA kernel of {op} disagrees with the float64 reference on "
                 f"{torch.cuda.get_device_name(index)} (cuda:{index}); refusing to use it.\n  {details}\n"
-                "Run `python -m iquest_core.selftest` for the full table, and report it with the GPU model.")
+                "Run `python -m iquest_core.train.selftest` for the full table, and report it with the GPU model.")
         _checked.add(key)
 
 

@@ -1,9 +1,10 @@
 """Train a tiny LoopCoder for a few dozen steps on this package's own Python source (byte-level tokens),
 printing the loss and tokens/s, then sample a completion of a prompt with the decode caches.
 
-    python -m iquest_core.model.demo [--steps 40] [--seq-len 256] [--batch-size 4] [--save DIR]
+    python -m iquest_core.train.demo [--steps 40] [--seq-len 256] [--batch-size 4] [--save DIR]
 
-Everything is local: the corpus is the iquest_core/*.py files next to this one.
+Everything is local: the corpus is the iquest_core/*.py files of this package. The step is the shared
+language-model step of iquest_core.train.step.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import iquest_core
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
+from iquest_core.train.step import train_step
 
 
 def source_bytes(root: Path) -> torch.Tensor:
@@ -69,16 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     for _ in progress:
         batch = random_batch(corpus, args.batch_size, args.seq_len, generator)
         start = time.perf_counter()
-        logits = model(batch[:, :-1]).logits
-        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        result = train_step(model, optimizer, batch[:, :-1], batch[:, 1:], max_grad_norm=1.0)
         schedule.step()
         train_time += time.perf_counter() - start
         tokens_seen += batch[:, :-1].numel()
-        losses.append(loss.item())
+        losses.append(result.loss)
         progress.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens_seen / train_time:,.0f}")
     print(f"loss {losses[0]:.3f} -> {losses[-1]:.3f} (uniform over bytes: {torch.log(torch.tensor(256.0)):.3f}); "
           f"{tokens_seen / train_time:,.0f} training tokens/s")

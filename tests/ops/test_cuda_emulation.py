@@ -1,4 +1,4 @@
-"""CPU checks of the CUDA kernels without a GPU: the numpy emulations of csrc/loop_attention/cuda/emulation.
+"""CPU checks of the CUDA kernels without a GPU: the numpy emulations of tests/ops/cuda_emulation.
 
 fragment_layouts: the ldmatrix / mma.m16n8k16 fragment address formulas of flash_common.cuh feed the tensor
 cores the intended sub-matrices, and the swizzled shared-memory tiles are bank-conflict free.
@@ -7,24 +7,11 @@ online softmax, GQA walk, gate coefficients) matches the float64 reference, forw
 Neither runs the CUDA code; each run draws fresh random tiles / inputs (the seed is printed on failure).
 """
 
-import importlib.util
-import pathlib
 import random
 
 import pytest
 
-EMULATION = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "loop_attention" / "cuda" / "emulation"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"cuda_emulation_{name}", EMULATION / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fragment_layouts = _load("fragment_layouts")
-tile_algorithm = _load("tile_algorithm")
+from tests.ops.cuda_emulation import fragment_layouts, tile_algorithm
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Emulates ldmatrix / mma.m16n8k16 (PTX ISA fragment layouts) on numpy and checks the address formulas
-of flash_common.cuh (ldsm_a, ldsm_b_nk, ldsm_b_kn, pack_a, swizzle): the operands the kernels feed
+of csrc/loop_attention/cuda/flash_common.cuh (ldsm_a, ldsm_b_nk, ldsm_b_kn, pack_a, swizzle): the operands the kernels feed
 to the tensor cores are the intended sub-matrices, and the swizzled tiles are bank-conflict free for
 ldmatrix. Emulation from the PTX ISA's description of ldmatrix and mma.m16n8k16, not a GPU run.
-Run: python <this file>, or call check_fragment_layouts() (raises AssertionError on a failed check)."""
+Run: python -m tests.ops.cuda_emulation.fragment_layouts, or call check_fragment_layouts() (raises AssertionError on a failed check)."""
 import numpy as np
 
 def swizzle(D, row, col): return row * D + (((col >> 3) ^ (row & 7)) << 3) + (col & 7)

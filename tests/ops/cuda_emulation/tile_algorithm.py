@@ -1,17 +1,16 @@
 """Tile-level numpy port of the CUDA kernels' control flow (flash_fwd.cu, flash_bwd_dkdv.cu,
-flash_bwd_dq.cu, the prep kernels, the host glue): work decomposition, key/query ranges, masks and the
+flash_bwd_dq.cu of csrc/loop_attention/cuda, the prep kernels, the host glue): work decomposition, key/query ranges, masks and the
 'full tile' shortcut, online softmax in the exp2 domain, GQA walk, branch coefficients, delta / dlogit.
 Checks it against iquest_core.ops.reference in float64.
 
 This is NOT a test of the CUDA code itself (nothing here runs it): it checks, on a machine without a
 GPU, that the kernels' algorithm as written (ranges, masks, coefficients, reductions) is right. Any
-change of control flow in the kernels should be mirrored here. Run: python <this file> (a few seconds), or
+change of control flow in the kernels should be mirrored here. Run: python -m tests.ops.cuda_emulation.tile_algorithm (a few seconds), or
 call loop_case(*case) / attn_case(*case) for the cases of LOOP_CASES / ATTENTION_CASES: each raises
 AssertionError on a mismatch and returns its relative errors.
 """
-import math, os, sys
+import math
 import numpy as np, torch
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 4))
 from iquest_core.ops.reference import loop_attention_reference, attention_with_lse_reference
 
 LOG2E = 1.4426950408889634

@@ -144,11 +144,13 @@ def run_tests(program: str, tests: str, *, timeout_s: float = 10.0, memory_mb: i
                                   "token": token, "marker_fd": marker.fileno()}).encode())
             job.seek(0)
             info_read, info_write = os.pipe()
-            user = dict(user=SANDBOX_UID, group=SANDBOX_UID, extra_groups=[]) if as_root else {}
+            argv = bwrap_command(runtime, workdir, info_write, _RUNNER)
+            if as_root:  # setpriv rather than Popen(user=): Popen can then vfork instead of copying our pages
+                argv = [runtime.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", *argv]
             start = time.monotonic()
             try:
-                proc = subprocess.Popen(bwrap_command(runtime, workdir, info_write, _RUNNER), stdin=job, stdout=out,
-                                        stderr=err, pass_fds=(info_write, marker.fileno()), env={}, **user)
+                proc = subprocess.Popen(argv, stdin=job, stdout=out, stderr=err,
+                                        pass_fds=(info_write, marker.fileno()), env={})
             finally:
                 os.close(info_write)
             init_pidfd = None

@@ -34,6 +34,7 @@ class SandboxUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Runtime:
     bwrap: str
+    setpriv: str       # util-linux setpriv, to drop root to SANDBOX_UID
     python: str        # interpreter path, the same inside and outside
     prefix: str        # its installation, bound read-only when outside /usr
 
@@ -50,16 +51,19 @@ def _world_searchable(path: Path) -> bool:
 
 @functools.cache
 def sandbox_runtime() -> Runtime:
-    """bwrap and the Python the sandbox runs: this interpreter's base installation when the sandbox user
+    """bwrap, setpriv and the Python the sandbox runs: this interpreter's base installation when the sandbox user
     can reach it, else /usr/bin/python3. Raises SandboxUnavailable when neither works."""
     bwrap = shutil.which("bwrap") or "/usr/bin/bwrap"
     if not os.access(bwrap, os.X_OK):
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed; scripts/setup.sh installs it")
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    if os.geteuid() == 0 and not os.access(setpriv, os.X_OK):
+        raise SandboxUnavailable("setpriv (util-linux) is missing; it drops root before bwrap runs")
     candidates = [(Path(sys._base_executable).resolve(), Path(sys.base_prefix).resolve()),
                   (Path("/usr/bin/python3").resolve(), Path("/usr"))]
     for python, prefix in candidates:
         if python.is_file() and (os.geteuid() != 0 or _world_searchable(python)):
-            return Runtime(bwrap, str(python), str(prefix))
+            return Runtime(bwrap, setpriv, str(python), str(prefix))
     raise SandboxUnavailable("no Python interpreter the sandbox user can read (tried "
                              f"{', '.join(str(p) for p, _ in candidates)})")
 
@@ -76,13 +80,14 @@ def _system_dirs() -> list[str]:
 
 
 def bwrap_command(runtime: Runtime, workdir: str, info_fd: int, runner_source: str) -> list[str]:
-    """argv running `python -I -c runner_source` in fresh namespaces with `workdir` at /sandbox; bwrap
-    writes its JSON info (the outer pid of the namespace's init as "child-pid") to info_fd."""
+    """argv running `python -I -S -c runner_source` (isolated mode, standard library only) in fresh
+    namespaces with `workdir` at /sandbox; bwrap writes its JSON info (the outer pid of the namespace's
+    init as "child-pid") to info_fd."""
     args = [runtime.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--hostname", "sandbox", *_system_dirs()]
     if not runtime.prefix.startswith("/usr/") and runtime.prefix != "/usr":
         args += ["--ro-bind", runtime.prefix, runtime.prefix]
     args += ["--proc", "/proc", "--dev", "/dev", "--bind", workdir, WORKDIR, "--chdir", WORKDIR,
              "--remount-ro", "/", "--info-fd", str(info_fd),
-             runtime.python, "-I", "-c", runner_source]
+             runtime.python, "-I", "-S", "-c", runner_source]
     return args

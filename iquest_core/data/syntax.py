@@ -1,0 +1,202 @@
+"""Tree-sitter syntax for the FIM levels and the syntax validity filter.
+
+Grammars come from the per-language wheels (tree-sitter-python, -java, -typescript, -javascript,
+-c-sharp, -go, -rust, -cpp) with the tree-sitter 0.26 API; nothing is downloaded. Candidate nodes of a
+level are found by one compiled query per (language, level), run in C by a QueryCursor.
+
+Offsets: tree-sitter reports UTF-8 byte offsets; `Parsed` converts them to str offsets, so slicing the
+Python string gives the node's text for any content (BOM, CJK, emoji). A leading BOM is not part of the
+source the grammar sees (tree-sitter would call it an error); offsets are shifted past it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import tree_sitter as ts
+
+LANGUAGES: tuple[str, ...] = ("python", "java", "typescript", "javascript", "c_sharp", "go", "rust", "cpp")
+LEVELS: tuple[str, ...] = ("expression", "statement", "function")
+
+EXTENSIONS: dict[str, str] = {
+    ".py": "python", ".pyi": "python", ".java": "java", ".ts": "typescript", ".mts": "typescript",
+    ".cts": "typescript", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".cs": "c_sharp", ".go": "go", ".rs": "rust", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".c++": "cpp",
+    ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp", ".h++": "cpp", ".h": "cpp",
+}
+
+_GRAMMARS: dict[str, tuple[str, str]] = {
+    "python": ("tree_sitter_python", "language"), "java": ("tree_sitter_java", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "javascript": ("tree_sitter_javascript", "language"), "c_sharp": ("tree_sitter_c_sharp", "language"),
+    "go": ("tree_sitter_go", "language"), "rust": ("tree_sitter_rust", "language"),
+    "cpp": ("tree_sitter_cpp", "language"),
+}
+
+_JS_EXPRESSIONS = ("call_expression", "binary_expression", "member_expression", "subscript_expression",
+                   "assignment_expression", "augmented_assignment_expression", "ternary_expression",
+                   "new_expression", "arrow_function", "await_expression", "unary_expression", "update_expression",
+                   "object", "array", "template_string", "function_expression")
+_JS_STATEMENTS = ("expression_statement", "lexical_declaration", "variable_declaration", "return_statement",
+                  "if_statement", "for_statement", "for_in_statement", "while_statement", "do_statement",
+                  "try_statement", "throw_statement", "switch_statement", "import_statement")
+_JS_FUNCTIONS = ("function_declaration", "generator_function_declaration", "method_definition", "arrow_function",
+                 "function_expression")
+
+# Node types per level: compound constructs a completion request would ask for (no bare identifiers or
+# literals; no trivial `pass` / `break`).
+NODE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "python": {
+        "expression": ("call", "binary_operator", "boolean_operator", "comparison_operator", "attribute",
+                       "subscript", "list_comprehension", "dictionary_comprehension", "set_comprehension",
+                       "generator_expression", "conditional_expression", "lambda", "unary_operator",
+                       "not_operator", "list", "dictionary", "tuple", "await"),
+        "statement": ("expression_statement", "return_statement", "if_statement", "for_statement",
+                      "while_statement", "try_statement", "with_statement", "raise_statement", "assert_statement",
+                      "import_statement", "import_from_statement", "delete_statement", "global_statement",
+                      "nonlocal_statement", "match_statement"),
+        "function": ("function_definition",),
+    },
+    "java": {
+        "expression": ("method_invocation", "binary_expression", "object_creation_expression", "field_access",
+                       "array_access", "ternary_expression", "lambda_expression", "cast_expression",
+                       "instanceof_expression", "assignment_expression", "unary_expression", "update_expression",
+                       "array_creation_expression", "method_reference", "switch_expression"),
+        "statement": ("expression_statement", "local_variable_declaration", "return_statement", "if_statement",
+                      "for_statement", "enhanced_for_statement", "while_statement", "do_statement", "try_statement",
+                      "try_with_resources_statement", "throw_statement", "synchronized_statement",
+                      "assert_statement", "yield_statement", "labeled_statement"),
+        "function": ("method_declaration", "constructor_declaration"),
+    },
+    "javascript": {"expression": _JS_EXPRESSIONS, "statement": _JS_STATEMENTS, "function": _JS_FUNCTIONS},
+    "typescript": {
+        "expression": _JS_EXPRESSIONS + ("as_expression", "non_null_expression", "satisfies_expression"),
+        "statement": _JS_STATEMENTS,
+        "function": _JS_FUNCTIONS,
+    },
+    "c_sharp": {
+        "expression": ("invocation_expression", "binary_expression", "member_access_expression",
+                       "element_access_expression", "object_creation_expression", "assignment_expression",
+                       "conditional_expression", "lambda_expression", "cast_expression",
+                       "interpolated_string_expression", "prefix_unary_expression", "postfix_unary_expression",
+                       "await_expression", "conditional_access_expression", "query_expression", "switch_expression",
+                       "is_pattern_expression", "as_expression", "array_creation_expression"),
+        "statement": ("expression_statement", "local_declaration_statement", "return_statement", "if_statement",
+                      "for_statement", "foreach_statement", "while_statement", "do_statement", "try_statement",
+                      "throw_statement", "switch_statement", "using_statement", "lock_statement", "yield_statement"),
+        "function": ("method_declaration", "constructor_declaration", "local_function_statement",
+                     "operator_declaration"),
+    },
+    "go": {
+        "expression": ("call_expression", "binary_expression", "selector_expression", "index_expression",
+                       "slice_expression", "composite_literal", "func_literal", "unary_expression",
+                       "type_assertion_expression", "type_conversion_expression"),
+        "statement": ("expression_statement", "assignment_statement", "short_var_declaration", "return_statement",
+                      "if_statement", "for_statement", "expression_switch_statement", "type_switch_statement",
+                      "select_statement", "defer_statement", "go_statement", "inc_statement", "dec_statement",
+                      "send_statement", "var_declaration", "const_declaration"),
+        "function": ("function_declaration", "method_declaration", "func_literal"),
+    },
+    "rust": {
+        "expression": ("call_expression", "binary_expression", "field_expression", "index_expression",
+                       "macro_invocation", "closure_expression", "if_expression", "match_expression",
+                       "struct_expression", "reference_expression", "unary_expression", "try_expression",
+                       "await_expression", "range_expression", "tuple_expression", "array_expression",
+                       "type_cast_expression", "assignment_expression", "compound_assignment_expr"),
+        "statement": ("expression_statement", "let_declaration"),
+        "function": ("function_item",),
+    },
+    "cpp": {
+        "expression": ("call_expression", "binary_expression", "field_expression", "subscript_expression",
+                       "assignment_expression", "conditional_expression", "lambda_expression", "new_expression",
+                       "delete_expression", "unary_expression", "update_expression", "cast_expression",
+                       "pointer_expression", "sizeof_expression"),
+        "statement": ("expression_statement", "declaration", "return_statement", "if_statement", "for_statement",
+                      "for_range_loop", "while_statement", "do_statement", "switch_statement", "try_statement",
+                      "throw_statement"),
+        "function": ("function_definition",),
+    },
+}
+
+
+def check_language(language: str) -> str:
+    if language not in LANGUAGES:
+        raise ValueError(f"language: unknown language {language!r}; expected one of {LANGUAGES}")
+    return language
+
+
+def language_of(path: str) -> str | None:
+    """The language of a file by its extension (case-insensitive), None when not one of LANGUAGES."""
+    dot = path.rfind(".")
+    return EXTENSIONS.get(path[dot:].lower()) if dot > path.rfind("/") else None
+
+
+@lru_cache(maxsize=None)
+def grammar(language: str) -> ts.Language:
+    module, function = _GRAMMARS[check_language(language)]
+    return ts.Language(getattr(importlib.import_module(module), function)())
+
+
+@lru_cache(maxsize=None)
+def _parser(language: str) -> ts.Parser:
+    return ts.Parser(grammar(language))
+
+
+@lru_cache(maxsize=None)
+def level_query(language: str, level: str) -> ts.Query:
+    """The compiled query capturing @node for every node type of `level` in `language`."""
+    if level not in LEVELS:
+        raise ValueError(f"level: unknown level {level!r}; expected one of {LEVELS}")
+    alternatives = " ".join(f"({kind})" for kind in NODE_TYPES[check_language(language)][level])
+    return ts.Query(grammar(language), f"[{alternatives}] @node")
+
+
+@lru_cache(maxsize=None)
+def _problem_query(language: str) -> ts.Query:
+    return ts.Query(grammar(language), "(ERROR) @problem (MISSING) @problem")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed text: `tree` over `data` (the UTF-8 bytes after an optional BOM) and offset conversion."""
+    text: str
+    language: str
+    data: bytes
+    tree: ts.Tree
+    bom: int  # 1 when the text starts with U+FEFF (kept out of the parse), else 0
+
+    def char_offset(self, byte_offset: int) -> int:
+        """str index in `text` of a byte offset into `data` (a UTF-8 character boundary)."""
+        if len(self.data) == len(self.text) - self.bom:  # ASCII: bytes are characters
+            return byte_offset + self.bom
+        return len(self.data[:byte_offset].decode("utf-8")) + self.bom
+
+    @property
+    def clean(self) -> bool:
+        """True when the tree has no ERROR or MISSING node."""
+        return not self.tree.root_node.has_error
+
+    def nodes(self, level: str) -> list[ts.Node]:
+        """Nodes of `level` (see NODE_TYPES), in document order."""
+        captures = ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node)
+        return sorted(captures.get("node", ()), key=lambda n: (n.start_byte, -n.end_byte))
+
+    def error_share(self) -> float:
+        """(ERROR + MISSING nodes) / all nodes of the tree; 0.0 for a clean parse."""
+        root = self.tree.root_node
+        if not root.has_error:
+            return 0.0
+        captures = ts.QueryCursor(_problem_query(self.language)).captures(root)
+        return len(captures.get("problem", ())) / max(root.descendant_count, 1)
+
+
+def parse(text: str, language: str) -> Parsed:
+    """Parse `text` (a str) as `language`."""
+    bom = 1 if text.startswith("\ufeff") else 0
+    try:
+        data = text[bom:].encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"text: expected valid Unicode, got {error}") from None
+    return Parsed(text, language, data, _parser(check_language(language)).parse(data), bom)

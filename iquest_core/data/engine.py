@@ -121,3 +121,4 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     return count
+

@@ -29,9 +29,17 @@ VERSION = 1
 INDEX = "index.json"
 
 
+def public_mode(directory: bool = False) -> int:
+    """The permissions open() / mkdir() would give (mkstemp and mkdtemp make private files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def _atomic_save(path: Path, array: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, public_mode())
         with os.fdopen(fd, "wb") as handle:
             np.save(handle, array)
         os.replace(tmp, path)
@@ -64,6 +72,7 @@ def write_index(directory: str | Path, shards: Sequence[dict], *, vocab_size: in
              "num_documents": sum(s["num_documents"] for s in shards),
              "num_tokens": sum(s["num_tokens"] for s in shards), "shards": list(shards)}
     fd, tmp = tempfile.mkstemp(prefix=f".{INDEX}.", suffix=".tmp", dir=directory)
+    os.fchmod(fd, public_mode())
     with os.fdopen(fd, "w") as handle:
         json.dump(index, handle, indent=1)
     os.replace(tmp, directory / INDEX)

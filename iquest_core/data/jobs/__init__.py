@@ -1,0 +1,48 @@
+"""The `iquest data` jobs: each module has `main(argv)` (argparse) and `run(args) -> Summary`.
+
+Shared here: reading the inputs, per-document random generators and the closing summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from iquest_core.data.engine import add_engine_arguments
+from iquest_core.data.sources import Document, Skipped, read_documents
+
+
+def add_input_arguments(parser: Any) -> None:
+    """INPUT... (directories, .jsonl[.gz], .parquet) and the engine options."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="a repository directory, or a .jsonl / .jsonl.gz / .parquet file with path, content, repo")
+    add_engine_arguments(parser)
+
+
+def load_documents(inputs: list[str], skipped: Skipped) -> list[Document]:
+    return list(read_documents(inputs, skipped=skipped))
+
+
+def document_rng(seed: int, doc: Document) -> random.Random:
+    """A generator that depends only on the seed and the document's identity (repo, path), so a job's
+    output does not depend on how documents are spread over workers."""
+    key = f"{seed}\0{doc.repo}\0{doc.path}".encode()
+    return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+
+
+@dataclass
+class Summary:
+    """What a job did: documents in, counts by outcome, inputs skipped by reason."""
+    documents: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def print(self, title: str, stream: TextIO = sys.stderr) -> None:
+        print(f"{title}: {self.documents} documents in", file=stream)
+        for name, counts in (("outcome", self.outcomes), ("skipped", self.skipped)):
+            for key, count in sorted(counts.items()):
+                print(f"  {name:8s} {key:28s} {count}", file=stream)

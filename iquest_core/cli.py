@@ -20,7 +20,7 @@ import sys
 
 COMMANDS = {
     "demo": "iquest_core.train.demo",
-    "drill": "iquest_core.reliability.drill",
+    "drill": "iquest_core.train.drill",
     "selftest": "iquest_core.train.selftest",
     "data": "iquest_core.data.cli",
     "train": "iquest_core.train.cli",

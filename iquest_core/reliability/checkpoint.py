@@ -1,5 +1,6 @@
-"""Fingerprinted checkpoints: safetensors files whose metadata holds the digest of every tensor; load
-verifies every digest before a single value reaches the model or the optimizer."""
+"""Fingerprinted checkpoints: safetensors files whose metadata holds the digest of every tensor and of
+the rest of the metadata (step, optimizer hyperparameters); load verifies every digest before a single
+value reaches the model or the optimizer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from iquest_core.reliability.errors import SilentDataCorruptionError
-from iquest_core.reliability.fingerprint import digest_hex
+from iquest_core.reliability.fingerprint import digest_hex, fingerprint
 from iquest_core.reliability.state import fingerprint_named
 
 FORMAT = "iquest-fingerprinted-checkpoint/1"
@@ -48,6 +49,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     digests = {name: digest_hex(d) for name, d in fingerprint_named(tensors).items()}
     metadata = {"format": FORMAT, "fingerprints": json.dumps(digests), "step": json.dumps(step),
                 "optimizer": json.dumps(optimizer_rest)}
+    metadata["metadata_fingerprint"] = _metadata_digest(metadata)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -59,6 +61,13 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _metadata_digest(metadata: dict[str, str]) -> str:
+    """Digest of the metadata entries other than itself (the step and the optimizer's hyperparameters
+    live there, outside every tensor)."""
+    text = json.dumps({k: v for k, v in sorted(metadata.items()) if k != "metadata_fingerprint"})
+    return digest_hex(fingerprint(torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8)))
 
 
 def _unshared_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -116,6 +125,8 @@ def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         expected = json.loads(metadata["fingerprints"])
     except (KeyError, json.JSONDecodeError) as e:
         raise corrupt("<metadata>", "the fingerprints are missing or unreadable") from e
+    if metadata.get("metadata_fingerprint") != _metadata_digest(metadata):
+        raise corrupt("<metadata>", "the metadata (step, optimizer hyperparameters) does not match its fingerprint")
     if set(expected) != set(tensors):
         odd = sorted(set(expected) ^ set(tensors))
         raise corrupt(odd[0], f"tensors and fingerprints do not match one to one ({odd[:5]})")

@@ -28,21 +28,35 @@ def compare_across_ranks(names: list[str], digests: torch.Tensor, *, step: int |
     world = dist.get_world_size(group)
     gathered = [torch.empty_like(digests) for _ in range(world)]
     dist.all_gather(gathered, digests.contiguous(), group=group)
-    table = torch.stack(gathered).cpu()  # (world, n, 2)
+    verdict = majority_verdict(torch.stack(gathered).cpu())
+    if verdict is None:
+        return
+    first, outliers, count = verdict
+    group_ranks = dist.get_process_group_ranks(group) if group is not None else list(range(world))
+    bad_global = group_ranks[outliers[0]] if len(outliers) < world else None
+    raise SilentDataCorruptionError(f"replicas disagree after the all-reduce: {describe(outliers, count, world, group_ranks)}",
+                                    step=step, tensor=names[first], rank=bad_global, kind="replica", persistent=None)
+
+
+def majority_verdict(table: torch.Tensor) -> tuple[int, list[int], int] | None:
+    """table: (replicas, n, 2) digests. None if all replicas agree; else the index of the first tensor
+    that differs, the replicas outside the majority for it (all of them when no digest has a majority)
+    and the majority's size."""
     agree = (table == table[0]).all(dim=2).all(dim=0)
     if bool(agree.all()):
-        return
+        return None
     first = int((~agree).nonzero()[0])
     votes = [tuple(row) for row in table[:, first].tolist()]
     value, count = Counter(votes).most_common(1)[0]
-    outliers = [r for r, v in enumerate(votes) if v != value] if 2 * count > world else list(range(world))
-    bad_rank = outliers[0] if 2 * count > world else None
-    group_ranks = dist.get_process_group_ranks(group) if group is not None else list(range(world))
-    bad_global = group_ranks[bad_rank] if bad_rank is not None else None
-    verdict = (f"ranks {[group_ranks[r] for r in outliers]} differ from the majority of {count} of {world}"
-               if bad_rank is not None else f"no digest has a majority among {world} ranks")
-    raise SilentDataCorruptionError(f"replicas disagree after the all-reduce: {verdict}", step=step,
-                                    tensor=names[first], rank=bad_global, kind="replica", persistent=None)
+    if 2 * count <= len(votes):
+        return first, list(range(len(votes))), count
+    return first, [r for r, v in enumerate(votes) if v != value], count
+
+
+def describe(outliers: list[int], count: int, world: int, ranks: list[int]) -> str:
+    if len(outliers) == world:
+        return f"no digest has a majority among {world} replicas"
+    return f"ranks {[ranks[r] for r in outliers]} differ from the majority of {count} of {world}"
 
 
 def check_replicas(model: torch.nn.Module, *, step: int | None = None, params: bool = False,

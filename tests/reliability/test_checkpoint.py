@@ -113,3 +113,20 @@ def test_optimizer_without_saved_state_is_an_error(tmp_path):
     save_checkpoint(path, model)
     with pytest.raises(ValueError, match="optimizer"):
         load_checkpoint(path, small_model(), torch.optim.Adam(small_model().parameters()))
+
+
+def test_changed_metadata_is_refused(tmp_path):
+    """The optimizer's hyperparameters and the step live in the metadata, outside every tensor."""
+    from safetensors.torch import load_file, save_file
+    model, optimizer = trained()
+    path = tmp_path / "ckpt.safetensors"
+    save_checkpoint(path, model, optimizer, step=3)
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata()
+    metadata["optimizer"] = metadata["optimizer"].replace('"lr": 0.01', '"lr": 0.03')
+    assert '"lr": 0.03' in metadata["optimizer"]
+    save_file(load_file(path), path, metadata=metadata)
+    fresh = small_model()
+    with pytest.raises(SilentDataCorruptionError, match="metadata") as caught:
+        load_checkpoint(path, fresh, torch.optim.Adam(fresh.parameters()))
+    assert caught.value.tensor == "<metadata>"

@@ -1,0 +1,559 @@
+"""`iquest drill`: the silent-data-corruption drill.
+
+Trains the "tiny" LoopCoder (gated loop attention through the fused op) on the package's own source
+text as R data-parallel replicas simulated in one process (default 2; the gradient all-reduce is a ring
+written out message by message, `iquest_core.reliability.simulated_dp`) under an `SDCGuard`, and
+injects single-bit faults where hardware makes them, each at a random step of a check window:
+
+  compute            the output of the k-th op (uniform over the value-computing ops of one replica's
+                     forward + backward, the fused loop-attention kernels and their backward included),
+                     transient: the replay computes it right;
+  compute_recurring  the same, recurring identically in every re-execution (a deterministic defect);
+  allreduce          one message of one rank in the ring all-reduce (reduce-scatter or all-gather);
+  optimizer          the output of the k-th op of one replica's optimizer step ("update"), or a value of
+                     its state at rest before the step that reads it ("state");
+  weights            a parameter of one replica at rest before the step that reads it;
+  checkpoint         one bit of a saved checkpoint file, anywhere in the file.
+
+Every fault is classified by experiment: the same steps from the same state with and without it,
+unguarded; if the parameters and optimizer state come out bitwise equal it is masked, else effective.
+Then the guarded steps run with it: detected before the update (raised in the step the fault struck,
+the guard rolling back to its last verified state), detected later (at the window's check), or missed.
+Clean guarded steps with the default thread count and with 2 threads count false positives. Optional:
+the guard's overhead per step on `small-cpu` and a larger CPU shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as safetensors_load
+from tqdm import tqdm
+
+import iquest_core
+from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
+from iquest_core.reliability.checkpoint import load_checkpoint, save_checkpoint
+from iquest_core.reliability.errors import SilentDataCorruptionError
+from iquest_core.reliability.faults import FIELDS, OpFaultMode, bit_field, flip_bit
+from iquest_core.reliability.guard import SDCGuard, TrainingState
+from iquest_core.reliability.replay_state import RngState, deterministic_algorithms
+from iquest_core.reliability.simulated_dp import PHASES, MessageFault, ring_allreduce_mean
+from iquest_core.reliability.state import digests_of, optimizer_tensors
+from iquest_core.train.step import next_token_loss
+
+SITES = ("compute", "compute_recurring", "allreduce", "optimizer", "weights", "checkpoint")
+OUTCOMES = ("detected_before_update", "detected_later", "missed")
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}
+
+
+def corpus_tokens() -> torch.Tensor:
+    """The package's own Python sources as a stream of 7-bit character codes (int64)."""
+    root = Path(iquest_core.__file__).parent
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py")))
+    return torch.tensor([min(ord(c), 127) for c in text], dtype=torch.int64)
+
+
+@dataclass
+class Injection:
+    """One fault, fired at most `shots` times (1: transient, math.inf: recurring). For op faults,
+    `target` None only counts the ops (`count`)."""
+
+    site: str
+    replica: int
+    target: int | None = None
+    element: float = 0.0
+    bit: float = 0.0
+    message: MessageFault | None = None
+    shots: float = 1
+    count: int = 0
+    where: str | None = None
+    field: str | None = None
+
+    def fire(self, site: str, replica: int) -> bool:
+        return self.site == site and self.replica == replica and self.shots > 0
+
+    def mode(self) -> OpFaultMode:
+        return OpFaultMode(self.target, self.element, self.bit)
+
+    def fired(self, mode: OpFaultMode) -> None:
+        self.count = mode.count
+        if self.target is not None:
+            self.shots -= 1
+            if mode.hit is not None:
+                self.where, self.field = mode.hit.op, mode.hit.field
+
+
+@dataclass
+class SiteCounts:
+    injected: int = 0
+    effective: int = 0
+    masked: int = 0
+    detected_before_update: int = 0
+    detected_later: int = 0
+    missed: int = 0
+
+    def add(self, record: dict) -> None:
+        self.injected += 1
+        if record["effective"]:
+            self.effective += 1
+            setattr(self, record["outcome"], getattr(self, record["outcome"]) + 1)
+        else:
+            self.masked += 1
+
+
+class Drill:
+    """The drill's training set-up and fault experiments (see the module docstring)."""
+
+    def __init__(self, *, seed: int, replicas: int = 2, check_every: int = 1, seq_len: int = 32):
+        torch.manual_seed(seed)
+        model = LoopCoderForCausalLM(LoopCoderConfig.preset("tiny"))
+        self.models = [model] + [copy.deepcopy(model) for _ in range(replicas - 1)]
+        self.optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in self.models]
+        self.guard = SDCGuard(self.models, self.optimizers, check_every=check_every)
+        self.tokens, self.seq_len, self.cursor = corpus_tokens(), seq_len, 0
+        self.rng = random.Random(seed)
+        self.injection: Injection | None = None
+        self._optimizer_mode: OpFaultMode | None = None
+        for replica, optimizer in enumerate(self.optimizers):
+            optimizer.register_step_pre_hook(lambda *_, r=replica: self._optimizer_enter(r))
+            optimizer.register_step_post_hook(lambda *_: self._optimizer_exit())
+
+    # -- steps ---------------------------------------------------------------------------------------
+
+    def next_batch(self) -> list[torch.Tensor]:
+        """One (1, seq_len + 1) row per replica, consecutive windows of the corpus."""
+        rows = []
+        for _ in self.models:
+            if self.cursor + self.seq_len + 1 > len(self.tokens):
+                self.cursor = 0
+            rows.append(self.tokens[None, self.cursor:self.cursor + self.seq_len + 1])
+            self.cursor += self.seq_len + 1
+        return rows
+
+    def step_fn(self, batch: list[torch.Tensor], injection: Injection | None):
+        """Forward + backward on every replica and the ring all-reduce; `injection` fires in this step."""
+        def run() -> torch.Tensor:
+            self.injection = injection
+            losses = []
+            for r, (model, rows) in enumerate(zip(self.models, batch)):
+                op_fault = injection is not None and injection.fire("compute", r)
+                mode = injection.mode() if op_fault else nullcontext()
+                with mode:
+                    loss = next_token_loss(model, rows[:, :-1], rows[:, 1:])
+                    loss.backward()
+                if op_fault:
+                    injection.fired(mode)
+                losses.append(loss.detach())
+            message = None
+            if injection is not None and injection.site == "allreduce" and injection.shots > 0:
+                message, injection.shots = injection.message, injection.shots - 1
+            hit = ring_allreduce_mean([[p.grad for p in m.parameters()] for m in self.models], message)
+            if hit is not None:
+                injection.where, injection.field = hit.op, hit.field
+            return torch.stack(losses)
+        return run
+
+    def _optimizer_enter(self, replica: int) -> None:
+        if self.injection is not None and self.injection.fire("optimizer_update", replica):
+            self._optimizer_mode = self.injection.mode()
+            self._optimizer_mode.__enter__()
+
+    def _optimizer_exit(self) -> None:
+        if self._optimizer_mode is not None:
+            mode, self._optimizer_mode = self._optimizer_mode, None
+            mode.__exit__(None, None, None)
+            self.injection.fired(mode)
+
+    def plain_step(self, step_fn) -> None:
+        """The guard's step without any check."""
+        for model in self.models:
+            model.zero_grad(set_to_none=True)
+        with deterministic_algorithms():
+            step_fn()
+        for model, optimizer in zip(self.models, self.optimizers):
+            optimizer.step()
+            model.zero_grad(set_to_none=True)
+        self.injection = None
+
+    def guarded_step(self, step_fn) -> None:
+        try:
+            self.guard.step(step_fn)
+        finally:
+            self.injection = None
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def save(self) -> tuple[TrainingState, RngState]:
+        return TrainingState.capture(self.models, self.optimizers), RngState.capture()
+
+    def load(self, saved: tuple[TrainingState, RngState]) -> None:
+        saved[0].restore(self.models, self.optimizers)
+        saved[1].restore()
+
+    def digest(self) -> torch.Tensor:
+        """Digests of every replica's parameters and optimizer state."""
+        return torch.cat([digests_of(list(m.parameters()) + list(optimizer_tensors(o).values()))
+                          for m, o in zip(self.models, self.optimizers)])
+
+    # -- experiments ---------------------------------------------------------------------------------
+
+    def clean_window(self) -> list[str]:
+        """check_every guarded steps without a fault (a whole check window): the messages of the errors
+        the guard raised (false positives)."""
+        errors = []
+        for _ in range(self.guard.check_every):
+            try:
+                self.guarded_step(self.step_fn(self.next_batch(), None))
+            except SilentDataCorruptionError as e:
+                errors.append(str(e))
+        return errors
+
+    def experiment(self, site: str) -> dict:
+        """Injects one fault of `site` at a random step of the next check window (see the module docstring)."""
+        if site == "checkpoint":
+            return self.checkpoint_experiment()
+        rng, window = self.rng, self.guard.check_every
+        offset = rng.randrange(window)
+        batches = [self.next_batch() for _ in range(window)]
+        replica = rng.randrange(len(self.models))
+        kind = rng.choice(("update", "state")) if site == "optimizer" else None
+        injection_site = {"compute_recurring": "compute", "optimizer": f"optimizer_{kind}"}.get(site, site)
+        shots = math.inf if site == "compute_recurring" else 1
+        at_rest = injection_site in ("weights", "optimizer_state")
+        saved, verified = self.save(), self.digest()
+
+        def make() -> Injection | None:
+            if at_rest:
+                return None
+            return Injection(injection_site, replica, target, element, bit, message, shots)
+
+        target, element, bit, message = None, rng.random(), rng.random(), None
+        counter = make() if injection_site in ("compute", "optimizer_update") else None  # counts, flips nothing
+        self.run_plain(batches[:offset + 1], offset, counter, None)
+        clean = self.digest()
+        self.load(saved)
+        if counter is not None:
+            target = rng.randrange(counter.count)
+        if injection_site == "allreduce":
+            world = len(self.models)
+            message = MessageFault(replica, rng.choice(PHASES), rng.randrange(world - 1), element,
+                                   rng.randrange(32))
+        flip = self.pick_at_rest(injection_site, replica) if at_rest else None
+
+        def flip_now() -> None:
+            name, index, bit_index, _ = flip
+            flip_bit(self.at_rest_tensors(injection_site, replica)[name], index, bit_index)
+        faulty = make()
+        self.run_plain(batches[:offset + 1], offset, faulty, flip_now if at_rest else None)
+        effective = not torch.equal(clean, self.digest())
+        self.load(saved)
+
+        live = make()
+        start, detected_at, error = self.guard.step_count, None, None
+        for i, batch in enumerate(batches):
+            if i == offset and flip is not None:
+                flip_now()
+            try:
+                self.guarded_step(self.step_fn(batch, live if i == offset else None))
+            except SilentDataCorruptionError as e:
+                detected_at, error = i, e
+                break
+        source = faulty
+        record = {"site": site, "kind": kind, "replica": replica, "step": start + offset,
+                  "where": flip[0] if flip else source.where, "field": flip[3] if flip else source.field,
+                  "effective": effective}
+        if detected_at is None:
+            record.update(outcome="missed", flagged=False)
+        else:
+            record.update(outcome="detected_before_update" if detected_at == offset else "detected_later",
+                          flagged=True, latency=detected_at - offset, detected_by=error.kind,
+                          named_step=error.step == start + offset, tensor=error.tensor,
+                          rolled_back=bool(torch.equal(self.digest(), verified)))
+        return record
+
+    def run_plain(self, batches, offset: int, injection: Injection | None, flip) -> None:
+        """Unguarded steps; `injection` fires in step `offset`, `flip()` (an at-rest fault) runs before it."""
+        for i, batch in enumerate(batches):
+            if i == offset and flip is not None:
+                flip()
+            self.plain_step(self.step_fn(batch, injection if i == offset else None))
+
+    def at_rest_tensors(self, site: str, replica: int) -> dict[str, torch.Tensor]:
+        """One replica's parameters ("weights") or optimizer state ("optimizer_state"), by name, as they
+        are now (a rollback or a load replaces the optimizer's state tensors)."""
+        if site == "weights":
+            return {name: p.detach() for name, p in self.models[replica].named_parameters()}
+        return {f"optimizer.{k}": v for k, v in optimizer_tensors(self.optimizers[replica]).items()}
+
+    def pick_at_rest(self, site: str, replica: int) -> tuple[str, int, int, str]:
+        """(name, element, bit, field): a uniformly random bit of one replica's at-rest tensors."""
+        named = self.at_rest_tensors(site, replica)
+        index = self.rng.randrange(sum(t.numel() for t in named.values()))
+        for name, t in named.items():
+            if index < t.numel():
+                bit = self.rng.randrange(t.element_size() * 8)
+                return name, index, bit, bit_field(t.dtype, bit)
+            index -= t.numel()
+        raise AssertionError("unreachable")
+
+    def checkpoint_experiment(self) -> dict:
+        """Saves replica 0 and its optimizer, flips one bit anywhere in the file, loads it into fresh
+        copies: refused (detected), loaded with a different state (missed) or loaded equal (masked)."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "checkpoint.safetensors"
+            save_checkpoint(path, self.models[0], self.optimizers[0], step=self.guard.step_count)
+            clean = path.read_bytes()
+            byte, bit = self.rng.randrange(len(clean)), self.rng.randrange(8)
+            corrupted = bytearray(clean)
+            corrupted[byte] ^= 1 << bit
+            path.write_bytes(bytes(corrupted))
+            where, field_name = file_bit_field(clean, byte, bit)
+            effective = unverified_contents(bytes(corrupted)) != unverified_contents(clean)
+            model = copy.deepcopy(self.models[0])
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            record = {"site": "checkpoint", "kind": None, "replica": 0, "step": self.guard.step_count,
+                      "where": where, "field": field_name, "effective": effective}
+            try:
+                load_checkpoint(path, model, optimizer)
+                record.update(outcome="missed", flagged=False)
+            except SilentDataCorruptionError as e:
+                record.update(outcome="detected_before_update", flagged=True, latency=0, detected_by=e.kind,
+                              tensor=e.tensor)
+        return record
+
+
+def _header(raw: bytes) -> tuple[int, dict]:
+    size = int.from_bytes(raw[:8], "little")
+    return size, json.loads(raw[8:8 + size])
+
+
+def file_bit_field(raw: bytes, byte: int, bit: int) -> tuple[str, str]:
+    """(tensor name or "header", bit field) of bit `bit` of byte `byte` of a safetensors file."""
+    size, header = _header(raw)
+    offset = byte - 8 - size
+    if offset < 0:
+        return "header", "header"
+    for name, info in header.items():
+        if name != "__metadata__" and info["data_offsets"][0] <= offset < info["data_offsets"][1]:
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
+            within = (offset - info["data_offsets"][0]) % torch.empty(0, dtype=dtype).element_size()
+            return name, "integer" if dtype == torch.bool else bit_field(dtype, within * 8 + bit)
+    return "header", "header"
+
+
+def unverified_contents(raw: bytes):
+    """What a reader without fingerprint checks would load from a checkpoint's bytes: its tensors (as raw
+    bytes, dtype and shape) and its metadata other than the fingerprints; None if it does not parse."""
+    try:
+        tensors = safetensors_load(raw)
+        metadata = _header(raw)[1].get("__metadata__", {})
+    except Exception:  # noqa: BLE001  (any parse failure makes the file unusable)
+        return None
+    return ({k: (v.dtype, tuple(v.shape), v.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+             for k, v in tensors.items()}, {k: v for k, v in metadata.items() if "fingerprint" not in k})
+
+
+# -- the run and its report -----------------------------------------------------------------------------
+
+
+def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1, replicas: int = 2,
+              progress: bool = True) -> dict:
+    """Runs the drill; returns the JSON-able report (schema: see `summarise`)."""
+    started = time.perf_counter()
+    drill = Drill(seed=seed, replicas=replicas, check_every=check_every)
+    default_threads = torch.get_num_threads()
+    windows = -(-clean_steps // check_every)  # clean steps run in whole check windows
+    plan = [SITES[i % len(SITES)] for i in range(faults)] + [None] * windows
+    drill.rng.shuffle(plan)
+    records, clean_runs = [], []
+    bar = tqdm(total=faults + 2 * windows, desc="sdc drill", disable=not progress, file=sys.stderr)
+    drill.clean_window()  # the optimizer state exists from here on
+    errors = []
+    for site in plan:
+        if site is None:
+            errors += drill.clean_window()
+        else:
+            records.append(drill.experiment(site))
+        bar.update()
+    clean_runs.append({"threads": default_threads, "steps": windows * check_every, "false_positives": len(errors)})
+    two = []
+    torch.set_num_threads(2)
+    try:
+        for _ in range(windows):
+            two += drill.clean_window()
+            bar.update()
+    finally:
+        torch.set_num_threads(default_threads)
+    clean_runs.append({"threads": 2, "steps": windows * check_every, "false_positives": len(two)})
+    bar.close()
+    report = summarise(records, clean_runs, errors + two)
+    report.update(seed=seed, check_every=check_every, replicas=replicas, wall_seconds=time.perf_counter() - started,
+                  model={"preset": "tiny", "seq_len": drill.seq_len, "rows_per_replica": 1})
+    return report
+
+
+def summarise(records: list[dict], clean_runs: list[dict], false_positive_messages: list[str]) -> dict:
+    """sites: site -> {injected, effective, masked, detected_before_update, detected_later, missed,
+    by_field: field -> the same counts, latency_steps: latency -> count (detected effective faults),
+    detected_by: check kind -> count, masked_flagged: masked faults the guard raised on anyway};
+    false_positives, clean_steps, clean_runs; missed_faults: the records of missed effective faults."""
+    sites = {}
+    for site in SITES:
+        mine = [r for r in records if r["site"] == site]
+        counts = SiteCounts()
+        by_field: dict[str, SiteCounts] = {}
+        for r in mine:
+            counts.add(r)
+            by_field.setdefault(r["field"] or "unknown", SiteCounts()).add(r)
+        detected = [r for r in mine if r["effective"] and r["outcome"] != "missed"]
+        sites[site] = {**vars(counts), "by_field": {f: vars(c) for f, c in sorted(by_field.items(), key=_field_order)},
+                       "latency_steps": dict(sorted(Counter(r["latency"] for r in detected).items())),
+                       "detected_by": dict(Counter(r["detected_by"] for r in detected)),
+                       "masked_flagged": sum(1 for r in mine if not r["effective"] and r["flagged"]),
+                       "rolled_back_clean": sum(1 for r in detected if r.get("rolled_back", True)),
+                       "named_fault_step": sum(1 for r in detected if r.get("named_step", True))}
+    return {"sites": sites, "false_positives": len(false_positive_messages),
+            "clean_steps": sum(run["steps"] for run in clean_runs), "clean_runs": clean_runs,
+            "false_positive_messages": false_positive_messages,
+            "missed_faults": [r for r in records if r["effective"] and r["outcome"] == "missed"]}
+
+
+def _field_order(item) -> int:
+    order = (*FIELDS, "header", "unknown")
+    return order.index(item[0]) if item[0] in order else len(order)
+
+
+def format_table(report: dict) -> str:
+    head = f"{'site':<19}{'injected':>9}{'effective':>10}{'masked':>8}{'before upd':>11}{'later':>7}{'missed':>8}" \
+           f"{'detected':>10}"
+    lines = [head]
+
+    def row(label: str, c: dict) -> str:
+        rate = (c["detected_before_update"] + c["detected_later"]) / c["effective"] if c["effective"] else float("nan")
+        return (f"{label:<19}{c['injected']:>9}{c['effective']:>10}{c['masked']:>8}{c['detected_before_update']:>11}"
+                f"{c['detected_later']:>7}{c['missed']:>8}{rate:>10.1%}")
+
+    for site, c in report["sites"].items():
+        lines.append(row(site, c))
+    totals: dict[str, dict] = {}
+    for c in report["sites"].values():
+        for f, fc in c["by_field"].items():
+            t = totals.setdefault(f, dict.fromkeys(fc, 0))
+            for k, v in fc.items():
+                t[k] += v
+    lines.append("by bit field, all sites:")
+    for f, c in sorted(totals.items(), key=_field_order):
+        lines.append(row(f"  {f}", c))
+    latencies = Counter()
+    for c in report["sites"].values():
+        latencies.update({int(k): v for k, v in c["latency_steps"].items()})
+    lines.append(f"detection latency (steps after the fault): {dict(sorted(latencies.items()))}; check_every="
+                 f"{report['check_every']}, {report['replicas']} replicas")
+    runs = ", ".join(f"{r['false_positives']}/{r['steps']} with {r['threads']} threads" for r in report["clean_runs"])
+    lines.append(f"false positives over clean steps: {runs}")
+    if "overhead" in report:
+        for shape in report["overhead"]:
+            lines.append(f"overhead {shape['shape']}: plain step {shape['plain_ms']:.1f} ms; always-on "
+                         f"{shape['always_on']:+.1%}; check step (replay) {shape['check_step']:+.1%}")
+    return "\n".join(lines)
+
+
+# -- overhead -------------------------------------------------------------------------------------------
+
+OVERHEAD_SHAPES = {
+    "small-cpu L=512": ("small-cpu", {}, 512),
+    "hidden 512, 4 layers, L=1024": ("small-cpu", dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                                                      num_attention_heads=8, num_key_value_heads=2), 1024),
+}
+
+
+def measure_overhead(rounds: int, shapes=OVERHEAD_SHAPES) -> list[dict]:
+    """Per shape (one replica, one row, AdamW): medians over `rounds` of a plain step (forward, backward,
+    optimizer), a guarded step with only the always-on checks, and a guarded check step (always-on +
+    replay with its snapshot), interleaved in random order so that machine load hits all alike."""
+    results = []
+    for label, (preset, overrides, length) in shapes.items():
+        torch.manual_seed(0)
+        config = LoopCoderConfig.preset(preset, **overrides)
+        rows = torch.randint(config.vocab_size, (1, length + 1))
+        kinds = {}
+        for kind in ("plain", "always_on", "check_step"):  # each trains its own copy of the same model
+            torch.manual_seed(0)
+            model = LoopCoderForCausalLM(config)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+            def step_fn(model=model):
+                loss = next_token_loss(model, rows[:, :-1], rows[:, 1:])
+                loss.backward()
+                return loss
+
+            def plain(step_fn=step_fn, model=model, optimizer=optimizer):
+                step_fn()
+                optimizer.step()
+                model.zero_grad(set_to_none=True)
+
+            guard = None if kind == "plain" else SDCGuard(model, optimizer, check_every=2**62 if kind == "always_on" else 1)
+            kinds[kind] = plain if guard is None else (lambda guard=guard, step_fn=step_fn: guard.step(step_fn))
+        times = {k: [] for k in kinds}
+        order = random.Random(0)
+        for i in range(rounds + 1):  # round 0 warms up
+            for kind in order.sample(list(kinds), len(kinds)):
+                began = time.perf_counter()
+                kinds[kind]()
+                if i:
+                    times[kind].append(time.perf_counter() - began)
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        results.append({"shape": label, "parameters": sum(p.numel() for p in model.parameters()), "rounds": rounds,
+                        "threads": torch.get_num_threads(), "plain_ms": medians["plain"] * 1e3,
+                        "always_on": medians["always_on"] / medians["plain"] - 1,
+                        "check_step": medians["check_step"] / medians["plain"] - 1})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="iquest drill", description=__doc__.split("\n")[0])
+    parser.add_argument("--faults", type=int, default=1000, help="injected faults, spread over the sites (1000)")
+    parser.add_argument("--clean-steps", type=int, default=1000,
+                        help="clean guarded steps with the default thread count, and as many with 2 threads (1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check-every", type=int, default=1, help="the guard's check interval (1)")
+    parser.add_argument("--replicas", type=int, default=2, help="simulated data-parallel replicas (2)")
+    parser.add_argument("--overhead-rounds", type=int, default=0,
+                        help="also time the guard on small-cpu and a larger shape, this many rounds (0: skip)")
+    parser.add_argument("--json", default="sdc-drill.json", help="where to write the report (sdc-drill.json)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    for name, low in (("faults", 0), ("clean_steps", 0), ("check_every", 1), ("replicas", 2), ("overhead_rounds", 0)):
+        if getattr(args, name) < low:
+            parser.error(f"--{name.replace('_', '-')}: expected an integer >= {low}, got {getattr(args, name)}")
+    report = run_drill(faults=args.faults, clean_steps=args.clean_steps, seed=args.seed, check_every=args.check_every,
+                       replicas=args.replicas, progress=not args.no_progress)
+    if args.overhead_rounds:
+        report["overhead"] = measure_overhead(args.overhead_rounds)
+    print(format_table(report))
+    tmp = f"{args.json}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, args.json)
+    print(f"report written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,8 @@
         fits L = A N^-alpha + B D^-beta + E per language; writes DIR/law.json, DIR/loss.png, DIR/iso_loss.png
     iquest scaling mix --law law.json --params 7e9 --tokens 2e12 --languages python,java [--min-share 0.05]
         prints the optimal mixture (JSON) with its loss, the uniform mixture's and each single language's
+    iquest scaling sweep --output DIR [--languages python,c,javascript] [--sizes 32x1,64x2,96x3]
+        tiny real training runs (model sizes x token counts x languages) -> DIR/runs.csv, then `fit` on it
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +41,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mix.add_argument("--min-share", type=float, default=0.0, help="smallest share of every listed language")
     mix.add_argument("--output", type=Path, default=None, help="also write mixture.json and mixture.png here")
 
+    sweep = commands.add_parser("sweep", help="tiny real training runs -> runs.csv, then the fit")
+    sweep.add_argument("--output", type=Path, required=True, help="folder for data, runs, runs.csv, law.json, plots")
+    sweep.add_argument("--languages", default="python,c,javascript",
+                       help="comma-separated, from python, c, javascript, perl, shell")
+    sweep.add_argument("--sizes", default="32x1,64x2,96x3", help="comma-separated HIDDENxLAYERS model sizes")
+    sweep.add_argument("--tokens", default="16384,40960,102400,256000", help="comma-separated tokens per run")
+    sweep.add_argument("--batch-tokens", type=int, default=1024)
+    sweep.add_argument("--lr", type=float, default=3e-3)
+    sweep.add_argument("--corpus-bytes", type=float, default=2e6, help="training text per language")
+    sweep.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens per language")
+    sweep.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    sweep.add_argument("--threads", type=int, default=1, help="threads per run")
+    add_fit_options(sweep)
     return parser.parse_args(argv)
+
+
+def _size(text: str) -> tuple[int, int]:
+    hidden, layers = text.split("x")  # ValueError unless exactly HIDDENxLAYERS
+    return int(hidden), int(layers)
+
+
+def sweep_grid(args: argparse.Namespace):
+    """The sweep.Grid of the `sweep` arguments; ValueError naming a malformed list."""
+    from iquest_core.scaling.sweep import Grid  # imports the trainer, which fit and mix never need
+
+    def items(name: str, convert):
+        try:
+            return tuple(convert(s.strip()) for s in getattr(args, name).split(",") if s.strip())
+        except ValueError:
+            raise ValueError(f"--{name}: cannot read {getattr(args, name)!r}") from None
+
+    return Grid(languages=items("languages", str), sizes=items("sizes", _size),
+                tokens=items("tokens", lambda s: int(float(s))), batch_tokens=args.batch_tokens, lr=args.lr,
+                corpus_bytes=int(args.corpus_bytes), eval_tokens=args.eval_tokens, seed=args.seed, jobs=args.jobs,
+                threads=args.threads)
 
 
 def add_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -105,9 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "fit":
             fit_runs(args.runs, args.output, args.bootstrap, args.confidence, args.seed)
-        else:
+        elif args.command == "mix":
             print(json.dumps(mix(args), indent=2))
-    except (ValueError, FileNotFoundError) as e:
+        else:
+            from iquest_core.scaling.sweep import run_sweep
+
+            grid = sweep_grid(args)
+            began = time.perf_counter()
+            runs_csv = run_sweep(args.output, grid)
+            print(f"{runs_csv}: {len(grid.languages) * len(grid.sizes) * len(grid.tokens)} runs, "
+                  f"{time.perf_counter() - began:.0f} s")
+            fit_runs(runs_csv, args.output, args.bootstrap, args.confidence, args.seed)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"iquest scaling {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

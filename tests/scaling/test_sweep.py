@@ -1,0 +1,108 @@
+import csv
+import json
+import math
+
+import pytest
+
+from iquest_core.scaling import io
+from iquest_core.scaling.cli import main
+from iquest_core.scaling.sweep import (EVAL_SHARE, Grid, _path_hash, build_corpus, run_sweep, source_files,
+                                       train_command)
+from iquest_core.train.recipe import load_recipe, model_config
+
+
+def write_tree(root, files):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+
+def code(i, lines=30):
+    return "".join(f"def f{i}_{k}(x):\n    return x + {k}\n" for k in range(lines))
+
+
+def test_corpus_splits_by_path_hash_caps_bytes_and_skips_unusable_files(tmp_path):
+    files = {f"pkg/m{i}.py": code(i) for i in range(60)}
+    files |= {"pkg/tiny.py": "x = 1\n", "pkg/minified.py": "x=1;" * 400, "pkg/latin1.py": b"# \xe9\n" + b"x = 1\n" * 80,
+              "pkg/notes.txt": code(99), "site-packages/dep.py": code(98)}
+    write_tree(tmp_path, files)
+    found = source_files("python", (str(tmp_path),))
+    assert {p.name for p in found} == {f"m{i}.py" for i in range(60)} | {"minified.py", "latin1.py"}
+    assert found == source_files("python", (str(tmp_path),))  # a fixed order
+    train, held_out = build_corpus("python", 10**9, (str(tmp_path),))
+    names = {r["path"].rsplit("/", 1)[1] for r in train + held_out}
+    assert names == {f"m{i}.py" for i in range(60)}
+    assert all(_path_hash(r["path"]) % EVAL_SHARE == 0 for r in held_out)
+    assert all(_path_hash(r["path"]) % EVAL_SHARE != 0 for r in train)
+    small, _ = build_corpus("python", 3000, (str(tmp_path),))
+    size = sum(len(r["text"]) for r in small)
+    assert 3000 <= size < 3000 + max(len(r["text"]) for r in small) and len(small) < len(train)
+
+
+def test_c_corpus_refuses_cplusplus_headers_and_an_empty_language_is_named(tmp_path):
+    write_tree(tmp_path, {**{f"inc/h{i}.h": f"int f{i}(int x);\n" * 30 for i in range(40)},
+                          "inc/cpp.h": "namespace a {\nint g();\n}\n" * 30})
+    train, held_out = build_corpus("c", 10**9, (str(tmp_path / "inc"),))
+    assert all("namespace" not in r["text"] for r in train + held_out) and len(train + held_out) == 40
+    with pytest.raises(ValueError, match="too little javascript"):
+        build_corpus("javascript", 10**9, (str(tmp_path),))
+
+
+def test_train_command_is_a_valid_tiny_recipe_of_the_requested_model(tmp_path):
+    grid = Grid(batch_tokens=512, lr=2e-3)
+    command = train_command(tmp_path / "run", tmp_path / "py.jsonl", tmp_path / "tok", (48, 3), 5000, grid)
+    assert command[1:7] == ["-m", "iquest_core.train", "--recipe", "tiny", "--output", str(tmp_path / "run")]
+    recipe = load_recipe("tiny", [a for a in command[7:] if a != "--set"])
+    config = model_config(recipe)
+    assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (48, 3, 144)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (3, 3, 16)
+    assert recipe["steps"] == 10 and recipe["batch_tokens"] == 512 and recipe["optim"]["lr"] == 2e-3
+    assert recipe["data"]["sources"] == [{"path": str(tmp_path / "py.jsonl"), "kind": "jsonl", "weight": 1.0}]
+    assert recipe["data"]["tokenizer"] == str(tmp_path / "tok") and recipe["checkpoint_every"] == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(languages=("python", "cobol")), "cobol"), (dict(sizes=((40, 1),)), "sizes"), (dict(sizes=((32, 0),)), "sizes"),
+    (dict(batch_tokens=300), "batch_tokens"), (dict(tokens=(512,)), "tokens"), (dict(eval_tokens=100), "eval_tokens"),
+    (dict(jobs=0), "jobs"), (dict(lr=0.0), "lr"), (dict(tokens=()), "tokens"),
+])
+def test_bad_grid_raises_value_error_naming_it(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Grid(**kwargs)
+
+
+def test_cli_sweep_refuses_malformed_lists(tmp_path, capsys):
+    assert main(["sweep", "--output", str(tmp_path), "--sizes", "32"]) == 2
+    assert "--sizes" in capsys.readouterr().err
+    assert main(["sweep", "--output", str(tmp_path), "--languages", "python,fortran"]) == 2
+    assert "fortran" in capsys.readouterr().err
+
+
+def test_one_real_run_end_to_end_and_a_second_sweep_reuses_it(tmp_path):
+    grid = Grid(languages=("python",), sizes=((16, 1),), tokens=(2048,), batch_tokens=512, corpus_bytes=300_000,
+                eval_tokens=2048, jobs=1)
+    runs_csv = run_sweep(tmp_path, grid)
+    rows = list(csv.DictReader(open(runs_csv)))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["language"] == "python" and int(row["tokens"]) == 2048 and int(row["steps"]) == 4
+    # Non-embedding parameters: everything but the (tied) 512 x 16 embedding.
+    assert int(row["params"]) == int(row["params_total"]) - 512 * 16
+    assert 0 < float(row["loss"]) < math.log(512) + 0.1 and math.isfinite(float(row["train_loss"]))
+    assert set(io.read_runs(runs_csv)) == {"python"}
+    result = tmp_path / "runs" / row["run"] / "result.json"
+    stamp = result.stat().st_mtime_ns
+    assert run_sweep(tmp_path, grid) == runs_csv and result.stat().st_mtime_ns == stamp
+    assert json.loads(result.read_text())["loss"] == float(row["loss"])
+
+
+@pytest.mark.slow
+def test_cli_sweep_runs_and_fits_a_small_grid(tmp_path, capsys):
+    argv = ["sweep", "--output", str(tmp_path), "--languages", "python", "--sizes", "16x1,32x1",
+            "--tokens", "1024,2048,4096", "--batch-tokens", "512", "--corpus-bytes", "3e5", "--eval-tokens", "2048",
+            "--bootstrap", "5"]
+    assert main(argv) == 0
+    law = io.load_law(tmp_path / "law.json")
+    assert law.languages == ["python"] and law.per_language["python"].n_points == 6
+    assert (tmp_path / "loss.png").is_file() and "6 runs" in capsys.readouterr().out

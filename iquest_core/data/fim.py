@@ -20,8 +20,6 @@ a literal "<|im_end|>" inside a source file stays text.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import random
 import re
 from collections.abc import Sequence
@@ -82,24 +80,31 @@ def _char_bounds(text: str, rng: random.Random) -> tuple[int, int] | None:
 
 
 def _line_bounds(text: str, rng: random.Random) -> tuple[int, int] | None:
-    lines = text.split("\n")
-    starts = [0, *itertools.accumulate(len(line) + 1 for line in lines)]  # starts[i]: offset of line i
-    filled = [i for i, line in enumerate(lines) if line.strip()]
-    if not filled:
+    if text.isspace() or not text:
         return None
-    first = rng.choice(filled)
+    lines = text.split("\n")
+    for _ in range(64):  # rejection sampling keeps the pass over lines in C; uniform over non-blank lines
+        first = rng.randrange(len(lines))
+        if not lines[first].isspace() and lines[first]:
+            break
+    else:
+        first = rng.choice([i for i, line in enumerate(lines) if line and not line.isspace()])
     count = rng.randint(1, min(MAX_LINES, len(lines) - first))
-    return starts[first], min(starts[first + count], len(text))
+    start = sum(map(len, lines[:first])) + first
+    end = start + sum(map(len, lines[first:first + count])) + count
+    return start, min(end, len(text))
 
 
 def _node_bounds(parsed: syntax.Parsed, level: str, rng: random.Random) -> tuple[int, int] | None:
     if not parsed.clean:
         return None
-    ranges = sorted({(n.start_byte, n.end_byte) for n in parsed.nodes(level) if n.end_byte > n.start_byte})
-    if not ranges:
-        return None
-    start, end = rng.choice(ranges)
-    return parsed.char_offset(start), parsed.char_offset(end)
+    nodes = parsed.nodes(level)
+    while nodes:
+        node = nodes[rng.randrange(len(nodes))]
+        if node.end_byte > node.start_byte:
+            return parsed.char_offset(node.start_byte), parsed.char_offset(node.end_byte)
+        nodes = [n for n in nodes if n.end_byte > n.start_byte]  # never the empty one again
+    return None
 
 
 # --- templates -------------------------------------------------------------------------------------

@@ -179,9 +179,9 @@ class Parsed:
         return not self.tree.root_node.has_error
 
     def nodes(self, level: str) -> list[ts.Node]:
-        """Nodes of `level` (see NODE_TYPES), in document order."""
-        captures = ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node)
-        return sorted(captures.get("node", ()), key=lambda n: (n.start_byte, -n.end_byte))
+        """Nodes of `level` (see NODE_TYPES) in the query's (deterministic) order: one per node, so a node
+        with two of the level's types (rare) appears twice."""
+        return ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node).get("node", [])
 
     def error_share(self) -> float:
         """(ERROR + MISSING nodes) / all nodes of the tree; 0.0 for a clean parse."""

@@ -179,9 +179,11 @@ class Parsed:
         return not self.tree.root_node.has_error
 
     def nodes(self, level: str) -> list[ts.Node]:
-        """Nodes of `level` (see NODE_TYPES) in the query's (deterministic) order: one per node, so a node
-        with two of the level's types (rare) appears twice."""
-        return ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node).get("node", [])
+        """Nodes of `level` (see NODE_TYPES) in document order (start, then end byte; the query's own order
+        varies from run to run)."""
+        nodes = ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node).get("node", [])
+        nodes.sort(key=_span)
+        return nodes
 
     def error_share(self) -> float:
         """(ERROR + MISSING nodes) / all nodes of the tree; 0.0 for a clean parse."""
@@ -190,6 +192,10 @@ class Parsed:
             return 0.0
         captures = ts.QueryCursor(_problem_query(self.language)).captures(root)
         return len(captures.get("problem", ())) / max(root.descendant_count, 1)
+
+
+def _span(node: ts.Node) -> tuple[int, int]:
+    return node.start_byte, node.end_byte
 
 
 def parse(text: str, language: str) -> Parsed:

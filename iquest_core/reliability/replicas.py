@@ -34,7 +34,8 @@ def compare_across_ranks(names: list[str], digests: torch.Tensor, *, step: int |
     first, outliers, count = verdict
     group_ranks = dist.get_process_group_ranks(group) if group is not None else list(range(world))
     bad_global = group_ranks[outliers[0]] if len(outliers) < world else None
-    raise SilentDataCorruptionError(f"replicas disagree after the all-reduce: {describe(outliers, count, world, group_ranks)}",
+    verdict_text = describe(outliers, count, world, group_ranks)
+    raise SilentDataCorruptionError(f"replicas disagree after the all-reduce: {verdict_text}",
                                     step=step, tensor=names[first], rank=bad_global, kind="replica", persistent=None)
 
 

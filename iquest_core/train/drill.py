@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -508,7 +508,8 @@ def measure_overhead(rounds: int, shapes=OVERHEAD_SHAPES) -> list[dict]:
                 optimizer.step()
                 model.zero_grad(set_to_none=True)
 
-            guard = None if kind == "plain" else SDCGuard(model, optimizer, check_every=2**62 if kind == "always_on" else 1)
+            every = 2**62 if kind == "always_on" else 1
+            guard = None if kind == "plain" else SDCGuard(model, optimizer, check_every=every)
             kinds[kind] = plain if guard is None else (lambda guard=guard, step_fn=step_fn: guard.step(step_fn))
         times = {k: [] for k in kinds}
         order = random.Random(0)

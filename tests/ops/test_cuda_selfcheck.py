@@ -2,7 +2,9 @@
 
 On a CUDA machine: every (op, dtype, head_dim) the CUDA kernels take passes it, and check_once refuses a
 kernel that disagrees with the reference. Everywhere: the self-check's cases and tolerances accept a correct
-kernel (the CPU one, in the same dtypes) and flag a disagreeing or nondeterministic one.
+kernel (the CPU one, in the same dtypes, the production-like shape included) and flag a disagreeing,
+nondeterministic, off-by-one-window or NaN-row one (mutated kernels run through the check on the CPU); a
+build without CUDA kernels says so.
 """
 
 import pytest
@@ -10,7 +12,12 @@ import torch
 
 from iquest_core.train import selftest
 from iquest_core.ops import attention_with_lse, cuda_selfcheck, loop_attention
-from iquest_core.ops.cuda_selfcheck import CudaKernelSelfCheckError, check_cuda_kernels, run_cases
+from iquest_core.ops.cuda_selfcheck import (
+    CudaKernelsNotBuiltError,
+    CudaKernelSelfCheckError,
+    check_cuda_kernels,
+    run_cases,
+)
 from tests.helpers import CUDA_DTYPES, CUDA_HEAD_DIMS, CUDA_ONLY
 
 OPS = ("loop_attention", "attention_with_lse")
@@ -41,18 +48,89 @@ def test_selfcheck_configurations_are_the_cuda_kernels():
 def test_selfcheck_accepts_the_cpu_kernels(op, dtype, head_dim):
     """The cases and tolerances of the self-check pass a correct kernel (the CPU one) in the CUDA dtypes."""
     results = run_cases(op, "cpu", dtype, head_dim)
-    assert len(results) == 2
+    cases = cuda_selfcheck.LOOP_CASES if op == "loop_attention" else cuda_selfcheck.ATTENTION_CASES
+    assert [r.case for r in results] == [c.name for c in cases]
     for r in results:
         assert r.passed, r.describe()
-        assert r.errors and all(0 <= e <= r.tolerance for e in r.errors.values()), r.describe()
+        assert r.errors and all(0 <= e <= r.tolerances[k] for k, e in r.errors.items()), r.describe()
+
+
+def test_the_cases_cover_the_edges():
+    loop, attention = cuda_selfcheck.LOOP_CASES, cuda_selfcheck.ATTENTION_CASES
+    for cases in (loop, attention):
+        assert any(c.window == 1 for c in cases) and any((c.window or 0) >= 127 for c in cases)
+        assert any(c.packed for c in cases) and any(c.heads == c.kv_heads for c in cases)
+        assert any(not c.packed and c.lengths[1] == 1 for c in cases)
+        assert any(not c.packed and 1 < c.lengths[1] < 64 for c in cases)
+    assert any(c.q_start + c.lengths[1] > 0 and c.k_start > c.q_start for c in attention)  # rows with no key
+    for case in cuda_selfcheck.PRODUCTION_CASES.values():
+        assert (case.heads, case.kv_heads, case.lengths) == (40, 8, (1, 2048))
+    assert cuda_selfcheck.PRODUCTION_CASES["loop_attention"].window == 64
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_production_like_case_accepts_the_cpu_kernel(op):
+    """H=40, Hkv=8, D=128, L=2048 against a float32 reference, per row (forward only)."""
+    r = cuda_selfcheck.run_case(op, cuda_selfcheck.PRODUCTION_CASES[op], "cpu", torch.bfloat16, 128)
+    assert r.passed, r.describe()
+    assert set(r.errors) == ({"out (per row)", "lse (abs)"} if op == "attention_with_lse" else {"out (per row)"})
 
 
 @pytest.mark.parametrize("op", OPS)
 def test_selfcheck_flags_a_kernel_that_disagrees(op, wrong_references):
     for r in run_cases(op, "cpu", torch.bfloat16, 64):
         assert not r.passed and r.deterministic and r.exception is None
-        assert r.errors["out"] > r.tolerance
-        assert "relative error above" in r.describe() and op in r.describe()
+        assert r.errors["out (per row)"] > r.tolerances["out (per row)"]
+        assert "error above tolerance" in r.describe() and op in r.describe()
+
+
+def test_selfcheck_flags_a_kernel_with_an_off_by_one_window(monkeypatch):
+    """Mutations run through the check on the CPU: the window branch sees one key too many."""
+    loop, attention = cuda_selfcheck._loop_kernel, cuda_selfcheck._attention_kernel
+    monkeypatch.setattr(cuda_selfcheck, "_loop_kernel", lambda *a, window, **k: loop(*a, window=window + 1, **k))
+    monkeypatch.setattr(cuda_selfcheck, "_attention_kernel",
+                        lambda *a, window, **k: attention(*a, window=window and window + 1, **k))
+    for op, cases in zip(OPS, (cuda_selfcheck.LOOP_CASES, cuda_selfcheck.ATTENTION_CASES)):
+        results = {r.case: r for r in run_cases(op, "cpu", torch.bfloat16, 64)}
+        narrow = [c.name for c in cases if c.window is not None and c.window < max(c.lengths)]
+        assert narrow and all(not results[name].passed for name in narrow), op
+        assert any(c.window == 1 and c.name in narrow for c in cases)
+
+
+def test_selfcheck_flags_a_kernel_with_a_nan_row(monkeypatch):
+    def nan_row(kernel):
+        def mutated(*args, **kwargs):
+            result = kernel(*args, **kwargs)
+            out = result[0] if isinstance(result, tuple) else result
+            row = torch.zeros_like(out, dtype=torch.bool)
+            row.view(-1, out.shape[-1])[out.numel() // out.shape[-1] // 2] = True
+            out = torch.where(row, torch.full_like(out, float("nan")), out)
+            return (out, *result[1:]) if isinstance(result, tuple) else out
+        return mutated
+
+    for name in ("_loop_kernel", "_attention_kernel"):
+        monkeypatch.setattr(cuda_selfcheck, name, nan_row(getattr(cuda_selfcheck, name)))
+    for op in OPS:
+        for r in run_cases(op, "cpu", torch.float16, 128):
+            assert not r.passed and r.errors["out (per row)"] == float("inf"), r.describe()
+
+
+def test_a_missing_cuda_build_says_so(monkeypatch):
+    q = torch.empty(1, 8, 2, 64, dtype=torch.bfloat16, device="meta")
+    built = torch._C._dispatch_has_kernel_for_dispatch_key("iquest::loop_attention", "CUDA")
+    if not built:  # this build: the real answer
+        with pytest.raises(CudaKernelsNotBuiltError, match="the CUDA kernels are not built"):
+            cuda_selfcheck.check_once("loop_attention", q)
+    monkeypatch.setattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", lambda op, key: False)
+    for op in OPS:
+        with pytest.raises(CudaKernelsNotBuiltError, match=rf"the CUDA kernels are not built .*iquest::{op}"):
+            cuda_selfcheck.check_once(op, q)
+
+
+def test_check_once_is_silent_inside_the_check(monkeypatch):
+    monkeypatch.setattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", lambda op, key: False)
+    with cuda_selfcheck._inside_check():
+        cuda_selfcheck.check_once("loop_attention", torch.empty(1, 8, 2, 64, dtype=torch.bfloat16, device="meta"))
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -63,9 +141,9 @@ def test_selfcheck_flags_a_nondeterministic_kernel(op, monkeypatch):
     def leaves_changing_on_the_second_run(tensors, device, dtype):
         calls.append(None)
         result = leaves(tensors, device, dtype)
-        if len(calls) % 2 == 0:  # run() is called twice per case; nudge one query value the second time
+        if len(calls) % 2 == 0:  # run() is called twice per case; nudge the queries the second time
             with torch.no_grad():
-                result[0].view(-1)[torch.randint(result[0].numel(), ())] += 0.25
+                result[0].add_(0.25)
         return result
 
     monkeypatch.setattr(cuda_selfcheck, "_leaves", leaves_changing_on_the_second_run)

@@ -70,9 +70,10 @@ def flip_grad(replica=0, bit=30, runs=(0,)):
 @pytest.mark.parametrize("check_every,n", [(1, 1), (3, 1), (1, 2)])
 def test_clean_guarded_steps_equal_unguarded_ones(check_every, n):
     models, optimizers = replicas(n)
-    plain_models, plain_optimizers = copy.deepcopy(models), None
+    plain_models = copy.deepcopy(models)
     plain_optimizers = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in plain_models]
-    guard, steps, plain_steps = SDCGuard(models, optimizers, check_every=check_every), Steps(models), Steps(plain_models)
+    guard = SDCGuard(models, optimizers, check_every=check_every)
+    steps, plain_steps = Steps(models), Steps(plain_models)
     for i in range(5):
         x, seed = torch.randn(16, 8), torch.randint(2**31, ()).item()
         torch.manual_seed(seed)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from iquest_core.data.tokenizer import load_tokenizer
 from iquest_core.model import LoopCoderForCausalLM
-from iquest_core.parallel import zigzag_shard
+from iquest_core.parallel import apply_cp, zigzag_shard
 from iquest_core.parallel.fsdp import World, build_mesh, init_distributed, shard_model
 from iquest_core.train import checkpoint
 from iquest_core.train.loader import BatchLoader, model_inputs, open_sources, rank_rows, source_texts
@@ -125,6 +125,8 @@ class Trainer:
         self.mesh = None
         if self.world.launched:
             self.mesh = build_mesh(self.dp, self.cp, device)
+            if self.cp > 1:
+                apply_cp(model, self.mesh["cp"].get_group())
             shard_model(model, self.mesh, param_dtype=dtype if dtype != torch.float32 else None)
         elif dtype != torch.float32:
             model.to(dtype)
@@ -135,7 +137,7 @@ class Trainer:
         self.model = model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=(optim["beta1"], optim["beta2"]),
                                            eps=optim["eps"], weight_decay=optim["weight_decay"])
-        self.cp_group = self.mesh["cp"].get_group() if self.mesh is not None and self.cp > 1 else None
+        self.cp_group = self.mesh["cp"].get_group() if self.cp > 1 else None
         self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
 
     # -- one step ----------------------------------------------------------------------------------
@@ -154,7 +156,7 @@ class Trainer:
             inputs = model_inputs(mine[start:start + micro], self.recipe["data"]["document_mask"])
             labels = inputs.pop("labels")
             if self.cp_group is not None:
-                inputs = {"input_ids": zigzag_shard(inputs["input_ids"], self.cp_group), "cp_group": self.cp_group}
+                inputs = {"input_ids": zigzag_shard(inputs["input_ids"], self.cp_group)}
                 labels = zigzag_shard(labels, self.cp_group)
             inputs = {k: v.to(self.world.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
             loss = next_token_loss(self.model, labels=labels.to(self.world.device), reduction="sum", **inputs)

@@ -1,0 +1,67 @@
+"""Recipes: every bundled one loads; --set overrides by dotted path; unknown keys and wrong types are
+named in the error."""
+
+import pytest
+
+from iquest_core.train.recipe import BUNDLED, DEFAULTS, RecipeError, load_recipe, model_config, parse_value
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_recipes_load_with_the_common_top_level_keys(name):
+    recipe = load_recipe(name)
+    for key in ("steps", "seed", "seq_len", "checkpoint_every"):
+        assert key in recipe
+    assert set(recipe) == set(DEFAULTS)
+
+
+def test_set_overrides_nested_keys_and_model_fields():
+    recipe = load_recipe("tiny", ["optim.lr=0.5", "model.hidden_size=96", "model.num_hidden_layers=3", "steps=7",
+                                  'data.sources=[{path="a.jsonl", weight=2}]', "model.preset=tiny-dense"])
+    assert recipe["optim"]["lr"] == 0.5 and recipe["steps"] == 7
+    assert recipe["data"]["sources"] == [{"path": "a.jsonl", "weight": 2}]
+    config = model_config(recipe)
+    assert (config.hidden_size, config.num_hidden_layers, config.loop_num) == (96, 3, 2)  # tiny.toml sets loop_num
+
+
+def test_int_is_accepted_for_a_float_key_but_not_the_reverse():
+    assert load_recipe("tiny", ["optim.lr=1"])["optim"]["lr"] == 1.0
+    with pytest.raises(RecipeError, match="'steps' expects a int"):
+        load_recipe("tiny", ["steps=1.5"])
+
+
+@pytest.mark.parametrize("override,named", [("optim.lrr=1", "optim.lrr"), ("nope=1", "nope"),
+                                            ("model.hidden=3", "model.hidden"), ("optim=3", "optim"),
+                                            ("train.compile.x=1", "train.compile")])
+def test_unknown_keys_are_named(override, named):
+    with pytest.raises(RecipeError, match=f"'{named}'"):
+        load_recipe("tiny", [override])
+
+
+def test_bad_recipe_names_and_values():
+    with pytest.raises(RecipeError, match="recipe: expected a bundled name"):
+        load_recipe("no-such-recipe")
+    with pytest.raises(RecipeError, match="--set: expected key=value"):
+        load_recipe("tiny", ["steps"])
+    with pytest.raises(RecipeError, match="batch_tokens: expected a multiple of seq_len"):
+        load_recipe("tiny", ["batch_tokens=100"])
+    with pytest.raises(RecipeError, match="document_mask"):
+        load_recipe("tiny", ["parallel.cp=2"])
+    with pytest.raises(RecipeError, match="schedule.warmup_steps"):
+        load_recipe("tiny", ["steps=3"])
+    with pytest.raises(RecipeError, match=r"data.sources\[0\].kind"):
+        load_recipe("tiny", ['data.sources=[{path="x", kind="parquet"}]'])
+
+
+def test_a_toml_file_recipe(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('steps = 19\n[optim]\nlr = 0.25\n')
+    recipe = load_recipe(str(path))
+    assert recipe["steps"] == 19 and recipe["optim"]["lr"] == 0.25 and recipe["seq_len"] == DEFAULTS["seq_len"]
+    path.write_text('[optim]\nlrate = 0.25\n')
+    with pytest.raises(RecipeError, match="'optim.lrate'"):
+        load_recipe(str(path))
+
+
+def test_parse_value():
+    assert parse_value("3") == 3 and parse_value("true") is True and parse_value("tiny") == "tiny"
+    assert parse_value('"a b"') == "a b" and parse_value("[1, 2]") == [1, 2]

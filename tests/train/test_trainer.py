@@ -1,0 +1,132 @@
+"""The trainer on one process: metrics, resume equals an uninterrupted run bitwise, bad input is named
+before anything is written, fingerprinted checkpoints refuse a changed byte, export round trips."""
+
+import json
+
+import pytest
+import torch
+import transformers
+
+from iquest_core.model import LoopCoderForCausalLM
+from iquest_core.reliability import SilentDataCorruptionError
+from iquest_core.train import checkpoint
+from iquest_core.train.cli import main as train_main
+from iquest_core.train.export import export, load_checkpoint_model
+from iquest_core.train.metrics import read_metrics
+from iquest_core.train.trainer import Trainer, train
+
+from .helpers import SMALL, losses, small_recipe
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_metrics_and_checkpoints(tmp_path):
+    records = train(small_recipe("steps=4", "checkpoint_every=2", "keep_checkpoints=0"), tmp_path)
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4] == [r["step"] for r in records]
+    for key in ("loss", "lr", "tokens", "grad_norm", "tokens_per_s"):
+        assert all(key in r for r in records)
+    assert records[-1]["tokens"] == 4 * 256
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert (tmp_path / "loss.png").stat().st_size > 0
+    assert [p.name for p in checkpoint.checkpoints(tmp_path / "checkpoints")] == ["step-2", "step-4"]
+
+
+def test_resume_equals_the_uninterrupted_run_bitwise(tmp_path, monkeypatch):
+    recipe = small_recipe("steps=5", "checkpoint_every=2", "model.loop_num=2")
+    train(recipe, tmp_path / "whole")
+
+    original = Trainer.train_step
+
+    def crash_at_step_3(self, step):
+        if step == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert len(losses(tmp_path / "cut")) == 3  # step 3 was logged, its checkpoint was not written
+    train(recipe, tmp_path / "cut", resume=True)
+
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")  # exact float equality
+    whole = load_checkpoint_model(tmp_path / "whole" / "checkpoints" / "step-5")
+    cut = load_checkpoint_model(tmp_path / "cut" / "checkpoints" / "step-5")
+    for (name, a), b in zip(whole.state_dict().items(), cut.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_existing_checkpoints_are_not_overwritten_without_resume(tmp_path):
+    train(small_recipe("steps=2"), tmp_path)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        train(small_recipe("steps=2"), tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+def test_a_checkpoint_of_another_model_shape_is_named_and_nothing_changes(tmp_path):
+    train(small_recipe("steps=2"), tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    with pytest.raises(checkpoint.CheckpointShapeError, match=r"hidden_size \(checkpoint 32, recipe 48\)"):
+        train(small_recipe("steps=3", "model.hidden_size=48"), tmp_path, resume=True)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_cli_errors_name_the_key_or_path(tmp_path, capsys):
+    assert train_main(["--recipe", "tiny", "--output", str(tmp_path / "a"), "--set", "optim.lrr=1"]) == 2
+    assert "'optim.lrr'" in capsys.readouterr().err
+    missing = tmp_path / "nowhere.jsonl"
+    args = ["--recipe", "tiny", "--output", str(tmp_path / "b"), *sum((["--set", s] for s in SMALL), []),
+            "--set", f'data.sources=[{{path="{missing}", kind="jsonl"}}]']
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert "data.sources[0].path" in err and str(missing) in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "metrics.jsonl").exists()
+
+
+def test_a_changed_byte_in_a_checkpoint_is_refused(tmp_path):
+    train(small_recipe("steps=2"), tmp_path / "run")
+    step = tmp_path / "run" / "checkpoints" / "step-2"
+    shard = next(step.glob("*.distcp"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    shard.write_bytes(bytes(data))
+    with pytest.raises(SilentDataCorruptionError, match=shard.name):
+        load_checkpoint_model(step)
+    with pytest.raises(SilentDataCorruptionError):
+        train(small_recipe("steps=3"), tmp_path / "run", resume=True)
+
+
+def test_export_of_a_dense_model_loads_in_transformers_llama(tmp_path):
+    train(small_recipe("steps=2", "model.loop_num=1", "model.tie_word_embeddings=false"), tmp_path / "run")
+    hf = export(tmp_path / "run" / "checkpoints" / "step-2", tmp_path / "hf")
+    config = json.loads((hf / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["architectures"] == ["LlamaForCausalLM"]
+    assert (hf / "tokenizer.json").is_file()
+    ours = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "step-2").eval()
+    llama = transformers.LlamaForCausalLM.from_pretrained(hf, attn_implementation="eager").eval()
+    ids = torch.randint(0, ours.config.vocab_size, (2, 37))
+    with torch.no_grad():
+        expected, actual = ours(ids).logits.double(), llama(ids).logits.double()
+    assert (actual - expected).abs().max().item() <= 1e-5
+    with pytest.raises(ValueError, match="HF_DIR"):
+        export(tmp_path / "run" / "checkpoints" / "step-2", tmp_path / "hf")
+
+
+def test_export_of_a_loopcoder_loads_back(tmp_path):
+    train(small_recipe("steps=2"), tmp_path / "run")
+    step = tmp_path / "run" / "checkpoints" / "step-2"
+    hf = export(step, tmp_path / "hf")
+    assert json.loads((hf / "config.json").read_text())["model_type"] == "iquestloopcoder"
+    loaded, ours = LoopCoderForCausalLM.from_pretrained(hf), load_checkpoint_model(step)
+    ids = torch.randint(0, ours.config.vocab_size, (1, 40))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, ours(ids).logits)
+    continued = train(small_recipe("steps=2", f"model.init_from={hf}"), tmp_path / "next")
+    assert len(continued) == 2

@@ -6,7 +6,7 @@ import pytest
 
 from iquest_core.data import fim, syntax
 from iquest_core.data.tokenizer import SPECIAL_TOKENS
-from tests.data.conftest import corpus
+from tests.data.conftest import STDLIB, corpus
 
 SYNTAX_MODES = syntax.LEVELS
 
@@ -42,6 +42,28 @@ def test_round_trip_every_mode_on_the_real_corpus():
                     end = start + len(split.middle.encode())
                     assert parsed.data[start:end].decode() == split.middle
                     assert enclosing_types(parsed, start, end) & set(syntax.NODE_TYPES[language][mode]), (path, mode)
+
+
+def test_round_trip_on_the_standard_library(tokenizer):
+    rng = random.Random()
+    paths = sorted(STDLIB.glob("*.py"))[1::8]  # 21 modules, about 0.5 MB
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        parsed = syntax.parse(text, "python")
+        assert parsed.clean, path
+        has_function = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(ast.parse(text)))
+        for mode in fim.MODES:
+            split = fim.split(text, mode, rng, language="python")
+            if mode == "function" and not has_function:
+                assert split is None, path
+                continue
+            assert split.text == text and split.middle, (path, mode)
+            if mode in SYNTAX_MODES:
+                start = len(split.prefix.encode())
+                end = start + len(split.middle.encode())
+                assert enclosing_types(parsed, start, end) & set(syntax.NODE_TYPES["python"][mode]), (path, mode)
+            ids = tokenizer.encode_fim(split)
+            assert tokenizer.decode(ids) == fim.format_file(split)
 
 
 def test_the_corpus_has_non_ascii_files_and_one_that_does_not_parse():

@@ -410,7 +410,8 @@ def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1,
 
 def summarise(records: list[dict], clean_runs: list[dict], false_positive_messages: list[str]) -> dict:
     """sites: site -> {injected, effective, masked, detected_before_update, detected_later, missed,
-    by_field: field -> the same counts, latency_steps: latency -> count (detected effective faults),
+    by_field: field -> the same counts (by_kind: "update"/"state" -> the same, for the optimizer),
+    latency_steps: latency -> count (detected effective faults),
     detected_by: check kind -> count, masked_flagged: masked faults the guard raised on anyway};
     false_positives, clean_steps, clean_runs; missed_faults: the records of missed effective faults."""
     sites = {}
@@ -421,8 +422,13 @@ def summarise(records: list[dict], clean_runs: list[dict], false_positive_messag
         for r in mine:
             counts.add(r)
             by_field.setdefault(r["field"] or "unknown", SiteCounts()).add(r)
+        by_kind: dict[str, SiteCounts] = {}
+        for r in mine:
+            if r["kind"] is not None:
+                by_kind.setdefault(r["kind"], SiteCounts()).add(r)
         detected = [r for r in mine if r["effective"] and r["outcome"] != "missed"]
         sites[site] = {**vars(counts), "by_field": {f: vars(c) for f, c in sorted(by_field.items(), key=_field_order)},
+                       **({"by_kind": {k: vars(c) for k, c in sorted(by_kind.items())}} if by_kind else {}),
                        "latency_steps": dict(sorted(Counter(r["latency"] for r in detected).items())),
                        "detected_by": dict(Counter(r["detected_by"] for r in detected)),
                        "masked_flagged": sum(1 for r in mine if not r["effective"] and r["flagged"]),

@@ -76,7 +76,7 @@ def test_the_corpus_has_non_ascii_files_and_one_that_does_not_parse():
 def test_python_syntax_middles_are_what_python_calls_them():
     rng = random.Random()
     checked = 0
-    for path, language, text in corpus():
+    for _, language, text in corpus():
         if language != "python":
             continue
         for _ in range(40):

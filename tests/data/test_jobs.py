@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from iquest_core.data import fim
-from iquest_core.data.jobs import fim as fim_job
 from iquest_core.data.jobs import filter as filter_job
+from iquest_core.data.jobs import fim as fim_job
 from iquest_core.data.jobs import tokenize as tokenize_job
 from iquest_core.data.shards import TokenShards
 from iquest_core.data.sources import read_documents

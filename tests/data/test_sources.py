@@ -22,7 +22,8 @@ def test_directory(tmp_path):
     (repo / "link.py").symlink_to(repo / "a.rs")
     skipped = Skipped()
     docs = list(read_documents([repo], skipped=skipped))
-    assert docs == [Document("a.rs", "fn main() {}\n", "myrepo"), Document("src/b.py", "\ufeffx = '你好 😀'\n", "myrepo")]
+    assert docs == [Document("a.rs", "fn main() {}\n", "myrepo"),
+                    Document("src/b.py", "\ufeffx = '你好 😀'\n", "myrepo")]
     assert dict(skipped.counts) == {"binary": 1, "not_utf8": 1} and skipped.total == 2
 
 

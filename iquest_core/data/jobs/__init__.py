@@ -5,6 +5,7 @@ Shared here: reading the inputs, per-document random generators and the closing 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import random
 import sys
@@ -21,6 +22,14 @@ def add_input_arguments(parser: Any) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="a repository directory, or a .jsonl / .jsonl.gz / .parquet file with path, content, repo")
     add_engine_arguments(parser)
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a float in [0, 1] (a rate or a share)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {text}")
+    return value
 
 
 def load_documents(inputs: list[str], skipped: Skipped) -> list[Document]:

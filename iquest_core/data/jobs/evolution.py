@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"iquest data evolution: error: {error}", file=sys.stderr)
         return 2
-    summary.print("iquest data evolution")
+    summary.print("iquest data evolution", sys.stderr)
     return 0
 
 

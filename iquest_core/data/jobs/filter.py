@@ -14,7 +14,7 @@ from collections import Counter
 
 from iquest_core.data import syntax
 from iquest_core.data.engine import chunks, map_shards, write_jsonl
-from iquest_core.data.jobs import Summary, add_input_arguments, load_documents
+from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, unit_interval
 from iquest_core.data.sources import Document, Skipped
 
 DOCS_PER_SHARD = 256
@@ -33,18 +33,11 @@ def _shard(max_error_share: float, docs: list[Document]) -> list[str]:
     return [verdict(doc, max_error_share) for doc in docs]
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="iquest data filter", description=__doc__.split("\n\n")[0])
     add_input_arguments(p)
     p.add_argument("--output", required=True, help="output .jsonl")
-    p.add_argument("--max-error-share", type=_share, default=0.0,
+    p.add_argument("--max-error-share", type=unit_interval, default=0.0,
                    help="largest share of ERROR/MISSING nodes kept (0: only clean parses)")
     return p
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from iquest_core.data import fim, syntax
 from iquest_core.data.engine import chunks, map_shards, write_jsonl
-from iquest_core.data.jobs import Summary, add_input_arguments, document_rng, load_documents
+from iquest_core.data.jobs import Summary, add_input_arguments, document_rng, load_documents, unit_interval
 from iquest_core.data.sources import Document, Skipped
 
 DOCS_PER_SHARD = 64
@@ -66,8 +66,10 @@ def transform(doc: Document, settings: Settings, context: fim.ContextIndex | Non
         return record, "plain:no_language"
     split = fim.split(doc.content, mode, rng, language=language)
     if split is None:
-        reason = "no_node" if mode in fim.HEURISTIC_MODES or syntax.parse(doc.content, language).clean \
-            else "parse_error"
+        if mode in fim.HEURISTIC_MODES:
+            reason = "blank"
+        else:
+            reason = "no_node" if syntax.parse(doc.content, language).clean else "parse_error"
         return record, f"plain:{reason}"
     if context is not None and len(context.files) > 1 and rng.random() < settings.repo_level_rate:
         chosen = context.select(doc.path, budget_tokens=settings.context_tokens, tokenizer=_counter(settings.tokenizer))
@@ -106,20 +108,13 @@ def make_shards(docs: list[Document], with_context: bool) -> list[tuple[list[Doc
     return shards
 
 
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1], got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="iquest data fim", description=__doc__.split("\n\n")[0])
     add_input_arguments(p)
     p.add_argument("--output", required=True, help="output .jsonl")
-    p.add_argument("--fim-rate", type=_rate, default=0.5, help="share of documents turned into FIM examples")
+    p.add_argument("--fim-rate", type=unit_interval, default=0.5, help="share of documents turned into FIM examples")
     p.add_argument("--modes", nargs="+", default=list(fim.MODES), help=f"drawn uniformly; of {fim.MODES}")
-    p.add_argument("--repo-level-rate", type=_rate, default=0.0,
+    p.add_argument("--repo-level-rate", type=unit_interval, default=0.0,
                    help="share of FIM examples at repository level (with similar files as context)")
     p.add_argument("--context-tokens", type=int, default=4096, help="token budget of the repository context")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory to count context tokens")

@@ -58,7 +58,7 @@ class BenchmarkIndex:
     @classmethod
     def from_jsonl(cls, path: str | Path, *, ngram: int = 13, id_key: str = "task_id",
                    text_keys: Sequence[str] = ("prompt", "canonical_solution")) -> BenchmarkIndex:
-        """Items from a JSONL file: id = record[id_key], text = the record's text_keys present, joined."""
+        """Items from a JSONL file: id = record[id_key], text = the record's text_keys present, joined by newlines."""
         items: dict[str, str] = {}
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
@@ -72,7 +72,7 @@ class BenchmarkIndex:
                 if not isinstance(record, dict) or not isinstance(record.get(id_key), str) or not texts:
                     raise ValueError(f"path: {path}:{number} expected a string {id_key!r} and at least one of "
                                      f"{list(text_keys)}")
-                items[record[id_key]] = "".join(texts)
+                items[record[id_key]] = "\n".join(texts)
         return cls(items, ngram=ngram)
 
     def matches(self, text: str) -> list[str]:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from iquest_core.data.tokenizer import load_tokenizer
 from iquest_core.model import LoopCoderForCausalLM
 from iquest_core.parallel import apply_cp, zigzag_shard
+from iquest_core.reliability import SDCGuard
 from iquest_core.parallel.fsdp import World, build_mesh, init_distributed, shard_model
 from iquest_core.train import checkpoint
 from iquest_core.train.loader import BatchLoader, model_inputs, open_sources, rank_rows, source_texts
@@ -88,6 +89,9 @@ class Trainer:
             raise RecipeError(f"batch_tokens: {self.rows_per_step} rows per step cannot be split over dp={self.dp}")
         if self.cp > 1 and recipe["seq_len"] % (2 * self.cp):
             raise RecipeError(f"seq_len: expected a multiple of 2 * cp = {2 * self.cp}, got {recipe['seq_len']}")
+        if recipe["guard"]["check_every"] and self.world.size > 1:
+            raise RecipeError("guard.check_every: the SDC guard compares whole replicas; with FSDP over "
+                              f"{self.world.size} ranks every rank holds other shards (run it with one process)")
         self.config = model_config(recipe)
         if recipe["seq_len"] > self.config.max_position_embeddings:
             raise RecipeError(f"seq_len: {recipe['seq_len']} exceeds model.max_position_embeddings="
@@ -143,31 +147,41 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------
 
     def train_step(self, step: int) -> dict[str, float]:
-        """Train optimizer step `step`; returns its global loss, grad norm and target-token count."""
+        """Train optimizer step `step`; returns its global loss, grad norm and target-token count.
+        Under the SDC guard the forward/backward/clip closure is what the guard runs and replays."""
         rows = self.loader.next_batch(step)
         targets = sum(int((r.labels != IGNORE_INDEX).sum()) for r in rows)
         mine = rank_rows(rows, self.dp_rank, self.dp)
         micro = self.recipe["train"]["micro_batch_rows"] or len(mine)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.recipe, step)
         scale = self.world.size / max(targets, 1)  # FSDP averages over the mesh; see the module doc
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.world.device)
-        for start in range(0, len(mine), micro):
-            inputs = model_inputs(mine[start:start + micro], self.recipe["data"]["document_mask"])
-            labels = inputs.pop("labels")
-            if self.cp_group is not None:
-                inputs = {"input_ids": zigzag_shard(inputs["input_ids"], self.cp_group)}
-                labels = zigzag_shard(labels, self.cp_group)
-            inputs = {k: v.to(self.world.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-            loss = next_token_loss(self.model, labels=labels.to(self.world.device), reduction="sum", **inputs)
-            (loss * scale).backward()
-            loss_sum += loss.detach().double()
-        grad_norm = self._clip()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = []
+
+        def forward_backward() -> torch.Tensor:
+            for group in self.optimizer.param_groups:  # set here so that a guard's replay uses it too
+                group["lr"] = lr_at(self.recipe, step)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=self.world.device)
+            for start in range(0, len(mine), micro):
+                inputs = model_inputs(mine[start:start + micro], self.recipe["data"]["document_mask"])
+                labels = inputs.pop("labels")
+                if self.cp_group is not None:
+                    inputs = {"input_ids": zigzag_shard(inputs["input_ids"], self.cp_group)}
+                    labels = zigzag_shard(labels, self.cp_group)
+                inputs = {k: v.to(self.world.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+                loss = next_token_loss(self.model, labels=labels.to(self.world.device), reduction="sum", **inputs)
+                (loss * scale).backward()
+                loss_sum += loss.detach().double()
+            grad_norm[:] = [self._clip()]
+            return loss_sum
+
+        if self.guard is not None:
+            loss_sum = self.guard.step(forward_backward)
+        else:
+            loss_sum = forward_backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         if self.world.launched:
             dist.all_reduce(loss_sum)
-        return {"loss": loss_sum.item() / max(targets, 1), "grad_norm": grad_norm, "targets": targets}
+        return {"loss": loss_sum.item() / max(targets, 1), "grad_norm": grad_norm[0], "targets": targets}
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -193,6 +207,8 @@ class Trainer:
             state = checkpoint.load(self.resume_from, self.model, self.optimizer, model_config=self.config.to_dict())
             self.loader.load_state_dict(state["loader"])
             start = state["step"]
+        check_every = recipe["guard"]["check_every"]
+        self.guard = SDCGuard(self.model, self.optimizer, check_every=check_every) if check_every else None
         writer = MetricsWriter(self.output, truncate_after=start, title=recipe["stage"]) if rank0 else None
         if rank0:
             (self.output / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")

@@ -130,3 +130,9 @@ def test_export_of_a_loopcoder_loads_back(tmp_path):
         assert torch.equal(loaded(ids).logits, ours(ids).logits)
     continued = train(small_recipe("steps=2", f"model.init_from={hf}"), tmp_path / "next")
     assert len(continued) == 2
+
+
+def test_the_sdc_guard_replays_without_changing_the_run(tmp_path):
+    train(small_recipe("seed=3"), tmp_path / "plain")
+    train(small_recipe("seed=3", "guard.check_every=2"), tmp_path / "guarded")
+    assert losses(tmp_path / "guarded") == losses(tmp_path / "plain")

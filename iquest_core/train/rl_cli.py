@@ -1,0 +1,110 @@
+"""`iquest rl`: GRPO / DAPO reinforcement learning with test-pass rewards on the bundled toy task set.
+
+    iquest rl --recipe NAME_OR_TOML --output DIR [--set key=value ...] [--resume]
+
+Bundled recipe: rl (iquest_core/train/recipes/rl.toml documents every key). Writes DIR/metrics.jsonl
+(one line per RL step: pass_rate, reward, kept_groups, loss, clip_frac, ...), DIR/reward.png,
+DIR/loss.png, DIR/checkpoints/step-N, DIR/policy (Hugging Face layout) and DIR/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from iquest_core.train.recipe import RecipeError, _merge, parse_value
+
+RL_DEFAULTS: dict[str, Any] = {
+    "stage": "rl",
+    "steps": 40,
+    "seed": 0,
+    "checkpoint_every": 0,
+    "keep_checkpoints": 2,
+    "greedy_eval": True,
+    "model": {"preset": "tiny", "init_from": ""},
+    "pretrain": {"steps": 300, "batch": 64, "lr": 3e-3, "correct_share": 0.3},
+    "rl": {"prompts_per_step": 8, "group_size": 8, "max_new_tokens": 16, "overlong_cache": 4,
+           "temperature": 1.0, "top_p": 1.0, "epochs": 2, "minibatch": 32, "eps_low": 0.2, "eps_high": 0.28,
+           "dynamic_sampling_rounds": 3},
+    "optim": {"lr": 3e-4, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.99, "max_grad_norm": 1.0},
+    "sandbox": {"workers": 0, "timeout_s": 5.0},
+}
+
+
+def load_rl_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """RL_DEFAULTS, then the recipe (bundled "rl" or a .toml path), then dotted key=value overrides, with
+    the training recipes' rules (unknown keys and wrong types raise RecipeError; model.* also takes
+    LoopCoderConfig fields)."""
+    if name_or_path == "rl":
+        text, where = resources.files("iquest_core.train").joinpath("recipes", "rl.toml").read_text(), "recipe 'rl'"
+    elif name_or_path.endswith(".toml") and Path(name_or_path).is_file():
+        text, where = Path(name_or_path).read_text(), f"recipe file {name_or_path}"
+    else:
+        raise RecipeError(f"recipe: expected 'rl' or an existing .toml file, got {name_or_path!r}")
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{where}: not valid TOML ({e})") from None
+    recipe = copy.deepcopy(RL_DEFAULTS)
+    _merge(recipe, values, RL_DEFAULTS, prefix="", where=where)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set: expected key=value, got {item!r}")
+        nested: Any = parse_value(raw.strip())
+        for part in reversed(key.strip().split(".")):
+            nested = {part: nested}
+        _merge(recipe, nested, RL_DEFAULTS, prefix="", where="--set")
+    _validate(recipe)
+    return recipe
+
+
+def _validate(recipe: dict[str, Any]) -> None:
+    rl = recipe["rl"]
+    for section, key, low in (("", "steps", 1), ("rl", "prompts_per_step", 1), ("rl", "group_size", 2),
+                              ("rl", "max_new_tokens", 1), ("rl", "epochs", 1), ("rl", "minibatch", 1),
+                              ("rl", "dynamic_sampling_rounds", 1), ("pretrain", "steps", 0),
+                              ("pretrain", "batch", 1), ("sandbox", "workers", 0)):
+        value = recipe[section][key] if section else recipe[key]
+        if value < low:
+            raise RecipeError(f"{section + '.' if section else ''}{key}: expected >= {low}, got {value}")
+    if not 0 <= rl["overlong_cache"] < rl["max_new_tokens"]:
+        raise RecipeError(f"rl.overlong_cache: expected 0 <= overlong_cache < max_new_tokens, got {rl['overlong_cache']}")
+    if not rl["temperature"] > 0 or not 0 < rl["top_p"] <= 1:
+        raise RecipeError(f"rl.temperature, rl.top_p: expected > 0 and (0, 1], got {rl['temperature']}, {rl['top_p']}")
+    if not 0 <= rl["eps_low"] < 1 or rl["eps_high"] < 0:
+        raise RecipeError(f"rl.eps_low, rl.eps_high: expected [0, 1) and >= 0, got {rl['eps_low']}, {rl['eps_high']}")
+    if not 0 <= recipe["pretrain"]["correct_share"] <= 1:
+        raise RecipeError(f"pretrain.correct_share: expected [0, 1], got {recipe['pretrain']['correct_share']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="iquest rl", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 2)[2])
+    parser.add_argument("--recipe", required=True, help="'rl' (bundled) or a .toml path")
+    parser.add_argument("--output", required=True, help="run directory")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key by its dotted path (repeatable), e.g. rl.group_size=16")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
+    args = parser.parse_args(argv)
+    from iquest_core.train.rl import train_rl
+
+    try:
+        records = train_rl(load_rl_recipe(args.recipe, args.overrides), args.output, resume=args.resume)
+    except ValueError as e:
+        print(f"iquest rl: error: {e}", file=sys.stderr)
+        return 2
+    if records:
+        print(f"RL: test-pass share {records[0]['pass_rate']:.3f} at step {records[0]['step']} -> "
+              f"{records[-1]['pass_rate']:.3f} at step {records[-1]['step']}; plot {args.output}/reward.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

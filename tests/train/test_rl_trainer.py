@@ -1,0 +1,165 @@
+"""The toy task set and its rewards, rollouts, the policy update, the RL recipe and `iquest rl` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
+from iquest_core.train import rl, rl_cli, rl_tasks
+from iquest_core.train.metrics import read_metrics
+from iquest_core.train.recipe import RecipeError
+
+TASKS = rl_tasks.toy_tasks()
+
+
+@pytest.fixture(scope="module")
+def reward():
+    return rl_tasks.TestPassReward(workers=2, timeout_s=2.0)
+
+
+def _policy(seed: int = 0) -> LoopCoderForCausalLM:
+    torch.manual_seed(seed)
+    return LoopCoderForCausalLM(LoopCoderConfig.preset("tiny", vocab_size=rl_tasks.VOCAB_SIZE, eos_token_id=0))
+
+
+def test_toy_tasks_are_consistent():
+    assert len(TASKS) == 63 and len({t.prompt for t in TASKS}) == 63
+    assert len({len(t.prompt) for t in TASKS}) == 1  # one prompt length: batched generation needs no padding
+    for task in TASKS:
+        scope = {}
+        exec(task.prompt + task.solution, scope)
+        for test in task.tests:
+            exec(test, scope)
+    assert rl_tasks.decode(rl_tasks.encode("x + 1") + [rl_tasks.EOS_ID, 65]) == "x + 1"
+    with pytest.raises(ValueError, match="text"):
+        rl_tasks.encode("caf\u00e9")
+
+
+def test_demonstrations_mix_right_and_wrong_solutions():
+    pairs = rl_tasks.demonstrations(TASKS, 2000, correct_share=0.3, seed=1)
+    solutions = {t.prompt: t.solution for t in TASKS}
+    right = sum(solutions[p] == c for p, c in pairs) / len(pairs)
+    assert 0.3 < right < 0.5  # 0.3 plus the wrong draws that land on the right operation (1/7 of 0.7)
+    assert all(c.replace("x", "").count(p.split()[2]) >= 1 for p, c in pairs)  # same constant throughout
+    assert pairs == rl_tasks.demonstrations(TASKS, 2000, correct_share=0.3, seed=1)
+
+
+def test_rewards_are_shares_of_tests_passed_and_bad_programs_score_zero(reward):
+    task = next(t for t in TASKS if t.prompt.startswith("# max 4"))
+    completions = [task.solution, "x", "min(x, 4)", "x +", "(lambda: [0 for _ in iter(int, 1)])()",
+                   "__import__('os')._exit(0)", "__import__('sys').stdout.buffer.write(bytes(range(256)))",
+                   "__import__('ctypes').string_at(0)", "1 if print('" + reward.__class__.__name__ + " 6') else 4"]
+    scores = reward([task.prompt] * len(completions), completions, [task.tests] * len(completions))
+    # max(x, 4) on (-3, 0, 2, 4, 9, 12): "x" passes 4, 9, 12; "min(x, 4)" passes only 4
+    assert scores == [1.0, 0.5, 1 / 6, 0.0, 0.0, 0.0, 0.0, 0.0, 4 / 6]
+    assert len(reward.cache) >= len(completions)
+
+
+def test_rollout_masks_stop_at_the_first_eos(reward):
+    model = _policy()
+    cfg = {"group_size": 4, "max_new_tokens": 10, "temperature": 1.0, "top_p": 0.9, "overlong_cache": 3}
+    batch = rl.rollout(model, TASKS, [0, 5], reward, cfg, torch.Generator().manual_seed(0))
+    prompt_len = len(TASKS[0].prompt)
+    assert batch.ids.shape == (8, prompt_len + 10) and batch.mask.shape == (8, 10)
+    assert batch.tasks == [0] * 4 + [5] * 4
+    response = batch.ids[:, prompt_len:]
+    for row in range(8):
+        eos = (response[row] == rl_tasks.EOS_ID).nonzero()
+        length = int(eos[0]) + 1 if len(eos) else 10
+        assert batch.mask[row].tolist() == [True] * length + [False] * (10 - length)
+        penalty = rl.overlong_penalty(torch.tensor([length if len(eos) else 11]), 10, 3).item()
+        assert batch.rewards[row].item() == pytest.approx(batch.passed[row].item() + penalty)
+
+
+class _Scripted:
+    """A stand-in policy whose greedy output for each prompt is a given completion."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    def eval(self):
+        return self
+
+    def generate(self, prompts, max_new_tokens, **kwargs):
+        rows = []
+        for prompt in prompts.tolist():
+            answer = rl_tasks.encode(self.answers[rl_tasks.decode(prompt)]) + [rl_tasks.EOS_ID]
+            rows.append(prompt + (answer + [rl_tasks.EOS_ID] * max_new_tokens)[:max_new_tokens])
+        return torch.tensor(rows)
+
+
+def test_greedy_pass_rate_scores_every_task(reward):
+    tasks = TASKS[:5]
+    assert rl.greedy_pass_rate(_Scripted({t.prompt: t.solution for t in tasks}), tasks, reward, 12) == 1.0
+    half_right = {t.prompt: t.solution if i % 2 else "x +" for i, t in enumerate(tasks)}
+    assert rl.greedy_pass_rate(_Scripted(half_right), tasks, reward, 12) == pytest.approx(2 / 5)
+
+
+def test_policy_update_raises_the_likelihood_of_the_rewarded_sample():
+    model = _policy(1)
+    prompt = torch.tensor(rl_tasks.encode(TASKS[3].prompt))
+    good, bad = rl_tasks.encode(TASKS[3].solution) + [0], rl_tasks.encode("x ** 7") + [0, 0, 0]
+    width = max(len(good), len(bad))
+    responses = torch.tensor([good + [0] * (width - len(good)), bad + [0] * (width - len(bad))])
+    ids = torch.cat([prompt.expand(2, -1), responses], 1)
+    mask = torch.tensor([[i < len(good) for i in range(width)], [i < 7 for i in range(width)]])
+    kept = [rl.Rollout(ids, mask, torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 0.0]), [3, 3])]
+    cfg = {"group_size": 2, "temperature": 1.0, "epochs": 3, "minibatch": 2, "eps_low": 0.2, "eps_high": 0.28}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def seq_logprob():
+        with torch.no_grad():
+            return (rl.sequence_logprobs(model, ids, len(prompt), 1.0) * mask).sum(1)
+
+    before = seq_logprob()
+    stats = rl.policy_update(model, optimizer, kept, cfg, {"max_grad_norm": 1.0}, len(prompt),
+                             torch.Generator().manual_seed(0))
+    after = seq_logprob()
+    assert after[0] > before[0] and after[1] < before[1]
+    assert 0.0 <= stats["clip_frac"] <= 1.0 and stats["grad_norm"] > 0
+
+
+def test_rl_recipe_loads_and_rejects_unknown_keys(tmp_path):
+    recipe = rl_cli.load_rl_recipe("rl", ["rl.group_size=4", "model.hidden_size=32", "optim.lr=1e-4"])
+    assert recipe["rl"]["group_size"] == 4 and recipe["model"]["hidden_size"] == 32 and recipe["optim"]["lr"] == 1e-4
+    assert recipe["rl"]["eps_low"] == 0.2 and recipe["rl"]["eps_high"] == 0.28
+    for bad, match in ((["rl.no_such=1"], "rl.no_such"), (["rl.group_size=1"], "group_size"),
+                       (["rl.group_size=two"], "group_size"), (["steps"], "key=value"),
+                       (["rl.overlong_cache=16"], "overlong_cache")):
+        with pytest.raises(RecipeError, match=match):
+            rl_cli.load_rl_recipe("rl", bad)
+    with pytest.raises(RecipeError, match="recipe"):
+        rl_cli.load_rl_recipe("tiny")
+    custom = tmp_path / "mine.toml"
+    custom.write_text("steps = 3\n[rl]\ntemperature = 0.7\n")
+    assert rl_cli.load_rl_recipe(str(custom))["rl"]["temperature"] == 0.7
+
+
+def test_iquest_rl_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    settings = ["--set", "pretrain.steps=4", "--set", "pretrain.batch=8", "--set", "rl.prompts_per_step=2",
+                "--set", "rl.group_size=4", "--set", "rl.max_new_tokens=10", "--set", "rl.minibatch=4",
+                "--set", "checkpoint_every=1", "--set", "sandbox.workers=2", "--set", "sandbox.timeout_s=2.0",
+                "--set", "greedy_eval=false"]
+    assert rl_cli.main(["--recipe", "rl", "--output", str(out), "--set", "steps=2", *settings]) == 0
+    records = read_metrics(out)
+    assert [r["step"] for r in records] == [1, 2]
+    for record in records:
+        assert 0.0 <= record["pass_rate"] <= 1.0 and -1.0 <= record["reward"] <= 1.0
+        assert 0 <= record["kept_groups"] <= 2
+    for name in ("reward.png", "loss.png", "summary.json", "policy/config.json", "pretrained/config.json",
+                 "checkpoints/step-2/trainer.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and "greedy_pass_rate_after" not in summary
+    assert rl_cli.main(["--recipe", "rl", "--output", str(out), "--set", "steps=3", "--resume", *settings]) == 0
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+    assert "test-pass share" in capsys.readouterr().out
+
+
+def test_iquest_rl_reports_bad_recipes(tmp_path, capsys):
+    assert rl_cli.main(["--recipe", "rl", "--output", str(tmp_path), "--set", "model.vocab_size=64"]) == 2
+    assert "vocab_size" in capsys.readouterr().err

@@ -231,7 +231,7 @@ def train_command(run_dir: Path, train_jsonl: Path, tokenizer_dir: Path, size: t
         "model.vocab_size": VOCAB_SIZE, "model.hidden_size": hidden, "model.intermediate_size": 3 * hidden,
         "model.num_hidden_layers": layers, "model.num_attention_heads": heads,
         "model.num_key_value_heads": heads // 2 if heads % 2 == 0 else heads, "model.head_dim": HEAD_DIM,
-        "optim.lr": grid.lr, "schedule.kind": '"cosine"', "schedule.warmup_steps": max(1, steps // 10),
+        "optim.lr": grid.lr, "schedule.kind": '"cosine"', "schedule.warmup_steps": steps // 10,
         "data.sources": f'[{{path = {json.dumps(str(train_jsonl))}, kind = "jsonl", weight = 1.0}}]',
         "data.tokenizer": json.dumps(str(tokenizer_dir)),
     }

@@ -2,12 +2,13 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 
 from iquest_core.scaling import io
 from iquest_core.scaling.cli import main
-from iquest_core.scaling.sweep import (EVAL_SHARE, Grid, _path_hash, build_corpus, run_sweep, source_files,
-                                       train_command)
+from iquest_core.scaling.sweep import (EVAL_SHARE, Grid, _path_hash, build_corpus, run_name, run_sweep,
+                                       source_files, train_command)
 from iquest_core.train.recipe import load_recipe, model_config
 
 
@@ -79,30 +80,48 @@ def test_cli_sweep_refuses_malformed_lists(tmp_path, capsys):
     assert "fortran" in capsys.readouterr().err
 
 
-def test_one_real_run_end_to_end_and_a_second_sweep_reuses_it(tmp_path):
-    grid = Grid(languages=("python",), sizes=((16, 1),), tokens=(2048,), batch_tokens=512, corpus_bytes=300_000,
+@pytest.fixture(scope="module")
+def one_run_sweep(tmp_path_factory):
+    """A sweep folder holding one real run: python, 16x1, 1536 tokens (3 steps of 512)."""
+    output = tmp_path_factory.mktemp("sweep")
+    grid = Grid(languages=("python",), sizes=((16, 1),), tokens=(1536,), batch_tokens=512, corpus_bytes=200_000,
                 eval_tokens=2048, jobs=1)
-    runs_csv = run_sweep(tmp_path, grid)
+    return output, grid, run_sweep(output, grid)
+
+
+def test_one_real_run_end_to_end_and_a_second_sweep_reuses_it(one_run_sweep):
+    output, grid, runs_csv = one_run_sweep
     rows = list(csv.DictReader(open(runs_csv)))
     assert len(rows) == 1
     row = rows[0]
-    assert row["language"] == "python" and int(row["tokens"]) == 2048 and int(row["steps"]) == 4
+    assert row["language"] == "python" and int(row["tokens"]) == 1536 and int(row["steps"]) == 3
     # Non-embedding parameters: everything but the (tied) 512 x 16 embedding.
     assert int(row["params"]) == int(row["params_total"]) - 512 * 16
     assert 0 < float(row["loss"]) < math.log(512) + 0.1 and math.isfinite(float(row["train_loss"]))
     assert set(io.read_runs(runs_csv)) == {"python"}
-    result = tmp_path / "runs" / row["run"] / "result.json"
+    result = output / "runs" / row["run"] / "result.json"
     stamp = result.stat().st_mtime_ns
-    assert run_sweep(tmp_path, grid) == runs_csv and result.stat().st_mtime_ns == stamp
+    assert run_sweep(output, grid) == runs_csv and result.stat().st_mtime_ns == stamp
     assert json.loads(result.read_text())["loss"] == float(row["loss"])
 
 
-@pytest.mark.slow
-def test_cli_sweep_runs_and_fits_a_small_grid(tmp_path, capsys):
-    argv = ["sweep", "--output", str(tmp_path), "--languages", "python", "--sizes", "16x1,32x1",
-            "--tokens", "1024,2048,4096", "--batch-tokens", "512", "--corpus-bytes", "3e5", "--eval-tokens", "2048",
-            "--bootstrap", "5"]
-    assert main(argv) == 0
-    law = io.load_law(tmp_path / "law.json")
-    assert law.languages == ["python"] and law.per_language["python"].n_points == 6
-    assert (tmp_path / "loss.png").is_file() and "6 runs" in capsys.readouterr().out
+def test_cli_sweep_collects_finished_runs_and_fits_them(one_run_sweep, capsys):
+    output = one_run_sweep[0]
+    sizes, tokens = {(16, 1): 3393, (32, 1): 12418}, (1024, 2048, 4096)
+    for (hidden, layers), params in sizes.items():
+        for t in tokens:
+            name = run_name("python", (hidden, layers), t)
+            (output / "runs" / name).mkdir(parents=True, exist_ok=True)
+            loss = 30 * params ** -0.4 + 20 * t ** -0.3 + 1.5
+            (output / "runs" / name / "result.json").write_text(json.dumps(
+                {"language": "python", "params": params, "tokens": t, "loss": loss, "run": name}))
+    argv = ["sweep", "--output", str(output), "--languages", "python", "--sizes", "16x1,32x1", "--tokens",
+            "1024,2048,4096", "--batch-tokens", "512", "--corpus-bytes", "2e5", "--eval-tokens", "2048",
+            "--bootstrap", "0"]
+    assert main(argv) == 0  # every run is finished already: nothing trains
+    assert "6 runs" in capsys.readouterr().out
+    runs = io.read_runs(output / "runs.csv")["python"]
+    fit = io.load_law(output / "law.json").per_language["python"]
+    assert fit.n_points == 6 and sorted(runs["tokens"]) == sorted(tokens * 2)
+    np.testing.assert_allclose(fit.predict(runs["params"], runs["tokens"]), runs["loss"], rtol=1e-3)
+    assert (output / "loss.png").is_file() and (output / "iso_loss.png").is_file()

@@ -12,8 +12,8 @@
    OUTPUT/runs/NAME --set ...` (a LoopCoder of that width and depth, `tokens / batch_tokens` steps of a
    cosine schedule ending at that step, so each token count is a run of its own as in Chinchilla),
    `jobs` runs at a time with `threads` threads each; its log is OUTPUT/runs/NAME/train.log.
-4. Each run's loss is the mean next-token cross-entropy (nats/token) of its final checkpoint on the
-   language's held-out files (`eval_tokens` tokens packed as in training), and N is the model's
+4. Each run's loss is the mean next-token cross-entropy (nats/token) of its final checkpoint on
+   `eval_tokens` tokens of the language's held-out files (see HeldOutLoss), and N is the model's
    parameter count without the embedding (tied with the output head), as in Kaplan et al. 2020.
 
 A finished run leaves OUTPUT/runs/NAME/result.json and is not repeated when the sweep runs again.
@@ -40,7 +40,7 @@ from iquest_core.data.tokenizer import load_tokenizer, train_tokenizer
 from iquest_core.scaling.io import RUN_COLUMNS, write_atomic, write_runs
 from iquest_core.train.checkpoint import checkpoints
 from iquest_core.train.export import load_checkpoint_model
-from iquest_core.train.loader import BatchLoader, TextSource, model_inputs
+from iquest_core.train.loader import EOS
 from iquest_core.train.metrics import read_metrics
 from iquest_core.train.step import next_token_loss
 
@@ -242,26 +242,32 @@ def train_command(run_dir: Path, train_jsonl: Path, tokenizer_dir: Path, size: t
 
 
 class HeldOutLoss:
-    """Mean next-token loss of a checkpoint on a language's held-out records, packed into the first
-    `eval_tokens` tokens of rows exactly as the trainer packs them (document-masked attention)."""
+    """Mean next-token loss of a checkpoint on a language's held-out files: every file (tokenized, with its
+    end-of-text token) is cut into windows of SEQ_LEN + 1 tokens, and eval_tokens / SEQ_LEN windows are
+    taken round-robin over the files (each file's first window, then each file's second, ...), so that
+    the estimate covers all held-out files rather than the first few."""
 
     def __init__(self, eval_jsonl: Path, tokenizer_dir: Path, eval_tokens: int) -> None:
-        source = TextSource(_read_jsonl(eval_jsonl), load_tokenizer(tokenizer_dir), "instruct", "all")
-        available = sum(len(source[i].ids) for i in range(len(source)))
-        if available < eval_tokens:
-            raise ValueError(f"eval_tokens: {eval_jsonl} holds only {available} tokens, fewer than {eval_tokens}")
-        loader = BatchLoader([source], [1.0], seq_len=SEQ_LEN, rows_per_step=eval_tokens // SEQ_LEN, seed=0)
-        self.inputs = model_inputs(loader.next_batch(0), document_mask=True)
+        tokenizer = load_tokenizer(tokenizer_dir)
+        eos = tokenizer.special_id(EOS)
+        docs = [tokenizer.encode(r["text"]) + [eos] for r in _read_jsonl(eval_jsonl)]
+        per_doc = [[d[i:i + SEQ_LEN + 1] for i in range(0, len(d) - SEQ_LEN, SEQ_LEN)] for d in docs]
+        windows = []
+        for k in range(max(map(len, per_doc), default=0)):
+            windows += [ws[k] for ws in per_doc if k < len(ws)]
+        rows = eval_tokens // SEQ_LEN
+        if len(windows) < rows:
+            raise ValueError(f"eval_tokens: {eval_jsonl} holds only {len(windows) * SEQ_LEN} tokens in whole "
+                             f"windows, fewer than {eval_tokens}")
+        self.windows = torch.tensor(windows[:rows], dtype=torch.int64)
 
     def __call__(self, checkpoint: Path) -> tuple[float, int, int]:
         """(loss, non-embedding parameters, all parameters) of the checkpoint's model."""
         model = load_checkpoint_model(checkpoint).eval()
         total = sum(p.numel() for p in model.parameters())  # a tied lm_head is counted once
         embedding = sum(p.numel() for p in {model.model.embed_tokens.weight, model.lm_head.weight})
-        inputs = dict(self.inputs)
-        labels = inputs.pop("labels")
         with torch.no_grad():
-            loss = next_token_loss(model, labels=labels, **inputs)
+            loss = next_token_loss(model, self.windows[:, :-1], self.windows[:, 1:])
         return float(loss), total - embedding, total
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from iquest_core.scaling import io
 from iquest_core.scaling.cli import main
-from iquest_core.scaling.sweep import (EVAL_SHARE, Grid, _path_hash, build_corpus, run_name, run_sweep,
+from iquest_core.data.tokenizer import load_tokenizer
+from iquest_core.scaling.sweep import (EVAL_SHARE, SEQ_LEN, Grid, HeldOutLoss, _path_hash, build_corpus, run_name, run_sweep,
                                        source_files, train_command)
 from iquest_core.train.recipe import load_recipe, model_config
 
@@ -103,6 +104,21 @@ def test_one_real_run_end_to_end_and_a_second_sweep_reuses_it(one_run_sweep):
     stamp = result.stat().st_mtime_ns
     assert run_sweep(output, grid) == runs_csv and result.stat().st_mtime_ns == stamp
     assert json.loads(result.read_text())["loss"] == float(row["loss"])
+
+
+def test_held_out_windows_go_round_robin_over_files(one_run_sweep, tmp_path):
+    tokenizer_dir = one_run_sweep[0] / "tokenizer"
+    tokenizer = load_tokenizer(tokenizer_dir)
+    texts = [code(0, 200), code(1, 20), code(2, 200)]
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    ids = [tokenizer.encode(t) + [tokenizer.special_id("<|endoftext|>")] for t in texts]
+    assert SEQ_LEN + 1 <= len(ids[1]) < 2 * SEQ_LEN + 1 < len(ids[0])  # file 1 has one window, 0 and 2 more
+    held_out = HeldOutLoss(tmp_path / "eval.jsonl", tokenizer_dir, 5 * SEQ_LEN)
+    expected = [ids[0][:SEQ_LEN + 1], ids[1][:SEQ_LEN + 1], ids[2][:SEQ_LEN + 1],
+                ids[0][SEQ_LEN:2 * SEQ_LEN + 1], ids[2][SEQ_LEN:2 * SEQ_LEN + 1]]
+    assert held_out.windows.tolist() == expected
+    with pytest.raises(ValueError, match="eval_tokens"):
+        HeldOutLoss(tmp_path / "eval.jsonl", tokenizer_dir, 64 * SEQ_LEN)
 
 
 def test_cli_sweep_collects_finished_runs_and_fits_them(one_run_sweep, capsys):

@@ -12,6 +12,7 @@ source the grammar sees (tree-sitter would call it an error); offsets are shifte
 from __future__ import annotations
 
 import importlib
+import operator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,6 +27,8 @@ EXTENSIONS: dict[str, str] = {
     ".cs": "c_sharp", ".go": "go", ".rs": "rust", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".c++": "cpp",
     ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp", ".h++": "cpp", ".h": "cpp",
 }
+
+_SPAN = operator.attrgetter("start_byte", "end_byte")
 
 _GRAMMARS: dict[str, tuple[str, str]] = {
     "python": ("tree_sitter_python", "language"), "java": ("tree_sitter_java", "language"),
@@ -182,7 +185,7 @@ class Parsed:
         """Nodes of `level` (see NODE_TYPES) in document order (start, then end byte; the query's own order
         varies from run to run)."""
         nodes = ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node).get("node", [])
-        nodes.sort(key=_span)
+        nodes.sort(key=_SPAN)
         return nodes
 
     def error_share(self) -> float:
@@ -192,10 +195,6 @@ class Parsed:
             return 0.0
         captures = ts.QueryCursor(_problem_query(self.language)).captures(root)
         return len(captures.get("problem", ())) / max(root.descendant_count, 1)
-
-
-def _span(node: ts.Node) -> tuple[int, int]:
-    return node.start_byte, node.end_byte
 
 
 def parse(text: str, language: str) -> Parsed:

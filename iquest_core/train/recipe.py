@@ -76,27 +76,35 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     """The recipe (bundled name or TOML path) merged over DEFAULTS, then the `key=value` overrides.
 
     Raises RecipeError naming an unknown recipe, key or a value of the wrong type."""
+    recipe = read_recipe(name_or_path, overrides, defaults=DEFAULTS, bundled=BUNDLED)
+    validate(recipe)
+    return recipe
+
+
+def read_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), *, defaults: dict[str, Any],
+                bundled: tuple[str, ...]) -> dict[str, Any]:
+    """load_recipe for any schema `defaults` and bundled names, without the training recipes' cross-key
+    checks (the RL recipe uses it with its own schema)."""
     path = Path(name_or_path)
-    if name_or_path in BUNDLED:
+    if name_or_path in bundled:
         text = resources.files("iquest_core.train").joinpath("recipes", f"{name_or_path}.toml").read_text()
         where = f"recipe {name_or_path!r}"
     elif path.suffix == ".toml" and path.is_file():
         text, where = path.read_text(), f"recipe file {path}"
     else:
-        raise RecipeError(f"recipe: expected a bundled name {list(BUNDLED)} or an existing .toml file, "
+        raise RecipeError(f"recipe: expected a bundled name {list(bundled)} or an existing .toml file, "
                           f"got {name_or_path!r}")
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{where}: not valid TOML ({e})") from None
-    recipe = copy.deepcopy(DEFAULTS)
-    _merge(recipe, values, DEFAULTS, prefix="", where=where)
+    recipe = copy.deepcopy(defaults)
+    _merge(recipe, values, defaults, prefix="", where=where)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise RecipeError(f"--set: expected key=value, got {item!r}")
-        set_key(recipe, key.strip(), parse_value(raw.strip()))
-    validate(recipe)
+        set_key(recipe, key.strip(), parse_value(raw.strip()), schema=defaults)
     return recipe
 
 
@@ -108,10 +116,10 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def set_key(recipe: dict[str, Any], dotted: str, value: Any) -> None:
+def set_key(recipe: dict[str, Any], dotted: str, value: Any, *, schema: dict[str, Any] = DEFAULTS) -> None:
     """Set recipe[dotted path] = value; RecipeError naming the key if the schema has no such key."""
     parts = dotted.split(".")
-    node, schema = recipe, DEFAULTS
+    node = recipe
     for i, part in enumerate(parts[:-1]):
         if not isinstance(schema.get(part), dict):
             raise RecipeError(f"--set {dotted}: unknown key {'.'.join(parts[:i + 1])!r}; known: {_known(schema)}")

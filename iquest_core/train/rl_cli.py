@@ -10,14 +10,10 @@ DIR/loss.png, DIR/checkpoints/step-N, DIR/policy (Hugging Face layout) and DIR/s
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
-import tomllib
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from iquest_core.train.recipe import RecipeError, _merge, parse_value
+from iquest_core.train.recipe import RecipeError, read_recipe
 
 RL_DEFAULTS: dict[str, Any] = {
     "stage": "rl",
@@ -40,26 +36,7 @@ def load_rl_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = (
     """RL_DEFAULTS, then the recipe (bundled "rl" or a .toml path), then dotted key=value overrides, with
     the training recipes' rules (unknown keys and wrong types raise RecipeError; model.* also takes
     LoopCoderConfig fields)."""
-    if name_or_path == "rl":
-        text, where = resources.files("iquest_core.train").joinpath("recipes", "rl.toml").read_text(), "recipe 'rl'"
-    elif name_or_path.endswith(".toml") and Path(name_or_path).is_file():
-        text, where = Path(name_or_path).read_text(), f"recipe file {name_or_path}"
-    else:
-        raise RecipeError(f"recipe: expected 'rl' or an existing .toml file, got {name_or_path!r}")
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise RecipeError(f"{where}: not valid TOML ({e})") from None
-    recipe = copy.deepcopy(RL_DEFAULTS)
-    _merge(recipe, values, RL_DEFAULTS, prefix="", where=where)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"--set: expected key=value, got {item!r}")
-        nested: Any = parse_value(raw.strip())
-        for part in reversed(key.strip().split(".")):
-            nested = {part: nested}
-        _merge(recipe, nested, RL_DEFAULTS, prefix="", where="--set")
+    recipe = read_recipe(name_or_path, overrides, defaults=RL_DEFAULTS, bundled=("rl",))
     _validate(recipe)
     return recipe
 

@@ -21,6 +21,7 @@ import numpy as np
 from iquest_core.scaling import io, plots
 from iquest_core.scaling.fit import fit_power_law
 from iquest_core.scaling.law import MultilingualLaw
+from iquest_core.scaling.sweep import LANGUAGES, Grid, run_sweep
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -41,18 +42,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mix.add_argument("--min-share", type=float, default=0.0, help="smallest share of every listed language")
     mix.add_argument("--output", type=Path, default=None, help="also write mixture.json and mixture.png here")
 
-    sweep = commands.add_parser("sweep", help="tiny real training runs -> runs.csv, then the fit")
+    sweep = commands.add_parser("sweep", help="tiny real training runs -> runs.csv, then the fit",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    grid = Grid()
     sweep.add_argument("--output", type=Path, required=True, help="folder for data, runs, runs.csv, law.json, plots")
-    sweep.add_argument("--languages", default="python,c,javascript",
-                       help="comma-separated, from python, c, javascript, perl, shell")
-    sweep.add_argument("--sizes", default="32x1,64x2,96x3", help="comma-separated HIDDENxLAYERS model sizes")
-    sweep.add_argument("--tokens", default="16384,40960,102400,256000", help="comma-separated tokens per run")
-    sweep.add_argument("--batch-tokens", type=int, default=1024)
-    sweep.add_argument("--lr", type=float, default=3e-3)
-    sweep.add_argument("--corpus-bytes", type=float, default=2e6, help="training text per language")
-    sweep.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens per language")
-    sweep.add_argument("--jobs", type=int, default=2, help="runs at a time")
-    sweep.add_argument("--threads", type=int, default=1, help="threads per run")
+    sweep.add_argument("--languages", default=",".join(grid.languages), help=f"comma-separated, from {', '.join(LANGUAGES)}")
+    sweep.add_argument("--sizes", default=",".join(f"{h}x{n}" for h, n in grid.sizes),
+                       help="comma-separated HIDDENxLAYERS model sizes")
+    sweep.add_argument("--tokens", default=",".join(map(str, grid.tokens)), help="comma-separated tokens per run")
+    sweep.add_argument("--batch-tokens", type=int, default=grid.batch_tokens, help="tokens per optimizer step")
+    sweep.add_argument("--lr", type=float, default=grid.lr, help="peak learning rate of the cosine schedule")
+    sweep.add_argument("--corpus-bytes", type=float, default=grid.corpus_bytes, help="training text per language")
+    sweep.add_argument("--eval-tokens", type=int, default=grid.eval_tokens, help="held-out tokens per language")
+    sweep.add_argument("--jobs", type=int, default=grid.jobs, help="runs at a time")
+    sweep.add_argument("--threads", type=int, default=grid.threads, help="threads per run")
     add_fit_options(sweep)
     return parser.parse_args(argv)
 
@@ -64,8 +67,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def sweep_grid(args: argparse.Namespace):
     """The sweep.Grid of the `sweep` arguments; ValueError naming a malformed list."""
-    from iquest_core.scaling.sweep import Grid  # imports the trainer, which fit and mix never need
-
     def items(name: str, convert):
         try:
             return tuple(convert(s.strip()) for s in getattr(args, name).split(",") if s.strip())
@@ -145,8 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "mix":
             print(json.dumps(mix(args), indent=2))
         else:
-            from iquest_core.scaling.sweep import run_sweep
-
             grid = sweep_grid(args)
             began = time.perf_counter()
             runs_csv = run_sweep(args.output, grid)

@@ -81,8 +81,8 @@ class Grid:
     3 x hidden_size and 2 loops; tokens are per run (rounded to whole steps of batch_tokens)."""
 
     languages: tuple[str, ...] = ("python", "c", "javascript")
-    sizes: tuple[tuple[int, int], ...] = ((32, 1), (64, 2), (96, 3))
-    tokens: tuple[int, ...] = (16_384, 40_960, 102_400, 256_000)
+    sizes: tuple[tuple[int, int], ...] = ((32, 1), (64, 2), (96, 2))
+    tokens: tuple[int, ...] = (16_384, 40_960, 102_400, 204_800)
     batch_tokens: int = 1024
     lr: float = 3e-3
     corpus_bytes: int = 2_000_000

@@ -50,7 +50,8 @@ class Summary:
     outcomes: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
 
-    def print(self, title: str, stream: TextIO = sys.stderr) -> None:
+    def print(self, title: str, stream: TextIO | None = None) -> None:
+        stream = sys.stderr if stream is None else stream  # the current stderr, not the one at import
         print(f"{title}: {self.documents} documents in", file=stream)
         for name, counts in (("outcome", self.outcomes), ("skipped", self.skipped)):
             for key, count in sorted(counts.items()):

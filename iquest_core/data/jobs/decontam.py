@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"iquest data decontam: error: {error}", file=sys.stderr)
         return 2
-    summary.print("iquest data decontam", sys.stderr)
+    summary.print("iquest data decontam")
     return 0
 
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"iquest data dedup: error: {error}", file=sys.stderr)
         return 2
-    summary.print("iquest data dedup", sys.stderr)
+    summary.print("iquest data dedup")
     return 0
 
 

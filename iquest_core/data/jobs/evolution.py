@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"iquest data evolution: error: {error}", file=sys.stderr)
         return 2
-    summary.print("iquest data evolution", sys.stderr)
+    summary.print("iquest data evolution")
     return 0
 
 

@@ -1,0 +1,125 @@
+"""The shard engine: results in shard order, errors propagate, atomic JSONL output; and every data command
+(evolution, dedup, decontam, fim, filter, tokenize) writes identical output on the local pool and on Ray
+(one local Ray instance, num_cpus=2, started once for this module)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from iquest_core.data import engine
+from iquest_core.data.cli import COMMANDS
+from iquest_core.data.cli import main as data_main
+from tests.data.conftest import FILES, STDLIB
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def failing_records():
+    yield {"a": 1}
+    raise RuntimeError("disk full")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_results_in_shard_order(workers):
+    shards = [list(range(n, 0, -1)) for n in (5, 0, 3, 8, 1)]
+    assert engine.map_shards(sorted, shards, workers=workers) == [sorted(s) for s in shards]
+    assert engine.map_shards(sorted, [], workers=workers) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_errors_propagate(workers):
+    with pytest.raises(ValueError, match="invalid literal"):
+        engine.map_shards(int, ["1", "x", "3"], workers=workers)
+
+
+@pytest.mark.parametrize("kwargs,name", [({"engine": "spark"}, "engine"), ({"workers": 0}, "workers"),
+                                         ({"workers": 1.5}, "workers")])
+def test_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        engine.map_shards(len, [[1]], **kwargs)
+
+
+def test_chunks():
+    assert engine.chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+    with pytest.raises(ValueError, match="^size:"):
+        engine.chunks([1], 0)
+
+
+def test_write_jsonl_is_atomic(tmp_path):
+    out = tmp_path / "sub" / "out.jsonl"
+    assert engine.write_jsonl(out, [{"x": "é"}, {"y": [1]}]) == 2
+    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'
+    with pytest.raises(RuntimeError, match="disk full"):
+        engine.write_jsonl(out, failing_records())
+    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'  # the old output survives whole
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]
+
+
+def test_data_cli_help_and_unknown_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        data_main(["--help"])
+    assert exit_.value.code == 0
+    assert data_main(["nope"]) == 2
+    for command in ("evolution", "dedup", "decontam"):
+        with pytest.raises(SystemExit) as exit_:
+            data_main([command, "--help"])
+        assert exit_.value.code == 0 and command in COMMANDS
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
+             configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_results_in_shard_order_and_errors(ray_session):
+    shards = [list(range(n, 0, -1)) for n in (5, 0, 3, 8, 1, 2, 7)]
+    assert engine.map_shards(sorted, shards, engine="ray") == [sorted(s) for s in shards]
+    with pytest.raises(ValueError, match="invalid literal"):
+        engine.map_shards(int, ["1", "x"], engine="ray")
+
+
+def outputs(path):
+    """Relative name -> bytes of every file in an output directory, or {"": bytes} of an output file."""
+    path = Path(path)
+    if path.is_dir():
+        return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {"": path.read_bytes()}
+
+
+def test_every_data_command_gives_identical_output_on_ray(ray_session, tmp_path, tokenizer):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(FILES, corpus / "files")
+    shutil.copy(STDLIB / "textwrap.py", corpus / "textwrap.py")
+    shutil.copy(STDLIB / "textwrap.py", corpus / "textwrap_copy.py")
+    (corpus / "textwrap_edit.py").write_text((STDLIB / "textwrap.py").read_text().replace("width", "columns", 3))
+    tokenizer.save(tmp_path / "tok")
+    commands = {
+        "evolution": [str(REPO), "--max-triples", "4", "--output"],
+        "dedup": [str(corpus), "--shard-size", "3", "--removed", "{out}.removed", "--output"],
+        "decontam": [str(corpus), "--shard-size", "3", "--flagged", "{out}.flagged", "--output"],
+        "fim": [str(corpus), "--fim-rate", "1", "--repo-level-rate", "0.5", "--seed", "5", "--output"],
+        "filter": [str(corpus), "--output"],
+        "tokenize": [str(corpus), "--tokenizer", str(tmp_path / "tok"), "--docs-per-shard", "4", "--output"],
+    }
+    for command, args in commands.items():
+        if command not in COMMANDS:
+            continue
+        results = {}
+        for run_engine in ("local", "ray"):
+            out = tmp_path / f"{command}-{run_engine}"
+            argv = [a.format(out=out) for a in args] + [str(out), "--engine", run_engine]
+            if run_engine == "local":
+                argv += ["--workers", "2"]
+            assert data_main([command, *argv]) == 0, command
+            results[run_engine] = {s: outputs(f"{out}{s}") for s in ("", ".removed", ".flagged")
+                                   if Path(f"{out}{s}").exists()}
+        assert results["local"] == results["ray"], command
+        assert all(results["local"][""].values()), f"{command} wrote nothing"
+    removed = [json.loads(line) for line in (tmp_path / "dedup-ray.removed").read_text().splitlines()]
+    assert {("textwrap_copy.py", "exact"), ("textwrap_edit.py", "near")} <= {(r["path"], r["kind"]) for r in removed}

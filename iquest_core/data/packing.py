@@ -56,7 +56,7 @@ def pack_documents(docs: Iterable[Sequence[int]], seq_len: int, *, pad_id: int =
     if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise ValueError(f"seq_len: expected a positive int, got {seq_len!r}")
     seq_len = int(seq_len)
-    arrays = [np.asarray(doc, dtype=np.int64).reshape(-1) for doc in docs]
+    arrays = [_tokens(doc, d) for d, doc in enumerate(docs)]
     pieces = [(min(seq_len, len(a) - start), d, start)
               for d, a in enumerate(arrays) for start in range(0, len(a), seq_len)]
     pieces.sort(key=lambda p: (-p[0], p[1], p[2]))
@@ -74,6 +74,14 @@ def pack_documents(docs: Iterable[Sequence[int]], seq_len: int, *, pad_id: int =
         if free - piece[0] > 0:
             bisect.insort(room, (free - piece[0], row))
     return [_build_row(arrays, row, seq_len, pad_id) for row in rows]
+
+
+def _tokens(doc: Sequence[int], d: int) -> np.ndarray:
+    """The document as a 1-D integer array, without a copy when it already is one (memory-mapped shards)."""
+    array = np.asarray(doc)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise ValueError(f"docs: document {d} must be a 1-D sequence of token ids, got {array.dtype} {array.shape}")
+    return array
 
 
 def _build_row(arrays: list[np.ndarray], pieces: list[tuple[int, int, int]], seq_len: int, pad_id: int) -> PackedRow:

@@ -46,6 +46,20 @@ def test_best_fit_decreasing_on_a_known_case():
     assert [r.num_tokens for r in rows] == [8, 8, 4]
 
 
+def test_memory_mapped_shards_and_bad_documents(tmp_path):
+    from iquest_core.data.shards import TokenShards, write_index, write_shard
+
+    rng = np.random.default_rng()
+    docs = [rng.integers(0, 2**32, size=n, dtype=np.uint64) for n in rng.integers(0, 300, size=30)]
+    write_index(tmp_path, [write_shard(tmp_path, "shard-00000", docs)], vocab_size=2**32)
+    rows = pack_documents(TokenShards(tmp_path), 128)
+    check_rows(rows, [d.astype(np.int64) for d in docs], 128)
+    with pytest.raises(ValueError, match="document 1"):
+        pack_documents([[1, 2], [0.5, 1.5]], 8)
+    with pytest.raises(ValueError, match="document 0"):
+        pack_documents([[[1, 2]]], 8)
+
+
 def test_deterministic():
     rng = np.random.default_rng(0)
     docs = [rng.integers(0, 50, size=n).tolist() for n in rng.integers(1, 30, size=40)]

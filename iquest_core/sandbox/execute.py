@@ -74,15 +74,28 @@ def _read_bounded(file) -> str:
     return file.read(OUTPUT_LIMIT_BYTES).decode("utf-8", errors="replace")
 
 
-def _read_info(fd: int) -> int | None:
-    """The outer pid of the sandbox's init from bwrap's --info-fd JSON (None if bwrap failed first)."""
-    data = b""
-    while chunk := os.read(fd, 4096):
+def _open_init(info_fd: int, timeout_s: float) -> int | None:
+    """A pidfd of the sandbox's PID-namespace init, from bwrap's --info-fd JSON ("child-pid", its pid
+    out here, and "pid-namespace"). None if bwrap failed before making it, or sent nothing in time, or
+    the init is already gone: the namespace check makes sure a reused pid never names another process."""
+    data, poller = b"", select.poll()
+    poller.register(info_fd, select.POLLIN)
+    deadline = time.monotonic() + timeout_s
+    while poller.poll(max(0.0, deadline - time.monotonic()) * 1000) and (chunk := os.read(info_fd, 4096)):
         data += chunk
     try:
-        return int(json.loads(data)["child-pid"])
-    except (ValueError, KeyError):
+        info = json.loads(data)
+        pid, namespace = int(info["child-pid"]), int(info["pid-namespace"])
+        pidfd = os.pidfd_open(pid)
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
         return None
+    try:
+        if os.stat(f"/proc/{pid}/ns/pid").st_ino == namespace:
+            return pidfd
+    except OSError:
+        pass
+    os.close(pidfd)
+    return None
 
 
 def _kill_namespace(proc: subprocess.Popen, init_pidfd: int | None) -> None:
@@ -105,6 +118,28 @@ def _wait_namespace_gone(init_pidfd: int) -> None:
     if not poller.poll(5000):
         signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
         poller.poll()
+
+
+def _supervise(proc: subprocess.Popen, info_read: int, timeout_s: float, start: float) -> bool:
+    """Wait for the run up to the wall clock limit, kill its namespace past it, then wait until every
+    process of the namespace is gone. Closes info_read; returns whether the run timed out."""
+    try:
+        init_pidfd = _open_init(info_read, timeout_s)
+    finally:
+        os.close(info_read)
+    try:
+        timed_out = False
+        try:
+            proc.wait(timeout=max(timeout_s - (time.monotonic() - start), 0))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_namespace(proc, init_pidfd)
+        if init_pidfd is not None:
+            _wait_namespace_gone(init_pidfd)
+    finally:
+        if init_pidfd is not None:
+            os.close(init_pidfd)
+    return timed_out
 
 
 def _classify(returncode: int, timed_out: bool, marker: str, token: str) -> str:
@@ -151,29 +186,12 @@ def run_tests(program: str, tests: str, *, timeout_s: float = 10.0, memory_mb: i
             try:
                 proc = subprocess.Popen(argv, stdin=job, stdout=out, stderr=err,
                                         pass_fds=(info_write, marker.fileno()), env={})
+            except BaseException:
+                os.close(info_read)
+                raise
             finally:
                 os.close(info_write)
-            init_pidfd = None
-            try:
-                init_pid = _read_info(info_read)
-                if init_pid is not None:
-                    try:
-                        init_pidfd = os.pidfd_open(init_pid)
-                    except ProcessLookupError:
-                        pass
-                remaining = timeout_s - (time.monotonic() - start)
-                timed_out = False
-                try:
-                    proc.wait(timeout=max(remaining, 0))
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    _kill_namespace(proc, init_pidfd)
-                if init_pidfd is not None:
-                    _wait_namespace_gone(init_pidfd)
-            finally:
-                os.close(info_read)
-                if init_pidfd is not None:
-                    os.close(init_pidfd)
+            timed_out = _supervise(proc, info_read, timeout_s, start)
             duration = time.monotonic() - start
             marker.seek(0)
             status = _classify(proc.returncode, timed_out, marker.read(256).decode(errors="replace"), token)

@@ -198,3 +198,17 @@ def test_verdict_returns_promptly_after_a_timeout():
     run_tests("import os\nfor _ in range(8):\n    os.fork()\nwhile True:\n    pass\n", "", timeout_s=1.0)
     assert time.monotonic() - start < 1.0 + SLACK_S
     assert _runner_processes() == []
+
+
+def test_the_namespace_init_is_found_and_awaited(monkeypatch):
+    from iquest_core.sandbox import execute
+    found, open_init = [], execute._open_init
+
+    def spy(fd, timeout_s):
+        found.append(open_init(fd, timeout_s))
+        return found[-1]
+
+    monkeypatch.setattr(execute, "_open_init", spy)
+    run_tests("x = 1", "")
+    run_tests("while True:\n    pass\n", "", timeout_s=0.5)
+    assert len(found) == 2 and all(pidfd is not None for pidfd in found)

@@ -6,7 +6,8 @@
 
 `encode(text)` treats its input as content: a literal "<|im_end|>" in a source file becomes ordinary
 tokens, never a special id, and `decode(encode(t)) == t` for every str that is valid Unicode (byte-level
-BPE without a normalizer). Special ids come only from `encode_parts`, which the FIM encoders use:
+BPE without a normalizer; a published tokenizer with a normalizer, e.g. NFC, round-trips only what it
+leaves unchanged). Special ids come only from `encode_parts`, which the FIM encoders use:
 `decode(encode_fim(split)) == fim.format_file(split)` and likewise for `encode_repo_fim`.
 """
 

@@ -156,19 +156,28 @@ MAX_CANDIDATES = 64  # most similar files whose token cost is measured per targe
 
 
 class ContextIndex:
-    """A repository's files with their identifier sets, for picking context files of many targets.
+    """A repository's files with their identifier sets and (once measured) token costs, for picking the
+    context files of many targets.
 
     Similarity is the Jaccard index of the files' identifier (\\w+) sets; files sharing no identifier
-    with the target are never context."""
+    with the target are never context. A file's cost is its template part, `<|file_sep|>{path}\\n{content}\\n`,
+    in `tokenizer` tokens."""
 
-    def __init__(self, files: dict[str, str]) -> None:
+    def __init__(self, files: dict[str, str], tokenizer: Encoder) -> None:
         self.files = files
+        self.tokenizer = tokenizer
         self._words = {path: frozenset(_WORD.findall(content)) for path, content in files.items()}
+        self._costs: dict[str, int] = {}
 
-    def select(self, target_path: str, *, budget_tokens: int, tokenizer: Encoder) -> list[tuple[str, str]]:
-        """Up to MAX_CANDIDATES most similar files (never the target) whose template parts
-        (`<|file_sep|>{path}\\n{content}\\n`) fit `budget_tokens` together, taken greedily from the most
-        similar; returned least similar first, so the most similar file sits next to the hole."""
+    def cost(self, path: str) -> int:
+        if path not in self._costs:
+            self._costs[path] = 1 + len(self.tokenizer.encode(f"{path}\n{self.files[path]}\n"))
+        return self._costs[path]
+
+    def select(self, target_path: str, *, budget_tokens: int) -> list[tuple[str, str]]:
+        """Of the MAX_CANDIDATES files most similar to the target (never the target itself), those that fit
+        `budget_tokens` together, taken greedily from the most similar; returned least similar first, so
+        the most similar file sits next to the hole."""
         if target_path not in self.files:
             raise ValueError(f"target_path: {target_path!r} is not one of the repository's files")
         if budget_tokens < 0:
@@ -182,14 +191,13 @@ class ContextIndex:
                     scored.append((-common / (len(target) + len(words) - common), path))
         chosen, left = [], budget_tokens
         for _, path in sorted(scored)[:MAX_CANDIDATES]:
-            cost = 1 + len(tokenizer.encode(f"{path}\n{self.files[path]}\n"))
-            if cost <= left:
+            if self.cost(path) <= left:
                 chosen.append((path, self.files[path]))
-                left -= cost
+                left -= self.cost(path)
         return chosen[::-1]
 
 
 def select_context(files: dict[str, str], target_path: str, *, budget_tokens: int,
                    tokenizer: Encoder) -> list[tuple[str, str]]:
     """The repository's files most similar to the target within the budget (see ContextIndex.select)."""
-    return ContextIndex(files).select(target_path, budget_tokens=budget_tokens, tokenizer=tokenizer)
+    return ContextIndex(files, tokenizer).select(target_path, budget_tokens=budget_tokens)

@@ -72,7 +72,7 @@ def transform(doc: Document, settings: Settings, context: fim.ContextIndex | Non
             reason = "no_node" if syntax.parse(doc.content, language).clean else "parse_error"
         return record, f"plain:{reason}"
     if context is not None and len(context.files) > 1 and rng.random() < settings.repo_level_rate:
-        chosen = context.select(doc.path, budget_tokens=settings.context_tokens, tokenizer=_counter(settings.tokenizer))
+        chosen = context.select(doc.path, budget_tokens=settings.context_tokens)
         text, special = fim.render(fim.repo_parts(doc.repo, chosen, doc.path, split))
         level = "repo"
     else:
@@ -84,7 +84,7 @@ def transform(doc: Document, settings: Settings, context: fim.ContextIndex | Non
 
 def _shard(settings: Settings, shard: tuple[list[Document], dict[str, str] | None]) -> tuple[list[dict], Counter]:
     docs, files = shard
-    context = fim.ContextIndex(files) if files is not None else None
+    context = fim.ContextIndex(files, _counter(settings.tokenizer)) if files is not None else None
     records, outcomes = [], Counter()
     for doc in docs:
         record, outcome = transform(doc, settings, context if doc.path in (files or ()) else None)

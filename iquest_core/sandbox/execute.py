@@ -3,7 +3,7 @@
 Limits inside the sandbox (set by runner.py before any untrusted code runs): address space memory_mb,
 CPU time ceil(timeout_s) seconds per process, PROCESS_LIMIT processes, files (stdout/stderr included)
 up to FILE_LIMIT_BYTES, OPEN_FILES_LIMIT descriptors, no core dumps; wall clock timeout_s for the run.
-The run's working directory is a fresh empty directory, deleted afterwards.
+The run's working directory is a fresh tmpfs of isolate.WORKDIR_BYTES, gone with the run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import math
 import os
 import secrets
 import select
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -165,39 +164,29 @@ def run_tests(program: str, tests: str, *, timeout_s: float = 10.0, memory_mb: i
     _check_args(program, tests, timeout_s, memory_mb, language)
     runtime = sandbox_runtime()
     token = secrets.token_hex(16)
-    scratch = tempfile.mkdtemp(prefix="iquest-sandbox-")
-    try:
-        workdir = os.path.join(scratch, "work")
-        os.mkdir(workdir, 0o700)
-        as_root = os.geteuid() == 0
-        if as_root:
-            os.chown(workdir, SANDBOX_UID, SANDBOX_UID)
-            os.chmod(scratch, 0o711)  # the sandbox user needs to reach workdir, nothing else here
-        with tempfile.TemporaryFile() as job, tempfile.TemporaryFile() as out, \
-                tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as marker:
-            job.write(json.dumps({"program": program, "tests": tests, "limits": _limits(timeout_s, memory_mb),
-                                  "token": token, "marker_fd": marker.fileno()}).encode())
-            job.seek(0)
-            info_read, info_write = os.pipe()
-            argv = bwrap_command(runtime, workdir, info_write, _RUNNER)
-            if as_root:  # setpriv rather than Popen(user=): Popen can then vfork instead of copying our pages
-                argv = [runtime.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", *argv]
-            start = time.monotonic()
-            try:
-                proc = subprocess.Popen(argv, stdin=job, stdout=out, stderr=err,
-                                        pass_fds=(info_write, marker.fileno()), env={})
-            except BaseException:
-                os.close(info_read)
-                raise
-            finally:
-                os.close(info_write)
-            timed_out = _supervise(proc, info_read, timeout_s, start)
-            duration = time.monotonic() - start
-            marker.seek(0)
-            status = _classify(proc.returncode, timed_out, marker.read(256).decode(errors="replace"), token)
-            stderr = _read_bounded(err)
-            if proc.returncode > 128 and not timed_out:
-                stderr += f"\n[sandbox] exit status {proc.returncode} (killed by signal {proc.returncode - 128})\n"
-            return Verdict(status, _read_bounded(out), stderr, duration)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with tempfile.TemporaryFile() as job, tempfile.TemporaryFile() as out, \
+            tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as marker:
+        job.write(json.dumps({"program": program, "tests": tests, "limits": _limits(timeout_s, memory_mb),
+                              "token": token, "marker_fd": marker.fileno()}).encode())
+        job.seek(0)
+        info_read, info_write = os.pipe()
+        argv = bwrap_command(runtime, info_write, _RUNNER)
+        if os.geteuid() == 0:  # setpriv rather than Popen(user=): Popen can then vfork instead of copying our pages
+            argv = [runtime.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", *argv]
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(argv, stdin=job, stdout=out, stderr=err, pass_fds=(info_write, marker.fileno()),
+                                    env={})
+        except BaseException:
+            os.close(info_read)
+            raise
+        finally:
+            os.close(info_write)
+        timed_out = _supervise(proc, info_read, timeout_s, start)
+        duration = time.monotonic() - start
+        marker.seek(0)
+        status = _classify(proc.returncode, timed_out, marker.read(256).decode(errors="replace"), token)
+        stderr = _read_bounded(err)
+        if proc.returncode > 128 and not timed_out:
+            stderr += f"\n[sandbox] exit status {proc.returncode} (killed by signal {proc.returncode - 128})\n"
+        return Verdict(status, _read_bounded(out), stderr, duration)

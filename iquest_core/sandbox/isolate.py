@@ -3,7 +3,8 @@
 Namespaces: user, mount, PID, network (loopback only, not the host's), IPC, UTS and cgroup, all fresh
 (`--unshare-all`). The file system is a read-only tmpfs root holding only the runtime (/usr and, when the
 interpreter lives elsewhere, its prefix; both read-only), a fresh /proc and /dev, and the working
-directory at /sandbox (read-write). The environment is empty. bwrap's own init is PID 1 of the new PID
+directory /sandbox: a fresh tmpfs of WORKDIR_BYTES, the only writable place besides the sandbox's own
+/dev/shm (SHM_BYTES). Both are size-capped: tmpfs pages are not counted by the address-space limit. The environment is empty. bwrap's own init is PID 1 of the new PID
 namespace: when it exits, the kernel kills every process left in the namespace before its parent can
 reap it. `--die-with-parent` ends the sandbox if the caller dies.
 
@@ -25,6 +26,8 @@ from pathlib import Path
 
 SANDBOX_UID = 65534  # "nobody"
 WORKDIR = "/sandbox"
+WORKDIR_BYTES = 64 << 20
+SHM_BYTES = 16 << 20
 
 
 class SandboxUnavailable(RuntimeError):
@@ -79,15 +82,16 @@ def _system_dirs() -> list[str]:
     return args
 
 
-def bwrap_command(runtime: Runtime, workdir: str, info_fd: int, runner_source: str) -> list[str]:
+def bwrap_command(runtime: Runtime, info_fd: int, runner_source: str) -> list[str]:
     """argv running `python -I -S -c runner_source` (isolated mode, standard library only) in fresh
-    namespaces with `workdir` at /sandbox; bwrap writes its JSON info (the outer pid of the namespace's
-    init as "child-pid") to info_fd."""
+    namespaces, in /sandbox; bwrap writes its JSON info (the outer pid of the namespace's init as
+    "child-pid", and its "pid-namespace") to info_fd."""
     args = [runtime.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--hostname", "sandbox", *_system_dirs()]
     if not runtime.prefix.startswith("/usr/") and runtime.prefix != "/usr":
         args += ["--ro-bind", runtime.prefix, runtime.prefix]
-    args += ["--proc", "/proc", "--dev", "/dev", "--bind", workdir, WORKDIR, "--chdir", WORKDIR,
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+             "--size", str(WORKDIR_BYTES), "--tmpfs", WORKDIR, "--chdir", WORKDIR,
              "--remount-ro", "/", "--info-fd", str(info_fd),
              runtime.python, "-I", "-S", "-c", runner_source]
     return args

@@ -170,6 +170,15 @@ def test_writing_outside_the_working_directory_fails(tmp_path):
     assert inside.passed and inside.stdout.strip() == "/sandbox ['ok.txt']"
 
 
+@pytest.mark.parametrize("directory", [".", "/dev/shm"])
+def test_writable_directories_are_size_capped(directory):
+    program = (f"import os\nfor i in range(200):\n"
+               f"    with open(os.path.join({directory!r}, f'f{{i}}'), 'wb') as f:\n"
+               "        f.write(bytes(1 << 20))\n")
+    verdict = run_tests(program, "", timeout_s=10.0)
+    assert verdict.status == "failed" and "No space left on device" in verdict.stderr, verdict
+
+
 def test_host_environment_is_invisible(monkeypatch):
     secret = secrets.token_hex(8)
     monkeypatch.setenv("IQUEST_SANDBOX_SECRET", secret)

@@ -4,14 +4,15 @@ Namespaces: user, mount, PID, network (loopback only, not the host's), IPC, UTS 
 (`--unshare-all`). The file system is a read-only tmpfs root holding only the runtime (/usr and, when the
 interpreter lives elsewhere, its prefix; both read-only), a fresh /proc and /dev, and the working
 directory /sandbox: a fresh tmpfs of WORKDIR_BYTES, the only writable place besides the sandbox's own
-/dev/shm (SHM_BYTES). Both are size-capped: tmpfs pages are not counted by the address-space limit. The environment is empty. bwrap's own init is PID 1 of the new PID
-namespace: when it exits, the kernel kills every process left in the namespace before its parent can
-reap it. `--die-with-parent` ends the sandbox if the caller dies.
+/dev/shm (SHM_BYTES). Both are size-capped: tmpfs pages are not counted by the address-space limit.
+The environment is empty. bwrap's own init is PID 1 of the new PID namespace: when it exits, the kernel
+kills every process left in the namespace before its parent can reap it. `--die-with-parent` ends the
+sandbox if the caller dies.
 
 Run as root, the sandbox runs under an unprivileged user id (SANDBOX_UID): the kernel exempts uid 0
 from RLIMIT_NPROC, and an unprivileged bwrap must create a user namespace, so the process-count limit
 holds. That user can only reach a runtime whose path is world-searchable (pyenv under /root is not):
-`sandbox_python` then falls back to the system interpreter.
+`sandbox_runtime` then falls back to the system interpreter.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from iquest_core.sandbox import Verdict, run_many
 
 # Where the Codex paper stops a HumanEval completion: the function body ends at the next top-level statement.
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+CHUNK_TOKENS = 32  # tokens decoded between checks for stop sequences
 
 
 def load_problems() -> dict[str, dict]:
@@ -91,23 +92,44 @@ def _tokenizer_eos(tokenizer) -> list[int]:
 def sample_completions(model, tokenizer, problems: dict[str, dict], *, samples: int, temperature: float,
                        top_p: float = 0.95, max_new_tokens: int = 384, seed: int = 0) -> list[dict]:
     """`samples` completions per problem from model.generate (dual-cache decoding), the samples of a
-    problem decoded together as one batch; greedy when temperature == 0. Each completion is cut at the
-    first STOP_SEQUENCES match (generate has no stop hook, so decoding runs to max_new_tokens or eos)."""
+    problem decoded together as one batch; greedy when temperature == 0. Decoding runs in chunks of
+    CHUNK_TOKENS; a sample leaves the batch once it has emitted eos or a STOP_SEQUENCES match, and its
+    completion is cut at the first match."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples: expected a positive int, got {samples!r}")
     if not temperature >= 0:
         raise ValueError(f"temperature: expected >= 0, got {temperature!r}")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    limit = model.config.max_position_embeddings
-    eos = model.config.eos_token_ids or _tokenizer_eos(tokenizer)
+    sampling = dict(do_sample=temperature > 0, temperature=temperature or 1.0, top_p=top_p, generator=generator,
+                    eos_token_id=model.config.eos_token_ids or _tokenizer_eos(tokenizer))
     out = []
     for task_id, problem in problems.items():
         prompt = torch.tensor([tokenizer.encode(problem["prompt"])], device=device)
-        new_tokens = max(0, min(max_new_tokens, limit - prompt.shape[1]))
-        ids = model.generate(prompt.expand(samples, -1), new_tokens, do_sample=temperature > 0,
-                             temperature=temperature or 1.0, top_p=top_p, eos_token_id=eos, generator=generator)
-        for row in ids[:, prompt.shape[1]:].tolist():
-            row = row[:next((i for i, t in enumerate(row) if t in eos), len(row))]
-            out.append({"task_id": task_id, "completion": truncate_at_stop(tokenizer.decode(row))})
+        budget = max(0, min(max_new_tokens, model.config.max_position_embeddings - prompt.shape[1]))
+        texts = _decode_until_stop(model, tokenizer, prompt.expand(samples, -1), budget, sampling)
+        out += [{"task_id": task_id, "completion": truncate_at_stop(text)} for text in texts]
     return out
+
+
+def _decode_until_stop(model, tokenizer, ids: torch.Tensor, budget: int, sampling: dict) -> list[str]:
+    """Texts of up to `budget` new tokens after each row of ids (B, P), each ending before its first eos;
+    rows leave the batch when they end (eos or a stop sequence)."""
+    prompt_len, eos = ids.shape[1], set(sampling["eos_token_id"])
+    texts: list[str | None] = [None] * len(ids)
+    active = list(range(len(ids)))
+    while active:
+        produced = ids.shape[1] - prompt_len
+        if produced < budget:
+            ids = model.generate(ids, min(CHUNK_TOKENS, budget - produced), **sampling)
+        keep = []
+        for j, row in enumerate(ids[:, prompt_len:].tolist()):
+            ended = next((i for i, t in enumerate(row) if t in eos), None)
+            text = tokenizer.decode(row[:ended])
+            if ended is not None or truncate_at_stop(text) != text or len(row) >= budget:
+                texts[active[j]] = text
+            else:
+                keep.append(j)
+        active = [active[j] for j in keep]
+        ids = ids[keep]
+    return texts

@@ -127,15 +127,49 @@ def test_model_generation_runs_end_to_end(tmp_path):
     assert all(not any(stop in s["completion"] for stop in humaneval.STOP_SEQUENCES) for s in samples)
 
 
+class Bytes:
+    """ASCII tokenizer for tiny models (vocab 128)."""
+
+    def encode(self, text):
+        return [min(ord(ch), 127) for ch in text]
+
+    def decode(self, ids):
+        return "".join(map(chr, ids))
+
+
+class Scripted(torch.nn.Module):
+    """generate() appends the next characters of a fixed script per row; counts the tokens it decoded."""
+
+    def __init__(self, scripts, eos=0):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = type("Config", (), {"eos_token_ids": [eos], "max_position_embeddings": 10_000})()
+        self.scripts, self.decoded = scripts, 0
+
+    def generate(self, ids, max_new_tokens, **kwargs):
+        rows = []
+        for row in ids.tolist():
+            script, done = self.scripts[row[0]], len(row) - 1  # a one-token prompt names the script
+            rows.append(row + [ord(c) if c != "\0" else 0 for c in script[done:done + max_new_tokens].ljust(
+                max_new_tokens, "\0")])
+        self.decoded += len(rows) * max_new_tokens
+        return torch.tensor(rows)
+
+
+def test_decoding_stops_at_stop_sequences_and_eos(monkeypatch):
+    monkeypatch.setattr(humaneval, "CHUNK_TOKENS", 4)
+    body = "    return 1\n"
+    scripts = {65: body + "\ndef g():\n    pass\n" + "x" * 200, 66: body + "\0" + "y" * 200, 67: "z" * 300}
+    model = Scripted(scripts)
+    problems = {f"T/{i}": {"prompt": chr(i)} for i in (65, 66, 67)}
+    completions = humaneval.sample_completions(model, Bytes(), problems, samples=2, temperature=0.0,
+                                               max_new_tokens=50)
+    assert [c["completion"] for c in completions] == [body, body, body, body, "z" * 50, "z" * 50]
+    assert model.decoded <= 2 * (20 + 4) + 2 * (16 + 4) + 2 * 50  # each row stops within a chunk of its end
+
+
 def test_sample_completions_is_seeded_and_greedy_is_deterministic():
     from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
-
-    class Bytes:
-        def encode(self, text):
-            return [min(ord(ch), 127) for ch in text]
-
-        def decode(self, ids):
-            return "".join(map(chr, ids))
 
     problems = dict(list(humaneval.load_problems().items())[:1])
     model = LoopCoderForCausalLM(LoopCoderConfig.preset("tiny")).eval()

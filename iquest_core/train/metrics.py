@@ -79,6 +79,27 @@ class MetricsWriter:
         return target
 
 
+def plot_stages(stages: list[tuple[str, list[dict]]], path: str | Path) -> Path:
+    """One loss curve per (name, records) stage, end to end on a shared step axis, into `path` (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    offset = 0
+    for name, records in stages:
+        ax.plot([offset + r["step"] for r in records], [r["loss"] for r in records], label=name)
+        offset += records[-1]["step"] if records else 0
+    ax.set_xlabel("step (stages end to end)")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:

@@ -4,6 +4,7 @@
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -99,8 +100,10 @@ def test_every_data_command_gives_identical_output_on_ray(ray_session, tmp_path,
     shutil.copy(STDLIB / "textwrap.py", corpus / "textwrap_copy.py")
     (corpus / "textwrap_edit.py").write_text((STDLIB / "textwrap.py").read_text().replace("width", "columns", 3))
     tokenizer.save(tmp_path / "tok")
+    repo = tmp_path / "iquest.git"  # a clone: the history stays put between the two runs
+    subprocess.run(["git", "clone", "-q", "--bare", str(REPO), str(repo)], check=True)
     commands = {
-        "evolution": [str(REPO), "--max-triples", "4", "--output"],
+        "evolution": [str(repo), "--max-triples", "4", "--output"],
         "dedup": [str(corpus), "--shard-size", "3", "--removed", "{out}.removed", "--output"],
         "decontam": [str(corpus), "--shard-size", "3", "--flagged", "{out}.flagged", "--output"],
         "fim": [str(corpus), "--fim-rate", "1", "--repo-level-rate", "0.5", "--seed", "5", "--output"],

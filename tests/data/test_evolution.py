@@ -2,11 +2,11 @@
 start window and first-parent order, `git apply` of P reproducing R_end, determinism, merges, renames,
 deletions, binary/non-UTF-8/lockfile/vendored/symlink paths, bad repositories, the training text."""
 
+import io
 import json
 import os
 import subprocess
 import tarfile
-import io
 from collections import Counter
 from pathlib import Path
 
@@ -45,14 +45,22 @@ def assert_patch_reproduces_end(t, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def own_history():
+def own_repo(tmp_path_factory):
+    """A bare clone of this repository's HEAD: its history stays put while the tests read it."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    history = first_parent(REPO)
+    clone = tmp_path_factory.mktemp("own") / "iquest.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(REPO), str(clone)], check=True, env=ENV)
+    return clone
+
+
+@pytest.fixture(scope="module")
+def own_history(own_repo):
+    history = first_parent(own_repo)
     if len(history) < 20:
         pytest.skip(f"shallow history ({len(history)} commits)")
     counts = Counter()
-    return history, list(evolution.triples(REPO, seed=0, counts=counts)), counts
+    return history, list(evolution.triples(own_repo, seed=0, counts=counts)), counts
 
 
 def test_own_history_triples(own_history, tmp_path):
@@ -73,14 +81,14 @@ def test_own_history_triples(own_history, tmp_path):
         assert_patch_reproduces_end(t, tmp_path)
 
 
-def test_patch_applies_on_the_whole_start_tree(own_history, tmp_path):
+def test_patch_applies_on_the_whole_start_tree(own_repo, own_history, tmp_path):
     _, triples, _ = own_history
     t = max(triples, key=lambda t: len(t.patch))
     trees = {}
     for name, commit in (("start", t.start_commit), ("end", t.end_commit)):
         trees[name] = tmp_path / name
         trees[name].mkdir()
-        tarfile.open(fileobj=io.BytesIO(git(REPO, "archive", commit))).extractall(trees[name], filter="data")
+        tarfile.open(fileobj=io.BytesIO(git(own_repo, "archive", commit))).extractall(trees[name], filter="data")
     subprocess.run(["git", "apply", "--check", "-"], cwd=trees["start"], input=t.patch.encode(), check=True, env=ENV)
     subprocess.run(["git", "apply", "-"], cwd=trees["start"], input=t.patch.encode(), check=True, env=ENV)
     for path in set(t.start_files) | set(t.end_files):
@@ -90,13 +98,13 @@ def test_patch_applies_on_the_whole_start_tree(own_history, tmp_path):
             assert (trees["start"] / path).read_bytes() == end.read_bytes()
 
 
-def test_deterministic_for_a_seed(own_history):
+def test_deterministic_for_a_seed(own_repo, own_history):
     _, triples, _ = own_history
-    again = list(evolution.triples(REPO, seed=0))
+    again = list(evolution.triples(own_repo, seed=0))
     assert [t.to_json() for t in again] == [t.to_json() for t in triples]
-    other = [t.start_index for t in evolution.triples(REPO, seed=1)]
+    other = [t.start_index for t in evolution.triples(own_repo, seed=1)]
     assert sorted(other) == sorted(t.start_index for t in triples) and other != [t.start_index for t in triples]
-    assert len(list(evolution.triples(REPO, seed=0, max_triples=3))) == 3
+    assert len(list(evolution.triples(own_repo, seed=0, max_triples=3))) == 3
 
 
 class Synthetic:

@@ -56,3 +56,16 @@ class Summary:
         for name, counts in (("outcome", self.outcomes), ("skipped", self.skipped)):
             for key, count in sorted(counts.items()):
                 print(f"  {name:8s} {key:28s} {count}", file=stream)
+
+
+def run_main(title: str, parser: Any, run: Any, argv: list[str] | None) -> int:
+    """A job's `main`: parse argv, run, print the summary; bad input (ValueError, OSError) becomes one
+    `title: error: ...` line on stderr and exit status 2 instead of a traceback."""
+    args = parser.parse_args(argv)
+    try:
+        summary = run(args)
+    except (ValueError, OSError) as error:
+        print(f"{title}: error: {error}", file=sys.stderr)
+        return 2
+    summary.print(title)
+    return 0

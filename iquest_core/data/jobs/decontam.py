@@ -7,12 +7,11 @@ dropped document with the ids of the items it matched.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 
 from iquest_core.data.decontam import BenchmarkIndex
 from iquest_core.data.engine import chunks, map_shards, write_jsonl
-from iquest_core.data.jobs import Summary, add_input_arguments, load_documents
+from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main
 from iquest_core.data.sources import Skipped
 
 
@@ -37,14 +36,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        summary = run(args)
-    except (ValueError, OSError) as error:
-        print(f"iquest data decontam: error: {error}", file=sys.stderr)
-        return 2
-    summary.print("iquest data decontam")
-    return 0
+    return run_main("iquest data decontam", parser(), run, argv)
 
 
 def load_index(name: str, args: argparse.Namespace) -> BenchmarkIndex:

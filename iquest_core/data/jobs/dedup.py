@@ -10,14 +10,13 @@ the one kept in its place.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 
 import numpy as np
 
 from iquest_core.data import dedup
 from iquest_core.data.engine import chunks, map_shards, write_jsonl
-from iquest_core.data.jobs import Summary, add_input_arguments, load_documents
+from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main
 from iquest_core.data.sources import Skipped
 
 
@@ -40,14 +39,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        summary = run(args)
-    except ValueError as error:
-        print(f"iquest data dedup: error: {error}", file=sys.stderr)
-        return 2
-    summary.print("iquest data dedup")
-    return 0
+    return run_main("iquest data dedup", parser(), run, argv)
 
 
 def run(args: argparse.Namespace) -> Summary:

@@ -8,12 +8,11 @@ is not a git repository, an empty repository or a too-short history yields no tr
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 
 from iquest_core.data import evolution
 from iquest_core.data.engine import add_engine_arguments, map_shards, write_jsonl
-from iquest_core.data.jobs import Summary
+from iquest_core.data.jobs import Summary, run_main
 
 
 def repo_shard(shard: tuple[str, dict]) -> tuple[list[dict], dict[str, int]]:
@@ -64,14 +63,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        summary = run(args)
-    except ValueError as error:
-        print(f"iquest data evolution: error: {error}", file=sys.stderr)
-        return 2
-    summary.print("iquest data evolution")
-    return 0
+    return run_main("iquest data evolution", parser(), run, argv)
 
 
 def run(args: argparse.Namespace) -> Summary:

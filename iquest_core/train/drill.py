@@ -484,8 +484,8 @@ def format_table(report: dict) -> str:
 
 OVERHEAD_SHAPES = {
     "small-cpu L=512": ("small-cpu", {}, 512),
-    "hidden 512, 4 layers, L=1024": ("small-cpu", dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
-                                                      num_attention_heads=8, num_key_value_heads=2), 1024),
+    "hidden 512, 4 layers, L=512": ("small-cpu", dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                                                     num_attention_heads=8, num_key_value_heads=2), 512),
 }
 
 

@@ -38,11 +38,11 @@ def _reference_loss(lp, old, adv, mask, eps_low, eps_high) -> float:
 def test_group_advantages_match_the_formula(group):
     groups = int(torch.randint(1, 6, ()).item())
     rewards = torch.rand(groups * group, dtype=torch.float64)
-    rewards[:group] = rewards[0]  # a group of equal rewards: advantages 0, not NaN
+    rewards[:group] = rewards[0]  # a group of equal rewards: advantages ~0 (the mean may be 1 ulp off), not NaN
     adv = group_advantages(rewards, group)
     expected = torch.tensor(_reference_advantages(rewards.tolist(), group), dtype=torch.float64)
     torch.testing.assert_close(adv, expected, rtol=0, atol=1e-6)
-    assert torch.all(adv[:group] == 0)
+    assert adv[:group].abs().max() < 1e-9
     assert adv.view(-1, group).sum(1).abs().max() < 1e-9
 
 

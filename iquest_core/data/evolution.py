@@ -297,6 +297,10 @@ class _Repository:
 
 def _exclusion(path: str, old_mode: str, new_mode: str, old: bytes | None, new: bytes | None) -> str | None:
     modes = {old_mode, new_mode} - {"000000"}
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a path whose bytes are not UTF-8 (decoded with surrogateescape)
+        return "not_utf8"
     if "160000" in modes:
         return "submodule"
     if "120000" in modes:

@@ -144,8 +144,10 @@ def rich_repo(tmp_path):
     git(r.root, "checkout", "-q", "main")
     r.commit("main work", {"b.py": code(5, "b")})
     git(r.root, "merge", "-q", "--no-ff", "-m", "merge side", "side")
+    r.commit("crlf and no final newline", {"crlf.py": code(3, "crlf").replace("\n", "\r\n"), "données/ünï.py": "x = 1"})
     r.commit("mixed change", {"a.py": code(12, "a"), "img.bin": b"\x00\x01\x02" * 50, "latin.py": "x = 'caf\xe9'\n".encode("latin-1"),
-                              "Cargo.lock": "lock 1\n", "vendor/lib.py": code(3, "v"), "new.py": code(4, "new")},
+                              "Cargo.lock": "lock 1\n", "vendor/lib.py": code(3, "v"), "new.py": code(4, "new"),
+                              "crlf.py": code(5, "crlf").replace("\n", "\r\n"), "données/ünï.py": code(3, "u").rstrip("\n")},
              delete=["readme.md"], rename=[("old.py", "renamed.py")])
     os.symlink("a.py", r.root / "link.py")
     r.commit("symlink and more code", {"b.py": code(9, "b")})
@@ -158,7 +160,7 @@ def test_synthetic_repository_paths_and_merges(rich_repo, tmp_path):
     counts = Counter()
     triples = list(evolution.triples(rich_repo, start_range=(0.0, 1.0), max_commits=3, counts=counts))
     history = first_parent(rich_repo)
-    assert len(history) == 13
+    assert len(history) == 14
     assert counts["triples"] == len(triples) >= 5
     assert counts["merge_commits"] >= 1
     mixed = [t for t in triples if "mixed change" in t.messages]
@@ -169,6 +171,7 @@ def test_synthetic_repository_paths_and_merges(rich_repo, tmp_path):
         assert "old.py" in t.start_files and "old.py" not in t.end_files  # rename = deletion + addition
         assert "renamed.py" in t.end_files and "renamed.py" not in t.start_files
         assert "readme.md" in t.start_files and "readme.md" not in t.end_files
+        assert t.end_files["crlf.py"].count("\r\n") == 15 and not t.end_files["données/ünï.py"].endswith("\n")
     assert any(t.excluded.get("link.py") == "symlink" for t in triples)
     for reason in ("binary", "not_utf8", "lockfile", "vendored", "symlink"):
         assert counts[f"excluded_{reason}"] >= 1
@@ -248,3 +251,14 @@ def test_cli(rich_repo, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         evolution_job.main(["--help"])
     assert exit_.value.code == 0
+
+
+def test_cli_training_text(rich_repo, tmp_path, tokenizer):
+    tokenizer.save(tmp_path / "tok")
+    out = tmp_path / "triples.jsonl"
+    assert evolution_job.main([str(rich_repo), "--output", str(out), "--start-range", "0", "1", "--max-commits", "3",
+                               "--tokenizer", str(tmp_path / "tok"), "--budget-tokens", "100000", "--workers", "1"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = [evolution.format_triple(t, tokenizer, budget_tokens=100_000)
+                for t in evolution.triples(rich_repo, start_range=(0, 1), max_commits=3)]
+    assert [r["text"] for r in records] == expected

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from iquest_core.ops import minhash as minhash_op
 
@@ -93,7 +93,7 @@ def near_duplicate_groups_of_signatures(texts: Sequence[str], signatures: np.nda
         raise ValueError(f"signatures: expected shape ({len(texts)}, num_perm), got {signatures.shape}")
     bands, rows = lsh_params(threshold, signatures.shape[1])
     lsh = MinHashLSH(num_perm=signatures.shape[1], params=(bands, rows), storage_config=storage_config)
-    sketches = [MinHash(seed=seed, hashvalues=row, scheme=scheme) for row in signatures]
+    sketches = [LeanMinHash(seed=seed, hashvalues=row, scheme=scheme) for row in signatures]
     with lsh.insertion_session() as session:
         for i, sketch in enumerate(sketches):
             session.insert(i, sketch, check_duplication=False)

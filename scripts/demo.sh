@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job: set-up, then a tiny LoopCoder trained for a few dozen steps on the package's own source
-# files (byte-level tokens; fused loop attention), printing loss and tokens/s with a progress bar.
+# The main job: set-up, then the Code-Flow pipeline in miniature on this repository's sources and git
+# history and the Python standard library: data tools -> tokenizer -> shards -> pre-training -> annealing
+# -> mid-training -> SFT -> export -> sample completions, with progress bars and a loss plot
+# (runs/codeflow/loss.png). Arguments go to the pipeline (--output DIR, --scale S).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m iquest_core.train.demo "$@"
+.venv/bin/python -m iquest_core.train.pipeline "$@"

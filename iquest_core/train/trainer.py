@@ -143,6 +143,7 @@ class Trainer:
                                            eps=optim["eps"], weight_decay=optim["weight_decay"])
         self.cp_group = self.mesh["cp"].get_group() if self.cp > 1 else None
         self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
+        self.guard: SDCGuard | None = None  # made by run(), after a resumed state is loaded
 
     # -- one step ----------------------------------------------------------------------------------
 

@@ -404,6 +404,7 @@ def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1,
     bar.close()
     report = summarise(records, clean_runs, errors + two)
     report.update(seed=seed, check_every=check_every, replicas=replicas, wall_seconds=time.perf_counter() - started,
+                  omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
                   model={"preset": "tiny", "seq_len": drill.seq_len, "rows_per_replica": 1})
     return report
 

@@ -63,7 +63,8 @@ uint64_t mod_mersenne61(uint64_t x) {
   return r >= kMersennePrime ? r - kMersennePrime : r;
 }
 
-// Plain loops over the permutations that the compiler vectorises; AVX2 or baseline chosen at load time.
+// Plain loops over the permutations that the compiler vectorises; AVX-512 (legacy's 64-bit products), AVX2
+// or baseline chosen at load time.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
@@ -76,7 +77,7 @@ void min_affine32(const uint32_t* hashes, int64_t count, const uint32_t* a, cons
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #endif
 void min_legacy(const uint32_t* hashes, int64_t count, const uint64_t* a, const uint64_t* b, int64_t num_perm,
                 uint64_t* mins) {
@@ -111,8 +112,6 @@ void shingle_hashes(const uint8_t* bytes, int64_t size, int64_t ngram, std::vect
   for (int64_t first = 0; first + width <= num_tokens; ++first) {
     hashes.push_back(shingle_hash(bytes, tokens.data(), first, width, sha));
   }
-  std::sort(hashes.begin(), hashes.end());
-  hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
 }
 
 void minhash_signatures_cpu(const MinHashParams& p) {
@@ -129,14 +128,16 @@ void minhash_signatures_cpu(const MinHashParams& p) {
     for (int64_t d = begin; d < end; ++d) {
       shingle_hashes(p.bytes + p.offsets[d], p.offsets[d + 1] - p.offsets[d], p.ngram, tokens, hashes);
       uint64_t* out = p.signatures + d * p.num_perm;
-      const int64_t count = static_cast<int64_t>(hashes.size());
       if (p.scheme == MinHashScheme::kAffine32) {
         std::fill(mins32.begin(), mins32.end(), static_cast<uint32_t>(kMinHashEmpty));
-        min_affine32(hashes.data(), count, a32.data(), b32.data(), p.num_perm, mins32.data());
+        min_affine32(hashes.data(), static_cast<int64_t>(hashes.size()), a32.data(), b32.data(), p.num_perm, mins32.data());
         std::copy(mins32.begin(), mins32.end(), out);
       } else {
+        // The legacy permutation is scalar 64-bit arithmetic: repeated shingles are worth removing first.
+        std::sort(hashes.begin(), hashes.end());
+        hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
         std::fill(mins64.begin(), mins64.end(), kMinHashEmpty);
-        min_legacy(hashes.data(), count, p.a, p.b, p.num_perm, mins64.data());
+        min_legacy(hashes.data(), static_cast<int64_t>(hashes.size()), p.a, p.b, p.num_perm, mins64.data());
         std::copy(mins64.begin(), mins64.end(), out);
       }
     }

@@ -33,7 +33,8 @@ constexpr uint64_t kMinHashEmpty = 0xFFFFFFFFull;
 // Documents are spread over threads with at::parallel_for; the result does not depend on the thread count.
 void minhash_signatures_cpu(const MinHashParams& p);
 
-// The sorted, distinct sha1_hash32 values of one document's shingles (the set the signature is taken over).
+// The sha1_hash32 value of each shingle of one document, in shingle order (repeats included: the minimum
+// over them is the minimum over the shingle set).
 // `tokens` is scratch space (token start/end pairs), reused across calls.
 void shingle_hashes(const uint8_t* bytes, int64_t size, int64_t ngram, std::vector<int64_t>& tokens,
                     std::vector<uint32_t>& hashes);

@@ -1,7 +1,11 @@
 """MinHash signatures from the C++ kernel against datasketch's MinHash (the reference): bit-identical for
 both schemes on 1,000 real files and on edge cases, whatever the thread count; argument checks."""
 
+import json
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,3 +154,18 @@ def test_kernel_checks_offsets():
         torch.ops.iquest.minhash_signatures(data, torch.tensor([0, 4]), perm, perm, 5, "affine64")
     with pytest.raises(ValueError, match="bytes: expected dtype"):
         torch.ops.iquest.minhash_signatures(data.long(), torch.tensor([0, 4]), perm, perm, 5, "affine32")
+
+
+def test_portable_sha1_gives_the_same_signatures(tmp_path):
+    """The portable SHA-1 block function (what CPUs without SHA extensions run) inside the extension."""
+    texts = stdlib_texts(30, random.Random()) + list(EDGE_CASES.values())[:-1]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    script = ("import json, sys, numpy as np; from iquest_core.data import dedup; "
+              "texts = json.load(open(sys.argv[1])); "
+              "np.save(sys.argv[2], np.stack([dedup.minhash_signatures(texts, scheme=s) for s in ('affine32', 'legacy')]))")
+    env = {**os.environ, "IQUEST_SHA1_PORTABLE": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "texts.json"), str(tmp_path / "sig.npy")],
+                   check=True, env=env)
+    portable = np.load(tmp_path / "sig.npy")
+    np.testing.assert_array_equal(portable[0], dedup.minhash_signatures(texts, scheme="affine32"))
+    np.testing.assert_array_equal(portable[1], dedup.minhash_signatures(texts, scheme="legacy"))

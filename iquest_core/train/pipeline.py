@@ -2,7 +2,8 @@
 history and the Python standard library. Each stage's output feeds the next:
 
     corpus      repository files + stdlib modules -> corpus/*.jsonl (path, content, repo)
-    data tools  iquest data filter (tree-sitter validity) -> dedup (exact + MinHash-LSH) -> fim
+    data tools  iquest data filter (tree-sitter validity) -> dedup (exact + MinHash-LSH) -> decontam
+                (HumanEval n-grams) -> fim
     tokenizer   byte-level BPE trained on the kept files            -> tokenizer/
     shards      iquest data tokenize: general (stdlib), code (repository), fim; commits (evolution
                 triples of this repository's history)                -> shards/*
@@ -114,11 +115,13 @@ def run_data_tools(out: Path, repo: Path, stdlib: Path) -> dict[str, Path]:
     data.mkdir(exist_ok=True)
     made = {}
     for name, source in (("repo", repo), ("stdlib", stdlib)):
-        filtered, kept = data / f"{name}.filtered.jsonl", data / f"{name}.dedup.jsonl"
+        filtered, unique, kept = (data / f"{name}.{step}.jsonl" for step in ("filtered", "dedup", "clean"))
         if not filtered.exists():
             data_job("filter", str(source), "--output", str(filtered), "--max-error-share", "0.02", "--workers", "2")
+        if not unique.exists():
+            data_job("dedup", str(filtered), "--output", str(unique), "--workers", "2")
         if not kept.exists():
-            data_job("dedup", str(filtered), "--output", str(kept), "--workers", "2")
+            data_job("decontam", str(unique), "--output", str(kept), "--benchmark", "humaneval", "--workers", "2")
         made[name] = kept
     return made
 
@@ -225,8 +228,9 @@ def sources(*specs: tuple[Path, float]) -> str:
     return "data.sources=[" + ", ".join(f'{{path="{p}", weight={w}}}' for p, w in specs) + "]"
 
 
-def run_stage(out: Path, name: str, recipe: str, overrides: list[str]) -> Path:
-    """Train one stage (skipped when its export exists); returns the export directory."""
+def run_stage(out: Path, name: str, recipe: str, common: list[str], overrides: list[str]) -> Path:
+    """Train one stage with the overrides every stage shares (printed once as $COMMON) and its own;
+    skipped when its export exists. Returns the export directory."""
     from iquest_core.train.checkpoint import checkpoints
     from iquest_core.train.export import export
 
@@ -235,9 +239,9 @@ def run_stage(out: Path, name: str, recipe: str, overrides: list[str]) -> Path:
         print(f"{name}: done before ({exported})")
         return exported
     shown = " ".join(f"--set '{o}'" if any(c in o for c in " [{\"") else f"--set {o}" for o in overrides)
-    print(f"$ iquest train --recipe {recipe} --output {run} {shown}", flush=True)
+    print(f"$ iquest train --recipe {recipe} --output {run} $COMMON {shown}", flush=True)
     resume = bool(checkpoints(run / "checkpoints"))
-    train(load_recipe(recipe, overrides), run, resume=resume)
+    train(load_recipe(recipe, common + overrides), run, resume=resume)
     last = checkpoints(run / "checkpoints")[-1]
     print(f"$ iquest export {last} {exported}")
     export(last, exported)
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log("corpus: this repository and the Python standard library")
     repo, stdlib = collect_corpus(out, args.scale)
-    log("data tools: syntax filter, dedup")
+    log("data tools: syntax filter, dedup, decontamination")
     docs = run_data_tools(out, repo, stdlib)
     log("tokenizer")
     tokenizer = build_tokenizer(out, docs, vocab_size=1024)
@@ -285,23 +289,24 @@ def main(argv: list[str] | None = None) -> int:
     shards = build_shards(out, docs, tokenizer)
     agent, sft = build_chat_data(out, docs)
     common = [*MODEL, *SMALL_RUN, f"data.tokenizer={tokenizer}", "schedule.warmup_steps=3", "checkpoint_every=0"]
+    print("COMMON = " + " ".join(f"--set {o}" for o in common))
 
     log("stage 1: pre-training (general + code, warm-up-stable-decay)")
-    stage = run_stage(out, "pretrain", "pretrain", [
-        *common, steps(120), "seq_len=256", "batch_tokens=2048", "optim.lr=3e-3", "schedule.warmup_steps=6",
+    stage = run_stage(out, "pretrain", "pretrain", common, [
+        steps(120), "seq_len=256", "batch_tokens=2048", "optim.lr=3e-3", "schedule.warmup_steps=6",
         sources((shards["general"], 0.4), (shards["code"], 0.6))])
     log("stage 2: annealing on the repository's code")
-    stage = run_stage(out, "anneal", "anneal", [
-        *common, f"model.init_from={stage}", steps(30), "seq_len=256", "batch_tokens=2048", "optim.lr=1e-3",
+    stage = run_stage(out, "anneal", "anneal", common, [
+        f"model.init_from={stage}", steps(30), "seq_len=256", "batch_tokens=2048", "optim.lr=1e-3",
         sources((shards["code"], 1.0))])
     log("stage 3: mid-training (longer rows; FIM, commits, agent trajectories)")
-    stage = run_stage(out, "midtrain", "midtrain-32k", [
-        *common, f"model.init_from={stage}", steps(30), "seq_len=1024", "batch_tokens=4096", "optim.lr=1e-3",
+    stage = run_stage(out, "midtrain", "midtrain-32k", common, [
+        f"model.init_from={stage}", steps(30), "seq_len=1024", "batch_tokens=4096", "optim.lr=1e-3",
         sources((shards["fim"], 0.3), (shards["commits"], 0.2), (agent, 0.3), (shards["code"], 0.2))])
     log("stage 4: SFT (assistant-only loss, low-LR tail, difficulty curriculum)")
     n = max(4, round(60 * args.scale))
-    stage = run_stage(out, "sft", "sft-instruct", [
-        *common, f"model.init_from={stage}", f"steps={n}", "seq_len=512", "batch_tokens=2048", "optim.lr=1e-3",
+    stage = run_stage(out, "sft", "sft-instruct", common, [
+        f"model.init_from={stage}", f"steps={n}", "seq_len=512", "batch_tokens=2048", "optim.lr=1e-3",
         f"data.curriculum={{boundaries=[0.2, 0.5], stage_steps=[{n // 3}, {2 * n // 3}]}}",
         sources((sft, 1.0))])
 

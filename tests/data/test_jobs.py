@@ -95,10 +95,15 @@ def test_fim_job_counts_fallbacks(tmp_path):
     assert summary.outcomes == {"plain:no_language": 7, "plain:parse_error": 1, "file:function": 18}
 
 
-def test_fim_job_bad_arguments(tmp_path):
+def test_fim_job_bad_arguments(tmp_path, capsys):
     out = tmp_path / "out.jsonl"
-    with pytest.raises(ValueError, match="'word'"):
-        fim_job.main([str(FILES), "--output", str(out), "--modes", "word"])
+    for args, name in ((["--modes", "word"], "'word'"), (["--context-tokens", "-1"], "context_tokens")):
+        with pytest.raises(ValueError, match=name):
+            fim_job.run(fim_job.parser().parse_args([str(FILES), "--output", str(out), *args]))
+    assert fim_job.main([str(FILES), "--output", str(out), "--modes", "word"]) == 2
+    assert capsys.readouterr().err.startswith("iquest data fim: error: mode: unknown mode 'word'")
+    assert fim_job.main([str(tmp_path / "missing"), "--output", str(out)]) == 2
+    assert "inputs:" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         fim_job.main([str(FILES), "--output", str(out), "--fim-rate", "1.5"])
     assert exit_info.value.code == 2
@@ -147,15 +152,16 @@ def test_tokenize_job_round_trip(inputs, tmp_path, tokenizer):
             assert tok.decode(ids[:-1]) == record["text"] and specials == [eos] and ids[-1] == eos
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     with pytest.raises(ValueError, match="already exists"):
-        tokenize_job.main([str(fim_out), "--tokenizer", str(tmp_path / "tok"), "--output", str(shards_dir)])
+        tokenize_job.run(tokenize_job.parser().parse_args(
+            [str(fim_out), "--tokenizer", str(tmp_path / "tok"), "--output", str(shards_dir)]))
 
 
-def test_tokenize_job_failure_leaves_nothing(tmp_path, tokenizer):
+def test_tokenize_job_failure_leaves_nothing(tmp_path, tokenizer, capsys):
     tokenizer.save(tmp_path / "tok")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"path": "a.py", "text": "<|fim_prefix|>x", "special": [[5, 2]]}) + "\n")
-    with pytest.raises(ValueError, match="special"):
-        tokenize_job.main([str(bad), "--tokenizer", str(tmp_path / "tok"), "--output", str(tmp_path / "s"),
-                           "--workers", "1"])
+    assert tokenize_job.main([str(bad), "--tokenizer", str(tmp_path / "tok"), "--output", str(tmp_path / "s"),
+                              "--workers", "1"]) == 2
+    assert "iquest data tokenize: error: special: span (5, 2)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "tok"]
     np.testing.assert_equal(len(list((tmp_path / "tok").iterdir())), 2)

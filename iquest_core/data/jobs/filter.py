@@ -14,7 +14,7 @@ from collections import Counter
 
 from iquest_core.data import syntax
 from iquest_core.data.engine import chunks, map_shards, write_jsonl
-from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, unit_interval
+from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main, unit_interval
 from iquest_core.data.sources import Document, Skipped
 
 DOCS_PER_SHARD = 256
@@ -55,5 +55,4 @@ def run(args: argparse.Namespace) -> Summary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parser().parse_args(argv)).print("iquest data filter")
-    return 0
+    return run_main("iquest data filter", parser(), run, argv)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from iquest_core.data import fim, syntax
 from iquest_core.data.engine import chunks, map_shards, write_jsonl
-from iquest_core.data.jobs import Summary, add_input_arguments, document_rng, load_documents, unit_interval
+from iquest_core.data.jobs import Summary, add_input_arguments, document_rng, load_documents, run_main, unit_interval
 from iquest_core.data.sources import Document, Skipped
 
 DOCS_PER_SHARD = 64
@@ -123,6 +123,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Summary:
+    if args.context_tokens < 0:
+        raise ValueError(f"context_tokens: expected >= 0, got {args.context_tokens}")
     settings = Settings(args.fim_rate, tuple(fim.check_mode(m) for m in args.modes), args.repo_level_rate,
                         args.context_tokens, args.tokenizer, args.seed)
     skipped = Skipped()
@@ -136,5 +138,4 @@ def run(args: argparse.Namespace) -> Summary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parser().parse_args(argv)).print("iquest data fim")
-    return 0
+    return run_main("iquest data fim", parser(), run, argv)

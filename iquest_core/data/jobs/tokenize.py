@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from iquest_core.data.engine import chunks, map_shards
-from iquest_core.data.jobs import Summary, add_input_arguments, load_documents
+from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main
 from iquest_core.data.shards import public_mode, write_index, write_shard
 from iquest_core.data.sources import Document, Skipped
 from iquest_core.data.tokenizer import EOS_TOKEN, CodeTokenizer, load_tokenizer
@@ -87,5 +87,4 @@ def run(args: argparse.Namespace) -> Summary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parser().parse_args(argv)).print("iquest data tokenize")
-    return 0
+    return run_main("iquest data tokenize", parser(), run, argv)

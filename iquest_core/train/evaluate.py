@@ -37,8 +37,12 @@ def _jsonl(rows) -> str:
 
 
 def _read_completions(path: Path) -> list[dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--completions: cannot read {path} ({e})") from None
     samples = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 samples.append(json.loads(line))
@@ -92,8 +96,11 @@ def _samples(args, problems: dict[str, dict]) -> list[dict]:
         return samples
     from iquest_core.data.tokenizer import load_tokenizer
     from iquest_core.model import LoopCoderForCausalLM
-    model = LoopCoderForCausalLM.from_pretrained(args.model).eval()
-    return humaneval.sample_completions(model, load_tokenizer(args.model), problems, samples=args.samples,
+    try:
+        model, tokenizer = LoopCoderForCausalLM.from_pretrained(args.model).eval(), load_tokenizer(args.model)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--model: {e}") from None
+    return humaneval.sample_completions(model, tokenizer, problems, samples=args.samples,
                                         temperature=args.temperature, top_p=args.top_p,
                                         max_new_tokens=args.max_new_tokens, seed=args.seed)
 

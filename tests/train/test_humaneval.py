@@ -104,6 +104,11 @@ def test_bad_completion_files_are_reported(tmp_path, capsys):
     assert evaluate.main(["humaneval", "--completions", str(path), "--limit", "1", "--k", "1,2",
                           "--output", str(tmp_path / "o")]) == 2
     assert "samples per problem" in capsys.readouterr().err
+    assert evaluate.main(["humaneval", "--completions", str(tmp_path / "missing.jsonl"),
+                          "--output", str(tmp_path / "o")]) == 2
+    assert "--completions: cannot read" in capsys.readouterr().err
+    assert evaluate.main(["humaneval", "--model", str(tmp_path / "no_model"), "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("iquest eval: --model: ")
     assert not (tmp_path / "o" / "summary.json").exists()
 
 

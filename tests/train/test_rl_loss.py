@@ -92,10 +92,11 @@ def test_grpo_loss_gradcheck():
 
 
 def _ratio_grad(ratio: float, advantage: float) -> tuple[float, float]:
-    """(loss, d loss / d logprob) for one token with the given ratio and advantage."""
+    """(loss, d loss / d logprob) for one token with the given ratio and advantage, at the default
+    eps_low = 0.2, eps_high = 0.28."""
     lp = torch.tensor([[math.log(ratio)]], dtype=torch.float64, requires_grad=True)
     loss = grpo_loss(lp, torch.zeros(1, 1, dtype=torch.float64), torch.tensor([advantage], dtype=torch.float64),
-                     torch.ones(1, 1, dtype=torch.bool), eps_low=0.2, eps_high=0.28)
+                     torch.ones(1, 1, dtype=torch.bool))
     loss.backward()
     return loss.item(), lp.grad.item()
 

@@ -12,6 +12,7 @@ fastest rounds (a shared machine adds noise; the ratios come from one run).
 """
 
 import random
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from iquest_core.data import fim, syntax
 
 ROOT = Path(__file__).resolve().parents[1]
-STDLIB = Path("/root/.pyenv/versions/3.11.7/lib/python3.11")
+STDLIB = Path(sysconfig.get_paths()["stdlib"])  # the running interpreter's standard library
 
 
 def _files(paths):

@@ -1,3 +1,4 @@
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ from iquest_core.data import syntax
 from iquest_core.data.tokenizer import train_tokenizer
 
 FILES = Path(__file__).parent / "files"
-STDLIB = Path("/root/.pyenv/versions/3.11.7/lib/python3.11")
+STDLIB = Path(sysconfig.get_paths()["stdlib"])  # the running interpreter's standard library
 
 
 def corpus() -> list[tuple[Path, str, str]]:

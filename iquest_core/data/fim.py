@@ -56,8 +56,12 @@ def check_mode(mode: str) -> str:
 
 def split(text: str, mode: str, rng: random.Random, language: str | None = None) -> FimSplit | None:
     """Cut `text` into prefix, middle, suffix by `mode` (see the module docstring); `language` (one of
-    LANGUAGES) is required by the syntax modes."""
+    LANGUAGES) is required by the syntax modes and checked whenever given."""
     check_mode(mode)
+    if not isinstance(text, str):
+        raise ValueError(f"text: expected a str, got {type(text).__name__}")
+    if language is not None:
+        syntax.check_language(language)
     if mode == "char":
         bounds = _char_bounds(text, rng)
     elif mode == "line":

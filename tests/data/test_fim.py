@@ -145,8 +145,11 @@ def test_bad_mode_and_language():
     rng = random.Random()
     with pytest.raises(ValueError, match="'word'"):
         fim.split("x", "word", rng)
-    with pytest.raises(ValueError, match="'cobol'"):
-        fim.split("x", "statement", rng, language="cobol")
+    for mode in fim.MODES:
+        with pytest.raises(ValueError, match="'cobol'"):
+            fim.split("x", mode, rng, language="cobol")
+    with pytest.raises(ValueError, match="text"):
+        fim.split(b"x = 1", "char", rng)
     with pytest.raises(ValueError, match="language"):
         fim.split("x", "statement", rng)
 

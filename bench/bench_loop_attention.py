@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from iquest_core.ops import loop_attention
+from iquest_core.ops.gate import gate_mix
 from iquest_core.ops.reference import loop_attention_reference
 
 B, H, D, W = 1, 8, 128, 64
@@ -50,8 +51,7 @@ def banded_window_attention(q, k, v, window):
 def banded_loop_attention(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window=W):
     out_global = causal_sdpa(q, k_global, v_global)
     out_local = banded_window_attention(q, k_local, v_local, window)
-    g = torch.sigmoid(torch.einsum("blhd,hd->blh", q.float(), gate_weight.float()) + gate_bias.float())[..., None]
-    return (g * out_global.float() + (1 - g) * out_local.float()).to(q.dtype)
+    return gate_mix(q, out_global, out_local, gate_weight, gate_bias)
 
 
 IMPLS = {

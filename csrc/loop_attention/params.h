@@ -1,108 +1,96 @@
-// Parameter structs of the attention kernels: plain pointers and sizes, no torch types.
+// The one parameter struct of the attention kernels, CPU and CUDA alike: plain pointers and sizes, no
+// torch types. The binding layer (python/attention_params.h) fills it from tensors, in the manner of
+// FlashAttention's set_params_fprop / set_params_dgrad; the CPU kernels (cpu/) and the CUDA kernels
+// (cuda/) read it.
 //
-// Every activation is a row-major buffer of token rows: row t holds (heads, head_dim) values, so a
-// head's vector of token t starts at t * heads * head_dim + h * head_dim. Per-row statistics (lse,
-// gate) are (tokens, heads). A batch of B sequences of length L is B * L rows; packed sequences are
-// described by cu_seqlens (sequence s is rows [cu_seqlens[s], cu_seqlens[s + 1]), for queries and
-// keys alike). GQA: query head h reads key/value head h / (heads / kv_heads).
+// Activations are row-major buffers of token rows: row t of q holds (heads, head_dim) values, row t of
+// k/v holds (kv_heads, head_dim); per-row statistics (lse, gate, delta) are (tokens, heads) float32.
+// Query head h reads key/value head h / (heads / kv_heads). Sequences are either num_seqs equal-length
+// ones (q_len / k_len) or packed documents (cu_seqlens, (num_seqs + 1,) offsets shared by queries and
+// keys: host memory for the CPU kernels, device memory for the CUDA kernels).
+//
+// One "branch" is one causal (optionally windowed) attention of the queries over one K/V pair, with
+// absolute position offsets (query i of a sequence sits at q_start + i, key j at k_start + j) so that a
+// block of a longer sequence can be computed (context parallelism). attention_with_lse is one branch;
+// loop attention is two (global causal over k/v_global, windowed over k/v_local) plus the gate
+// g = sigmoid(q . gate_weight[h] + gate_bias[h]) and the mix out = g * out_global + (1 - g) * out_local.
+//
+// Element types: the CPU kernels compute on float32 buffers (elem = kF32, the binding converts); the
+// CUDA kernels take bfloat16 / float16 at head_dim 64 or 128.
 #pragma once
 
 #include <cstdint>
 
 namespace iquest {
 
-struct SequenceLayout {
-  int64_t num_seqs = 0;                // B, or the number of packed documents
-  int64_t q_len = 0;                   // per-sequence query length when cu_seqlens is null
-  int64_t k_len = 0;                   // per-sequence key length when cu_seqlens is null
-  const int32_t* cu_seqlens = nullptr;  // packed layout (host memory for CPU kernels)
+enum class ElemType : int { kBF16 = 0, kFP16 = 1, kF32 = 2 };
 
-  int64_t q_begin(int64_t s) const { return cu_seqlens ? cu_seqlens[s] : s * q_len; }
-  int64_t k_begin(int64_t s) const { return cu_seqlens ? cu_seqlens[s] : s * k_len; }
-  int64_t q_count(int64_t s) const { return cu_seqlens ? cu_seqlens[s + 1] - cu_seqlens[s] : q_len; }
-  int64_t k_count(int64_t s) const { return cu_seqlens ? cu_seqlens[s + 1] - cu_seqlens[s] : k_len; }
+// How a branch's share of the output gradient is formed from dO: attention_with_lse uses dO itself,
+// loop attention's global branch g * dO and its window branch (1 - g) * dO (g = the saved gate).
+enum class GradCoef : int { kOne = 0, kGate = 1, kOneMinusGate = 2 };
+
+struct AttentionBranch {
+  const void* k = nullptr;  // (k tokens, kv_heads, head_dim), element type
+  const void* v = nullptr;
+  int64_t window = 0;  // 0: causal only; W >= 1: the W keys ending at the query
+
+  // Normalised branch output (q tokens, heads, head_dim): written by the forward, read by the CPU
+  // backward. float32 when out_is_f32 (loop attention's branches; attention_with_lse's partial outputs
+  // for a float32 merge), else the element type.
+  void* out = nullptr;
+  bool out_is_f32 = false;
+  float* lse = nullptr;  // (q tokens, heads); -inf for rows that see no key. Written forward, read backward.
+
+  // Backward (CUDA): delta = rowsum(dO * branch output) - d lse, (q tokens, heads); coef picks dO's share.
+  const float* delta = nullptr;
+  GradCoef coef = GradCoef::kOne;
+  // Key/value gradients. CUDA: (k tokens, kv_heads, head_dim) with the GQA groups summed, written.
+  // CPU: per *query* head, (k tokens, heads, head_dim) float32, zero-initialised by the caller, which
+  // sums the GQA groups afterwards.
+  void* dk = nullptr;
+  void* dv = nullptr;
 };
 
-struct HeadLayout {
-  int64_t heads = 0;
-  int64_t kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t q_row() const { return heads * head_dim; }
-  int64_t kv_row() const { return kv_heads * head_dim; }
-  int64_t kv_head_of(int64_t h) const { return h / (heads / kv_heads); }
-};
+struct AttentionParams {
+  ElemType elem = ElemType::kF32;
+  int head_dim = 0;
+  int heads = 0;
+  int kv_heads = 0;
 
-// One attention branch: causal, optionally windowed, with absolute position offsets so that a block
-// of a longer sequence can be computed (context parallelism). Query i of a sequence sits at position
-// q_start + i, key j at k_start + j.
-struct AttentionFwdParams {
-  SequenceLayout seq;
-  HeadLayout dims;
-  const float* q = nullptr;
-  const float* k = nullptr;
-  const float* v = nullptr;
-  float* out = nullptr;  // (q tokens, heads, head_dim); rows that see no key are 0
-  float* lse = nullptr;  // (q tokens, heads); -inf for rows that see no key
-  int64_t q_start = 0;
+  int num_seqs = 0;
+  int64_t q_len = 0;  // per sequence, when cu_seqlens is null
+  int64_t k_len = 0;
+  const int32_t* cu_seqlens = nullptr;  // (num_seqs + 1,)
+  int64_t max_q_len = 0;               // longest sequence (CUDA grid size)
+  int64_t max_k_len = 0;
+
+  int64_t q_start = 0;  // absolute position of query 0 / key 0 of every sequence
   int64_t k_start = 0;
-  int64_t window = 0;  // 0: no window
   float scale = 1.f;
+
+  const void* q = nullptr;  // (q tokens, heads, head_dim)
+  int num_branches = 1;     // 1: attention_with_lse, 2: loop attention
+  AttentionBranch branch[2];
+
+  // Loop attention (num_branches == 2): the gate is written by the forward and read by the backward.
+  const float* gate_weight = nullptr;  // (heads, head_dim) float32
+  const float* gate_bias = nullptr;    // (heads,) float32
+  float* gate = nullptr;               // (q tokens, heads)
+  void* out = nullptr;                 // (q tokens, heads, head_dim), element type
+
+  // Backward.
+  const void* dout = nullptr;     // (q tokens, heads, head_dim), element type
+  void* dq = nullptr;             // written; float32 when grads_are_f32, else the element type
+  bool grads_are_f32 = false;     // dq, dk, dv in float32 (partial gradients of a context-parallel ring)
+  const float* dlse = nullptr;    // CPU attention_with_lse: optional d lse, (q tokens, heads)
+  const float* dlogit = nullptr;  // CUDA loop attention: d loss / d gate logit, (q tokens, heads)
+  float* d_gate_weight = nullptr;  // CPU loop attention: per sequence, (num_seqs, heads, head_dim)
+  float* d_gate_bias = nullptr;    // CPU loop attention: per sequence, (num_seqs, heads)
 };
 
-// Gradients of AttentionFwdParams. dk/dv accumulate per *query* head: (k tokens, heads, head_dim),
-// zero-initialised by the caller, which sums the GQA groups afterwards. dq is written.
-// delta_offset (optional, (q tokens, heads)) is subtracted from rowsum(dout * out): it carries the
-// gradient of lse, since d lse / d s = softmax(s).
-struct AttentionBwdParams {
-  AttentionFwdParams fwd;  // out and lse are read, not written
-  const float* dout = nullptr;
-  const float* dlse = nullptr;
-  float* dq = nullptr;
-  float* dk = nullptr;
-  float* dv = nullptr;
-};
-
-// Fused gated loop attention: global causal branch over (k_global, v_global), windowed branch over
-// (k_local, v_local), gate g = sigmoid(q . gate_weight[h] + gate_bias[h]) and
-// out = g * out_global + (1 - g) * out_local. The branch outputs, their lse and g are kept for backward.
-struct LoopAttentionFwdParams {
-  SequenceLayout seq;  // q_len == k_len
-  HeadLayout dims;
-  const float* q = nullptr;
-  const float* k_global = nullptr;
-  const float* v_global = nullptr;
-  const float* k_local = nullptr;
-  const float* v_local = nullptr;
-  const float* gate_weight = nullptr;  // (heads, head_dim)
-  const float* gate_bias = nullptr;    // (heads,)
-  float* out = nullptr;
-  float* out_global = nullptr;
-  float* out_local = nullptr;
-  float* lse_global = nullptr;
-  float* lse_local = nullptr;
-  float* gate = nullptr;  // (tokens, heads)
-  int64_t window = 64;
-  float scale = 1.f;
-};
-
-// Gradients of LoopAttentionFwdParams. Key/value gradients accumulate per query head (see
-// AttentionBwdParams); d_gate_weight / d_gate_bias are per sequence, (num_seqs, heads, head_dim) and
-// (num_seqs, heads), summed by the caller in a fixed order.
-struct LoopAttentionBwdParams {
-  LoopAttentionFwdParams fwd;  // branch outputs, lse and gate are read
-  const float* dout = nullptr;
-  float* dq = nullptr;
-  float* dk_global = nullptr;
-  float* dv_global = nullptr;
-  float* dk_local = nullptr;
-  float* dv_local = nullptr;
-  float* d_gate_weight = nullptr;
-  float* d_gate_bias = nullptr;
-};
-
-void attention_fwd_cpu(const AttentionFwdParams& p);
-void attention_bwd_cpu(const AttentionBwdParams& p);
-void loop_attention_fwd_cpu(const LoopAttentionFwdParams& p);
-void loop_attention_bwd_cpu(const LoopAttentionBwdParams& p);
+void attention_fwd_cpu(const AttentionParams& p);
+void attention_bwd_cpu(const AttentionParams& p);
+void loop_attention_fwd_cpu(const AttentionParams& p);
+void loop_attention_bwd_cpu(const AttentionParams& p);
 
 }  // namespace iquest

@@ -23,7 +23,7 @@ from iquest_core.model.rope import apply_rope
 
 class LoopCoderAttention(nn.Module):
     """Projections q_proj (H*D, C), k_proj / v_proj (Hkv*D, C), o_proj (C, H*D), no biases. `backend`
-    (an AttentionBackend) may be replaced from outside, e.g. by iquest_core.parallel.apply_cp."""
+    (an AttentionBackend) may be replaced from outside (context parallelism's apply_cp installs the ring backend)."""
 
     def __init__(self, config: LoopCoderConfig, layer: int, attn_implementation: str = "fused") -> None:
         super().__init__()

@@ -9,7 +9,7 @@ Every layer calls its backend with post-RoPE q (B, L, H, D) and k, v (B, L, Hkv,
 `AttentionMetadata` carries what the batch's layout is (positions, packed documents, decode cache),
 built once per forward. `LocalAttention` (the default) runs one process: dense batches, packed
 documents or cached decoding, as the metadata says. Other backends are installed from outside the
-model (iquest_core.parallel.apply_cp installs the ring backend); the model imports nothing distributed.
+model (context parallelism's apply_cp installs the ring backend); the model imports nothing distributed.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class PackedAttention(DenseAttention):
     """Packed documents (B = 1, cu_seqlens): the varlen kernels, which build no (T, T) mask."""
 
     def causal(self, q, k, v, meta, layer):
-        return attention_with_lse(q[0], k[0], v[0], cu_seqlens=meta.cu_seqlens)[0][None]
+        return attention_with_lse(q[0], k[0], v[0], cu_seqlens=meta.cu_seqlens, max_seqlen=meta.max_seqlen)[0][None]
 
     def gated(self, q, k_global, v_global, k, v, gate_weight, gate_bias, *, window, loop, meta, layer):
         packed = [t[0] for t in (q, k_global, v_global, k, v)]

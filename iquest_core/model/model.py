@@ -132,8 +132,8 @@ class LoopCoderForCausalLM(nn.Module):
         max_seqlen: optional bound on the longest document (saves the op a host sync).
         cache: a LoopCache from `new_cache` for incremental decoding (no cu_seqlens).
         logits_to_keep: if > 0, logits of the last that many positions only (B, logits_to_keep, vocab).
-        After iquest_core.parallel.apply_cp(model, group), input_ids is this rank's zigzag shard
-        (iquest_core.parallel.zigzag_shard) of sequences of cp * L tokens, position_ids default to the
+        After apply_cp(model, group) (context parallelism, applied from outside the model), input_ids is
+        this rank's zigzag shard (zigzag_shard) of sequences of cp * L tokens, position_ids default to the
         shard's global positions, and the logits are the shard's.
         """
         position_ids = self._check_inputs(input_ids, position_ids, cu_seqlens, cache)

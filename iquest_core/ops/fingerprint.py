@@ -69,4 +69,10 @@ def _verify_device(device: torch.device) -> None:
 
 @torch.library.register_fake("iquest::fingerprint_many")
 def _fingerprint_many_fake(tensors):
+    if not tensors:
+        raise ValueError("tensors: expected at least one tensor")
+    for i, t in enumerate(tensors):
+        _check(f"tensors[{i}]", t)
+        if t.device != tensors[0].device:
+            raise ValueError(f"tensors[{i}]: expected device {tensors[0].device} like tensors[0], got {t.device}")
     return tensors[0].new_empty((len(tensors), 2), dtype=torch.int64)

@@ -1,6 +1,7 @@
 """Argument checks shared by the attention ops. Each failure raises ValueError naming the argument and
 what was expected. They read shapes, dtypes and devices only (never data), so they also run while
-torch.compile traces with fake tensors; cu_seqlens contents are checked by the kernels."""
+torch.compile traces with fake tensors; cu_seqlens contents are checked by the bindings (python/), which
+check shapes, dtypes and devices again in C++."""
 
 from __future__ import annotations
 
@@ -71,6 +72,14 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor, q: torch.Tensor, max_seqlen: int 
         raise ValueError(f"cu_seqlens: expected a 1-D int32 tensor (num_docs + 1,), got shape {_shape(cu_seqlens)}")
     if max_seqlen is not None and (isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 0):
         raise ValueError(f"max_seqlen: expected a non-negative int or None, got {max_seqlen!r}")
+
+
+def resolve_max_seqlen(cu_seqlens: torch.Tensor | None, max_seqlen: int | None) -> int | None:
+    """max_seqlen as given. Packed CUDA inputs without it: the longest document, read from cu_seqlens (one
+    host synchronisation; callers that know it, like the packer and the loader, pass it instead)."""
+    if cu_seqlens is None or max_seqlen is not None or not cu_seqlens.is_cuda:
+        return max_seqlen
+    return int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
 
 
 def check_qkv(q: torch.Tensor, kvs: dict[str, torch.Tensor], *, packed: bool) -> None:

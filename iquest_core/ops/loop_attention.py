@@ -17,6 +17,7 @@ from iquest_core.ops.input_checks import (
     check_qkv,
     check_tensor,
     check_window,
+    resolve_max_seqlen,
     resolve_scale,
 )
 
@@ -46,8 +47,19 @@ def loop_attention(
     (float32, bfloat16 or float16); GQA: query head h reads KV head h // (H / Hkv). The window branch
     sees the `window` keys ending at the query itself. Gate g[i, h] = sigmoid(q[i, h] . gate_weight[h]
     + gate_bias[h]) in float32; gate_weight (H, D), gate_bias (H,). scale defaults to D**-0.5.
-    max_seqlen, if given, must be at least the longest document. Returns q's shape and dtype.
+    max_seqlen, if given, must be at least the longest document; on CUDA it sizes the launch (when None
+    it is read from cu_seqlens, one host synchronisation). Returns q's shape and dtype.
     """
+    _check_inputs(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, cu_seqlens, max_seqlen)
+    if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
+        _cuda_selfcheck_once("loop_attention", q)
+    out, *_ = _OP(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window,
+                  resolve_scale(scale, q.shape[-1]), cu_seqlens, resolve_max_seqlen(cu_seqlens, max_seqlen))
+    return out
+
+
+def _check_inputs(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, cu_seqlens,
+                  max_seqlen) -> None:
     packed = cu_seqlens is not None
     kvs = {"k_global": k_global, "v_global": v_global, "k_local": k_local, "v_local": v_local}
     check_qkv(q, kvs, packed=packed)
@@ -66,16 +78,13 @@ def loop_attention(
     elif max_seqlen is not None:
         raise ValueError("max_seqlen: only meaningful with cu_seqlens (packed layout), got it without")
     check_same_device({"q": q, "gate_weight": gate_weight, "gate_bias": gate_bias, "cu_seqlens": cu_seqlens})
-    if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
-        _cuda_selfcheck_once("loop_attention", q)
-    out, *_ = _OP(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window,
-                  resolve_scale(scale, head_dim), cu_seqlens, max_seqlen)
-    return out
 
 
 @torch.library.register_fake("iquest::loop_attention")
 def _loop_attention_fake(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, scale,
                          cu_seqlens, max_seqlen):
+    _check_inputs(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, cu_seqlens, max_seqlen)
+    resolve_scale(scale, q.shape[-1])
     branch = q.new_empty(q.shape, dtype=torch.float32)
     stats = q.new_empty(q.shape[:-1], dtype=torch.float32)
     return (torch.empty_like(q), branch, torch.empty_like(branch), stats, torch.empty_like(stats),
@@ -86,6 +95,18 @@ def _loop_attention_fake(q, k_global, v_global, k_local, v_local, gate_weight, g
 def _loop_attention_backward_fake(grad_out, q, k_global, v_global, k_local, v_local, gate_weight, gate_bias,
                                   out_global, out_local, lse_global, lse_local, gate, window, scale, cu_seqlens,
                                   max_seqlen):
+    _check_inputs(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, cu_seqlens, max_seqlen)
+    check_shape("grad_out", grad_out, tuple(q.shape), "like q")
+    for name, t in (("out_global", out_global), ("out_local", out_local)):
+        check_shape(name, t, tuple(q.shape), "like q")
+    for name, t in (("lse_global", lse_global), ("lse_local", lse_local), ("gate", gate)):
+        check_shape(name, t, tuple(q.shape[:-1]), "(B, L, H) or packed (T, H)")
+    for name, t in (("out_global", out_global), ("out_local", out_local), ("lse_global", lse_global),
+                    ("lse_local", lse_local), ("gate", gate)):
+        check_dtype(name, t, torch.float32)
+    check_same_device({"q": q, "grad_out": grad_out, "out_global": out_global, "out_local": out_local,
+                       "lse_global": lse_global, "lse_local": lse_local, "gate": gate})
+    resolve_scale(scale, q.shape[-1])
     return tuple(torch.empty_like(t) for t in (q, k_global, v_global, k_local, v_local, gate_weight, gate_bias))
 
 

@@ -5,9 +5,10 @@ a sequence cut into 2cp chunks of c tokens (iquest_core.parallel.zigzag).
 
 - Global causal branch: K/V (packed into one tensor) travel around the ring with P2P transfers, the
   next transfer in flight while the current block computes. A (query chunk, key chunk) pair whose keys
-  all follow its queries is skipped; the others give partial (out, lse) merged in float32 by
-  log-sum-exp. Backward: K/V travel again and their accumulated gradients travel with them, arriving
-  home after the last step; each block's gradient uses the merged out/lse, which makes it exact.
+  all follow its queries is skipped; the others give partial (out, lse), out in float32 straight from
+  the kernel, merged in float32 by log-sum-exp. Backward: K/V travel again and their accumulated
+  float32 gradients travel with them, arriving home after the last step; each block's gradient uses the
+  merged out/lse, which makes it exact.
 - Window branch of loop attention: a query chunk needs the window-1 keys before it, which live at the
   end of the preceding chunk (on rank r-1 for chunk r, on rank r+1 for chunk 2cp-1-r, on itself for
   chunk cp). One symmetric neighbour exchange brings these halos; backward sends their gradients home.
@@ -32,13 +33,13 @@ from iquest_core.parallel.zigzag import zigzag_chunks
 
 
 def _merge(acc, out, lse):
-    """Log-sum-exp merge of a partial (out (B, c, H, D), lse (B, H, c)) into acc, in float32."""
+    """Log-sum-exp merge of a float32 partial (out (B, c, H, D), lse (B, H, c)) into acc, in float32."""
     if acc is None:
-        return out.float(), lse
+        return out, lse
     acc_out, acc_lse = acc
     new_lse = torch.logaddexp(acc_lse, lse)
     weight = lambda part_lse: torch.exp(part_lse - new_lse).nan_to_num(0.0).transpose(1, 2)[..., None]  # noqa: E731
-    return acc_out * weight(acc_lse) + out.float() * weight(lse), new_lse
+    return acc_out * weight(acc_lse) + out * weight(lse), new_lse
 
 
 def _chunk(t: torch.Tensor, index: int, size: int, dim: int = 1) -> torch.Tensor:
@@ -65,7 +66,7 @@ def ring_causal_forward(q, k, v, group, scale):
         in_flight = ring_shift(kv, group) if step < cp - 1 else None
         for qi, q_chunk_id, kj, k_chunk_id in _ring_step_pairs(rank, step, cp):
             out, lse = attention_with_lse(_chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c),
-                                          q_start=q_chunk_id * c, k_start=k_chunk_id * c, scale=scale)
+                                          q_start=q_chunk_id * c, k_start=k_chunk_id * c, scale=scale, out_f32=True)
             acc[qi] = _merge(acc[qi], out, lse)
         if in_flight is not None:
             kv = in_flight.wait()[0]
@@ -85,7 +86,7 @@ def ring_causal_backward(dout, q, k, v, out, lse, group, scale):
             dq_part, dk_part, dv_part = attention_with_lse_backward(
                 _chunk(dout, qi, c), None, _chunk(q, qi, c), _chunk(kv[0], kj, c), _chunk(kv[1], kj, c),
                 _chunk(out, qi, c), _chunk(lse, qi, c, dim=2), q_start=q_chunk_id * c, k_start=k_chunk_id * c,
-                scale=scale)
+                scale=scale, grads_f32=True)
             _chunk(dq, qi, c).add_(dq_part)
             _chunk(dkv[0], kj, c).add_(dk_part)
             _chunk(dkv[1], kj, c).add_(dv_part)
@@ -153,14 +154,14 @@ def return_halo_grads(d_halos, dkv, group):
 
 
 def window_forward(q, kv, halos, window, scale, group):
-    """Window branch of each local chunk over (halo, chunk) keys: out (B, 2c, H, D), lse (B, H, 2c)."""
+    """Window branch of each local chunk over (halo, chunk) keys: out (B, 2c, H, D) float32, lse (B, H, 2c)."""
     cp, rank = dist.get_world_size(group), dist.get_rank(group)
     c = q.shape[1] // 2
     outs, lses = [], []
     for qi, (chunk_id, halo) in enumerate(zip(zigzag_chunks(rank, cp), halos)):
         keys = torch.cat([halo, _chunk(kv, qi, c, dim=2)], dim=2)
         out, lse = attention_with_lse(_chunk(q, qi, c), keys[0], keys[1], q_start=chunk_id * c,
-                                      k_start=chunk_id * c - halo.shape[2], window=window, scale=scale)
+                                      k_start=chunk_id * c - halo.shape[2], window=window, scale=scale, out_f32=True)
         outs.append(out)
         lses.append(lse)
     return torch.cat(outs, dim=1), torch.cat(lses, dim=2)
@@ -179,9 +180,9 @@ def window_backward(dout, q, kv, halos, out, lse, window, scale, group):
         dq_part, dk, dv = attention_with_lse_backward(_chunk(dout, qi, c), None, _chunk(q, qi, c), keys[0], keys[1],
                                                       _chunk(out, qi, c), _chunk(lse, qi, c, dim=2),
                                                       q_start=chunk_id * c, k_start=chunk_id * c - h, window=window,
-                                                      scale=scale)
+                                                      scale=scale, grads_f32=True)
         _chunk(dq, qi, c).copy_(dq_part)
-        dkeys = torch.stack([dk, dv]).float()
+        dkeys = torch.stack([dk, dv])
         _chunk(dkv, qi, c, dim=2).copy_(dkeys[:, :, h:])
         d_halos.append(dkeys[:, :, :h])
     return_halo_grads(d_halos, dkv, group)
@@ -215,7 +216,7 @@ class _RingWindow(torch.autograd.Function):
         out, lse = window_forward(q, kv, halos, window, scale, group)
         ctx.save_for_backward(q, kv, *halos, out, lse)
         ctx.group, ctx.window, ctx.scale = group, window, scale
-        return out.float()
+        return out
 
     @staticmethod
     def backward(ctx, dout):

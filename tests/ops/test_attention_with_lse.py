@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from iquest_core.ops import attention_with_lse
+from iquest_core.ops.attention_with_lse import attention_with_lse_backward
 from iquest_core.ops.reference import attention_with_lse_reference, visibility_mask
 from tests.helpers import (
     assert_rel_close,
@@ -182,3 +183,25 @@ def test_packed_documents_equal_each_document_alone(device, dtype):
     torch.testing.assert_close(lse, lse_ref, rtol=1e-6, atol=1e-6)
     for name, grad, grad_ref in zip("qkv", grads, grads_ref):
         torch.testing.assert_close(grad, grad_ref, **tol, msg=f"d{name}")
+
+
+@pytest.mark.parametrize(**DEVICE_DTYPES)
+def test_float32_partial_outputs_and_gradients(device, dtype):
+    """out_f32 / grads_f32 (the ring's float32 merge): float32 results, equal to the default path's up to its
+    final rounding to the input dtype, and no further from float64 than it."""
+    head_dim = supported_head_dims(device)[-1] if device == "cuda" else 40
+    q, k, v = _inputs(70, 90, 4, 2, head_dim, dtype=dtype, device=device)
+    kwargs = dict(q_start=30, k_start=5, window=50)
+    out, lse = attention_with_lse(q, k, v, **kwargs)
+    out32, lse32 = attention_with_lse(q, k, v, out_f32=True, **kwargs)
+    assert out32.dtype == torch.float32 and torch.equal(lse32, lse)
+    assert torch.equal(out32.to(dtype), out)
+    out64, _ = attention_with_lse_reference(*(t.double() for t in (q, k, v)), **kwargs)
+    assert rel_err(out32, out64) <= rel_err(out, out64)
+
+    grad_out = torch.randn_like(out32)
+    grads = attention_with_lse_backward(grad_out.to(dtype), None, q, k, v, out, lse, **kwargs)
+    grads32 = attention_with_lse_backward(grad_out.to(dtype), None, q, k, v, out32, lse, grads_f32=True, **kwargs)
+    for name, g, g32, t in zip(("dq", "dk", "dv"), grads, grads32, (q, k, v)):
+        assert g.dtype == t.dtype and g32.dtype == torch.float32, name
+        assert rel_err(g32.to(dtype), g) <= (0 if dtype == torch.float32 else 2e-2), name

@@ -3,9 +3,9 @@
 
 namespace iquest::cpu::IQ_ISA {
 
-void run(const AttentionFwdParams& p) { attention_fwd(p); }
-void run(const AttentionBwdParams& p) { attention_bwd(p); }
-void run(const LoopAttentionFwdParams& p) { loop_attention_fwd(p); }
-void run(const LoopAttentionBwdParams& p) { loop_attention_bwd(p); }
+void attention_fwd_entry(const AttentionParams& p) { attention_fwd(p); }
+void attention_bwd_entry(const AttentionParams& p) { attention_bwd(p); }
+void loop_attention_fwd_entry(const AttentionParams& p) { loop_attention_fwd(p); }
+void loop_attention_bwd_entry(const AttentionParams& p) { loop_attention_bwd(p); }
 
 }  // namespace iquest::cpu::IQ_ISA

@@ -1,5 +1,6 @@
 // Flash-style CPU kernels of causal (optionally windowed) attention and of fused gated loop
-// attention, forward and backward, on float32 row-major buffers (see ../params.h).
+// attention, forward and backward, on float32 row-major buffers (AttentionParams of ../params.h with
+// elem = kF32).
 //
 // Included once per instruction set by kernels_<isa>.cpp, which defines CPU_CAPABILITY (the at::vec
 // namespace) and IQ_ISA (this file's namespace) first; dispatch.cpp picks one at run time.
@@ -25,6 +26,29 @@
 namespace iquest::cpu::IQ_ISA {
 
 using Vec = at::vec::Vectorized<float>;
+
+// Views of AttentionParams' sequence and head layout for the host loops below.
+struct SequenceLayout {
+  int64_t num_seqs, q_len, k_len;
+  const int32_t* cu_seqlens;
+
+  int64_t q_begin(int64_t s) const { return cu_seqlens ? cu_seqlens[s] : s * q_len; }
+  int64_t k_begin(int64_t s) const { return cu_seqlens ? cu_seqlens[s] : s * k_len; }
+  int64_t q_count(int64_t s) const { return cu_seqlens ? cu_seqlens[s + 1] - cu_seqlens[s] : q_len; }
+  int64_t k_count(int64_t s) const { return cu_seqlens ? cu_seqlens[s + 1] - cu_seqlens[s] : k_len; }
+};
+
+struct HeadLayout {
+  int64_t heads, kv_heads, head_dim;
+  int64_t q_row() const { return heads * head_dim; }
+  int64_t kv_row() const { return kv_heads * head_dim; }
+  int64_t kv_head_of(int64_t h) const { return h / (heads / kv_heads); }
+};
+
+inline SequenceLayout sequences_of(const AttentionParams& p) { return {p.num_seqs, p.q_len, p.k_len, p.cu_seqlens}; }
+inline HeadLayout heads_of(const AttentionParams& p) { return {p.heads, p.kv_heads, p.head_dim}; }
+inline const float* f32(const void* x) { return static_cast<const float*>(x); }
+inline float* f32(void* x) { return static_cast<float*>(x); }
 
 // Tile sizes (rows of queries x rows of keys). The windowed branch uses small query tiles so that
 // it computes few scores outside the window.
@@ -230,9 +254,10 @@ inline KeyRows key_rows(const float* k, const float* v, const SequenceLayout& se
 // ---------------------------------------------------------------------------------------------
 // attention_with_lse
 
-inline void attention_fwd(const AttentionFwdParams& p) {
-  const SequenceLayout& seq = p.seq;
-  const HeadLayout& dims = p.dims;
+inline void attention_fwd(const AttentionParams& p) {
+  const SequenceLayout seq = sequences_of(p);
+  const HeadLayout dims = heads_of(p);
+  const AttentionBranch& br = p.branch[0];
   const QueryTiles tiles(seq, kFwdQueryTile);
   const int64_t H = dims.heads, D = dims.head_dim;
   at::parallel_for(0, H * tiles.total(), 1, [&](int64_t begin, int64_t end) {
@@ -241,26 +266,28 @@ inline void attention_fwd(const AttentionFwdParams& p) {
       const int64_t h = w / tiles.total();
       const auto [s, i0] = tiles.locate(w % tiles.total());
       const int64_t m = std::min(kFwdQueryTile, seq.q_count(s) - i0);
-      const QueryRows q = query_rows(p.q, seq, dims, s, h, i0, m, p.q_start + i0);
-      const KeyRows kv = key_rows(p.k, p.v, seq, dims, s, h, p.k_start);
+      const QueryRows q = query_rows(f32(p.q), seq, dims, s, h, i0, m, p.q_start + i0);
+      const KeyRows kv = key_rows(f32(br.k), f32(br.v), seq, dims, s, h, p.k_start);
       const int64_t row = seq.q_begin(s) + i0;
-      attend_tile_fwd(q, kv, D, p.window, p.scale, p.out + row * dims.q_row() + h * D, dims.q_row(),
-                      p.lse + row * H + h, H, ws);
+      attend_tile_fwd(q, kv, D, br.window, p.scale, f32(br.out) + row * dims.q_row() + h * D, dims.q_row(),
+                      br.lse + row * H + h, H, ws);
     }
   });
 }
 
-inline void attention_bwd(const AttentionBwdParams& p) {
-  const AttentionFwdParams& f = p.fwd;
-  const SequenceLayout& seq = f.seq;
-  const HeadLayout& dims = f.dims;
+inline void attention_bwd(const AttentionParams& p) {
+  const SequenceLayout seq = sequences_of(p);
+  const HeadLayout dims = heads_of(p);
+  const AttentionBranch& br = p.branch[0];
+  const float *q = f32(p.q), *out = f32(br.out), *dout = f32(p.dout);
+  float *dq = f32(p.dq), *dk = f32(br.dk), *dv = f32(br.dv);
   const int64_t H = dims.heads, D = dims.head_dim, row_len = dims.q_row();
   at::parallel_for(0, seq.num_seqs * H, 1, [&](int64_t begin, int64_t end) {
     Workspace ws(kBwdQueryTile, kBwdKeyTile);
     std::vector<float> delta(kBwdQueryTile);
     for (int64_t w = begin; w < end; ++w) {
       const int64_t s = w / H, h = w % H;
-      const KeyRows kv = key_rows(f.k, f.v, seq, dims, s, h, f.k_start);
+      const KeyRows kv = key_rows(f32(br.k), f32(br.v), seq, dims, s, h, p.k_start);
       const int64_t kv_offset = seq.k_begin(s) * row_len + h * D;
       for (int64_t i0 = 0; i0 < seq.q_count(s); i0 += kBwdQueryTile) {
         const int64_t m = std::min(kBwdQueryTile, seq.q_count(s) - i0);
@@ -268,12 +295,12 @@ inline void attention_bwd(const AttentionBwdParams& p) {
         const int64_t off = row * row_len + h * D;
         for (int64_t r = 0; r < m; ++r) {
           const int64_t stat = (row + r) * H + h;
-          delta[r] = dot(p.dout + off + r * row_len, f.out + off + r * row_len, D) - (p.dlse ? p.dlse[stat] : 0.f);
-          fill(p.dq + off + r * row_len, D, 0.f);
+          delta[r] = dot(dout + off + r * row_len, out + off + r * row_len, D) - (p.dlse ? p.dlse[stat] : 0.f);
+          fill(dq + off + r * row_len, D, 0.f);
         }
-        attend_tile_bwd(query_rows(f.q, seq, dims, s, h, i0, m, f.q_start + i0), kv, D, f.window, f.scale,
-                        p.dout + off, row_len, f.lse + row * H + h, H, delta.data(), p.dq + off, row_len,
-                        p.dk + kv_offset, p.dv + kv_offset, row_len, ws);
+        attend_tile_bwd(query_rows(q, seq, dims, s, h, i0, m, p.q_start + i0), kv, D, br.window, p.scale,
+                        dout + off, row_len, br.lse + row * H + h, H, delta.data(), dq + off, row_len,
+                        dk + kv_offset, dv + kv_offset, row_len, ws);
       }
     }
   });
@@ -282,9 +309,12 @@ inline void attention_bwd(const AttentionBwdParams& p) {
 // ---------------------------------------------------------------------------------------------
 // Fused gated loop attention
 
-inline void loop_attention_fwd(const LoopAttentionFwdParams& p) {
-  const SequenceLayout& seq = p.seq;
-  const HeadLayout& dims = p.dims;
+inline void loop_attention_fwd(const AttentionParams& p) {
+  const SequenceLayout seq = sequences_of(p);
+  const HeadLayout dims = heads_of(p);
+  const AttentionBranch &global = p.branch[0], &local = p.branch[1];
+  const float* q = f32(p.q);
+  float *out = f32(p.out), *out_global = f32(global.out), *out_local = f32(local.out);
   const QueryTiles tiles(seq, kFwdQueryTile);
   const int64_t H = dims.heads, D = dims.head_dim, row_len = dims.q_row();
   at::parallel_for(0, H * tiles.total(), 1, [&](int64_t begin, int64_t end) {
@@ -295,32 +325,34 @@ inline void loop_attention_fwd(const LoopAttentionFwdParams& p) {
       const int64_t m = std::min(kFwdQueryTile, seq.q_count(s) - i0);
       const int64_t row = seq.q_begin(s) + i0;
       const int64_t off = row * row_len + h * D;
-      const KeyRows kv_global = key_rows(p.k_global, p.v_global, seq, dims, s, h, 0);
-      const KeyRows kv_local = key_rows(p.k_local, p.v_local, seq, dims, s, h, 0);
-      attend_tile_fwd(query_rows(p.q, seq, dims, s, h, i0, m, i0), kv_global, D, kNoWindow, p.scale,
-                      p.out_global + off, row_len, p.lse_global + row * H + h, H, ws);
+      const KeyRows kv_global = key_rows(f32(global.k), f32(global.v), seq, dims, s, h, 0);
+      const KeyRows kv_local = key_rows(f32(local.k), f32(local.v), seq, dims, s, h, 0);
+      attend_tile_fwd(query_rows(q, seq, dims, s, h, i0, m, i0), kv_global, D, kNoWindow, p.scale,
+                      out_global + off, row_len, global.lse + row * H + h, H, ws);
       for (int64_t j0 = 0; j0 < m; j0 += kWindowQueryTile) {
         const int64_t mj = std::min(kWindowQueryTile, m - j0);
-        attend_tile_fwd(query_rows(p.q, seq, dims, s, h, i0 + j0, mj, i0 + j0), kv_local, D, p.window, p.scale,
-                        p.out_local + off + j0 * row_len, row_len, p.lse_local + (row + j0) * H + h, H, ws);
+        attend_tile_fwd(query_rows(q, seq, dims, s, h, i0 + j0, mj, i0 + j0), kv_local, D, local.window, p.scale,
+                        out_local + off + j0 * row_len, row_len, local.lse + (row + j0) * H + h, H, ws);
       }
       const float* w_h = p.gate_weight + h * D;
       const float b_h = p.gate_bias[h];
       for (int64_t r = 0; r < m; ++r) {
         const int64_t o = off + r * row_len;
-        const float g = sigmoid(dot(p.q + o, w_h, D) + b_h);
+        const float g = sigmoid(dot(q + o, w_h, D) + b_h);
         p.gate[(row + r) * H + h] = g;
-        at::vec::map2([g](Vec og, Vec ol) { return ol + Vec(g) * (og - ol); }, p.out + o, p.out_global + o,
-                      p.out_local + o, D);
+        at::vec::map2([g](Vec og, Vec ol) { return ol + Vec(g) * (og - ol); }, out + o, out_global + o,
+                      out_local + o, D);
       }
     }
   });
 }
 
-inline void loop_attention_bwd(const LoopAttentionBwdParams& p) {
-  const LoopAttentionFwdParams& f = p.fwd;
-  const SequenceLayout& seq = f.seq;
-  const HeadLayout& dims = f.dims;
+inline void loop_attention_bwd(const AttentionParams& p) {
+  const SequenceLayout seq = sequences_of(p);
+  const HeadLayout dims = heads_of(p);
+  const AttentionBranch &global = p.branch[0], &local = p.branch[1];
+  const float *q = f32(p.q), *out_global = f32(global.out), *out_local = f32(local.out);
+  float* dq = f32(p.dq);
   const int64_t H = dims.heads, D = dims.head_dim, row_len = dims.q_row();
   at::parallel_for(0, seq.num_seqs * H, 1, [&](int64_t begin, int64_t end) {
     Workspace ws(kBwdQueryTile, kBwdKeyTile);
@@ -328,10 +360,10 @@ inline void loop_attention_bwd(const LoopAttentionBwdParams& p) {
     std::vector<float> delta_global(kBwdQueryTile), delta_local(kBwdQueryTile), dw(D);
     for (int64_t w = begin; w < end; ++w) {
       const int64_t s = w / H, h = w % H;
-      const KeyRows kv_global = key_rows(f.k_global, f.v_global, seq, dims, s, h, 0);
-      const KeyRows kv_local = key_rows(f.k_local, f.v_local, seq, dims, s, h, 0);
+      const KeyRows kv_global = key_rows(f32(global.k), f32(global.v), seq, dims, s, h, 0);
+      const KeyRows kv_local = key_rows(f32(local.k), f32(local.v), seq, dims, s, h, 0);
       const int64_t kv_offset = seq.k_begin(s) * row_len + h * D;
-      const float* w_h = f.gate_weight + h * D;
+      const float* w_h = p.gate_weight + h * D;
       fill(dw.data(), D, 0.f);
       float db = 0.f;
       for (int64_t i0 = 0; i0 < seq.q_count(s); i0 += kBwdQueryTile) {
@@ -340,28 +372,28 @@ inline void loop_attention_bwd(const LoopAttentionBwdParams& p) {
         const int64_t off = row * row_len + h * D;
         for (int64_t r = 0; r < m; ++r) {
           const int64_t o = off + r * row_len;
-          const float g = f.gate[(row + r) * H + h];
-          const float* dout = p.dout + o;
-          const float dot_global = dot(dout, f.out_global + o, D), dot_local = dot(dout, f.out_local + o, D);
+          const float g = p.gate[(row + r) * H + h];
+          const float* dout = f32(p.dout) + o;
+          const float dot_global = dot(dout, out_global + o, D), dot_local = dot(dout, out_local + o, D);
           const float dlogit = gate_logit_grad(dot_global - dot_local, g);
           at::vec::map([g](Vec x) { return x * Vec(g); }, dout_global.data() + r * D, dout, D);
           at::vec::map([g](Vec x) { return x * Vec(1.f - g); }, dout_local.data() + r * D, dout, D);
           delta_global[r] = g * dot_global;
           delta_local[r] = (1.f - g) * dot_local;
-          at::vec::map([dlogit](Vec x) { return x * Vec(dlogit); }, p.dq + o, w_h, D);
+          at::vec::map([dlogit](Vec x) { return x * Vec(dlogit); }, dq + o, w_h, D);
           at::vec::map2([dlogit](Vec acc, Vec x) { return acc + x * Vec(dlogit); }, dw.data(), dw.data(),
-                        f.q + o, D);
+                        q + o, D);
           db += dlogit;
         }
-        attend_tile_bwd(query_rows(f.q, seq, dims, s, h, i0, m, i0), kv_global, D, kNoWindow, f.scale,
-                        dout_global.data(), D, f.lse_global + row * H + h, H, delta_global.data(), p.dq + off,
-                        row_len, p.dk_global + kv_offset, p.dv_global + kv_offset, row_len, ws);
+        attend_tile_bwd(query_rows(q, seq, dims, s, h, i0, m, i0), kv_global, D, kNoWindow, p.scale,
+                        dout_global.data(), D, global.lse + row * H + h, H, delta_global.data(), dq + off,
+                        row_len, f32(global.dk) + kv_offset, f32(global.dv) + kv_offset, row_len, ws);
         for (int64_t j0 = 0; j0 < m; j0 += kWindowQueryTile) {
           const int64_t mj = std::min(kWindowQueryTile, m - j0);
-          attend_tile_bwd(query_rows(f.q, seq, dims, s, h, i0 + j0, mj, i0 + j0), kv_local, D, f.window, f.scale,
-                          dout_local.data() + j0 * D, D, f.lse_local + (row + j0) * H + h, H,
-                          delta_local.data() + j0, p.dq + off + j0 * row_len, row_len, p.dk_local + kv_offset,
-                          p.dv_local + kv_offset, row_len, ws);
+          attend_tile_bwd(query_rows(q, seq, dims, s, h, i0 + j0, mj, i0 + j0), kv_local, D, local.window,
+                          p.scale, dout_local.data() + j0 * D, D, local.lse + (row + j0) * H + h, H,
+                          delta_local.data() + j0, dq + off + j0 * row_len, row_len, f32(local.dk) + kv_offset,
+                          f32(local.dv) + kv_offset, row_len, ws);
         }
       }
       std::copy(dw.begin(), dw.end(), p.d_gate_weight + (s * H + h) * D);

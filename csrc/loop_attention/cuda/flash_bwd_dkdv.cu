@@ -22,7 +22,7 @@ struct DkdvTile {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(DkdvTile<D>::kThreads) flash_bwd_dkdv_kernel(const FlashParams p) {
+__global__ void __launch_bounds__(DkdvTile<D>::kThreads) flash_bwd_dkdv_kernel(const AttentionParams p) {
   using Tile = DkdvTile<D>;
   constexpr int BN = Tile::kBlockN, BQ = Tile::kBlockQ, NT = Tile::kThreads;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(DkdvTile<D>::kThreads) flash_bwd_dkdv_kernel(c
   const int64_t k_pos[2] = {k_pos0 + k_local[0], k_pos0 + k_local[1]};
 
   for (int b = 0; b < p.num_branches; ++b) {
-    const FlashBranch& br = p.branch[b];
+    const AttentionBranch& br = p.branch[b];
     __syncthreads();  // every warp is done with the previous branch's buffers
     const int64_t kv_off = (sb.k_begin + j0) * kv_row_stride + hk * D;
     load_tile_async<D, BN, NT>(sK, static_cast<const T*>(br.k) + kv_off, kv_row_stride, nk);
@@ -190,8 +190,8 @@ __global__ void __launch_bounds__(DkdvTile<D>::kThreads) flash_bwd_dkdv_kernel(c
       const int64_t at = (sb.k_begin + j0 + k_local[r]) * kv_row_stride + hk * D + 2 * t;
 #pragma unroll
       for (int nd = 0; nd < D / 8; ++nd) {
-        store_pair(static_cast<T*>(br.dk) + at + nd * 8, dk[nd][2 * r] * p.scale, dk[nd][2 * r + 1] * p.scale);
-        store_pair(static_cast<T*>(br.dv) + at + nd * 8, dv[nd][2 * r], dv[nd][2 * r + 1]);
+        store_pair_as<T>(br.dk, at + nd * 8, p.grads_are_f32, dk[nd][2 * r] * p.scale, dk[nd][2 * r + 1] * p.scale);
+        store_pair_as<T>(br.dv, at + nd * 8, p.grads_are_f32, dv[nd][2 * r], dv[nd][2 * r + 1]);
       }
     }
   }
@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(DkdvTile<D>::kThreads) flash_bwd_dkdv_kernel(c
 
 }  // namespace
 
-void flash_bwd_dkdv(const FlashParams& p, cudaStream_t stream) {
+void flash_bwd_dkdv(const AttentionParams& p, cudaStream_t stream) {
   dispatch_elem_and_dim(p.elem, p.head_dim, [&]<typename T, int D>() {
     using Tile = DkdvTile<D>;
     const dim3 grid(static_cast<unsigned>((p.max_k_len + Tile::kBlockN - 1) / Tile::kBlockN), p.kv_heads,

@@ -21,7 +21,7 @@ struct DqTile {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(DqTile<D>::kThreads) flash_bwd_dq_kernel(const FlashParams p) {
+__global__ void __launch_bounds__(DqTile<D>::kThreads) flash_bwd_dq_kernel(const AttentionParams p) {
   using Tile = DqTile<D>;
   constexpr int BM = Tile::kBlockM, BN = Tile::kBlockN, NT = Tile::kThreads;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(DqTile<D>::kThreads) flash_bwd_dq_kernel(const
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
 
   for (int b = 0; b < p.num_branches; ++b) {
-    const FlashBranch& br = p.branch[b];
+    const AttentionBranch& br = p.branch[b];
     float lse2[2], delta[2], coef[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -167,8 +167,8 @@ __global__ void __launch_bounds__(DqTile<D>::kThreads) flash_bwd_dq_kernel(const
         w0 = p.gate_weight[h * D + col];
         w1 = p.gate_weight[h * D + col + 1];
       }
-      store_pair(static_cast<T*>(p.dq) + at + nd * 8, acc[nd][2 * r] * p.scale + dlogit * w0,
-                 acc[nd][2 * r + 1] * p.scale + dlogit * w1);
+      store_pair_as<T>(p.dq, at + nd * 8, p.grads_are_f32, acc[nd][2 * r] * p.scale + dlogit * w0,
+                       acc[nd][2 * r + 1] * p.scale + dlogit * w1);
     }
   }
 }
@@ -189,10 +189,16 @@ __global__ void __launch_bounds__(128) attention_prep_kernel(const AttentionPrep
   const int64_t warps = static_cast<int64_t>(gridDim.x) * 4;
   for (int64_t row = blockIdx.x * 4 + (threadIdx.x >> 5); row < p.rows; row += warps) {
     const T* dout = static_cast<const T*>(p.dout) + row * D;
-    const T* out = static_cast<const T*>(p.out) + row * D;
     float dot = 0.f;
+    if (p.out_is_f32) {
+      const float* out = static_cast<const float*>(p.out) + row * D;
 #pragma unroll
-    for (int d = lane; d < D; d += 32) dot += Elem<T>::to_float(dout[d]) * Elem<T>::to_float(out[d]);
+      for (int d = lane; d < D; d += 32) dot += Elem<T>::to_float(dout[d]) * out[d];
+    } else {
+      const T* out = static_cast<const T*>(p.out) + row * D;
+#pragma unroll
+      for (int d = lane; d < D; d += 32) dot += Elem<T>::to_float(dout[d]) * Elem<T>::to_float(out[d]);
+    }
     dot = warp_sum(dot);
     if (lane == 0) p.delta[row] = dot - (p.dlse ? p.dlse[row] : 0.f);
   }
@@ -250,7 +256,7 @@ __global__ void __launch_bounds__(128) loop_prep_kernel(const LoopPrepParams p) 
 
 }  // namespace
 
-void flash_bwd_dq(const FlashParams& p, cudaStream_t stream) {
+void flash_bwd_dq(const AttentionParams& p, cudaStream_t stream) {
   dispatch_elem_and_dim(p.elem, p.head_dim, [&]<typename T, int D>() {
     using Tile = DqTile<D>;
     const dim3 grid(static_cast<unsigned>((p.max_q_len + Tile::kBlockM - 1) / Tile::kBlockM), p.heads, p.num_seqs);
@@ -259,7 +265,7 @@ void flash_bwd_dq(const FlashParams& p, cudaStream_t stream) {
   });
 }
 
-void flash_bwd(const FlashParams& p, cudaStream_t stream) {
+void flash_bwd(const AttentionParams& p, cudaStream_t stream) {
   flash_bwd_dkdv(p, stream);
   flash_bwd_dq(p, stream);
 }

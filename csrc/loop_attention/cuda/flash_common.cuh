@@ -133,7 +133,7 @@ struct SeqBounds {
   int64_t q_begin, q_count, k_begin, k_count;
 };
 
-__device__ __forceinline__ SeqBounds seq_bounds(const FlashParams& p, int s) {
+__device__ __forceinline__ SeqBounds seq_bounds(const AttentionParams& p, int s) {
   if (p.cu_seqlens) {
     const int64_t a = p.cu_seqlens[s], b = p.cu_seqlens[s + 1];
     return {a, b - a, a, b - a};
@@ -143,7 +143,7 @@ __device__ __forceinline__ SeqBounds seq_bounds(const FlashParams& p, int s) {
 
 // Index range [lo, hi) (relative to key 0 of the sequence) of the keys seen by the queries at
 // positions [q_lo, q_hi); empty when hi <= lo.
-__device__ __forceinline__ PosRange key_index_range(const FlashParams& p, int64_t q_lo, int64_t q_hi, int64_t k_count,
+__device__ __forceinline__ PosRange key_index_range(const AttentionParams& p, int64_t q_lo, int64_t q_hi, int64_t k_count,
                                                     int64_t window) {
   const PosRange r = intersect(visible_keys_of_block(q_lo, q_hi, window), {p.k_start, p.k_start + k_count});
   return {r.lo - p.k_start, r.hi - p.k_start};
@@ -156,6 +156,17 @@ __device__ __forceinline__ float grad_coef(GradCoef coef, float g) {
 template <typename T>
 __device__ __forceinline__ void store_pair(T* dst, float a, float b) {
   *reinterpret_cast<uint32_t*>(dst) = Elem<T>::pack(a, b);
+}
+
+// Stores two adjacent values at element offset `at` of a buffer of element type T, or of float32 when
+// as_f32 (the partial outputs / gradients of a context-parallel ring, merged in float32).
+template <typename T>
+__device__ __forceinline__ void store_pair_as(void* base, int64_t at, bool as_f32, float a, float b) {
+  if (as_f32) {
+    *reinterpret_cast<float2*>(static_cast<float*>(base) + at) = make_float2(a, b);
+  } else {
+    store_pair(static_cast<T*>(base) + at, a, b);
+  }
 }
 
 }  // namespace iquest::cuda

@@ -24,7 +24,7 @@ struct FwdTile {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(FwdTile<D>::kThreads) flash_fwd_kernel(const FlashParams p) {
+__global__ void __launch_bounds__(FwdTile<D>::kThreads) flash_fwd_kernel(const AttentionParams p) {
   using Tile = FwdTile<D>;
   constexpr int BM = Tile::kBlockM, BN = Tile::kBlockN, NT = Tile::kThreads;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(FwdTile<D>::kThreads) flash_fwd_kernel(const F
   }
 
   for (int b = 0; b < p.num_branches; ++b) {
-    const FlashBranch& br = p.branch[b];
+    const AttentionBranch& br = p.branch[b];
     const PosRange keys = key_index_range(p, q_pos_lo, q_pos_hi, sb.k_count, br.window);
     const int n_tiles = keys.empty() ? 0 : static_cast<int>((keys.hi - keys.lo + BN - 1) / BN);
     const T* k_base = static_cast<const T*>(br.k) + sb.k_begin * kv_row_stride + hk * D;
@@ -198,11 +198,7 @@ __global__ void __launch_bounds__(FwdTile<D>::kThreads) flash_fwd_kernel(const F
       for (int nd = 0; nd < D / 8; ++nd) {
         const float o0 = acc[nd][2 * r] * inv, o1 = acc[nd][2 * r + 1] * inv;
         const int64_t at = base + nd * 8;
-        if (br.out_is_f32) {
-          *reinterpret_cast<float2*>(static_cast<float*>(br.out) + at) = make_float2(o0, o1);
-        } else {
-          store_pair(static_cast<T*>(br.out) + at, o0, o1);
-        }
+        store_pair_as<T>(br.out, at, br.out_is_f32, o0, o1);
         if (p.num_branches == 2 && b == 1) {
           const float2 og = *reinterpret_cast<const float2*>(static_cast<const float*>(p.branch[0].out) + at);
           const float gr = gate[r];
@@ -217,7 +213,7 @@ __global__ void __launch_bounds__(FwdTile<D>::kThreads) flash_fwd_kernel(const F
 
 bool flash_supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
-void flash_fwd(const FlashParams& p, cudaStream_t stream) {
+void flash_fwd(const AttentionParams& p, cudaStream_t stream) {
   dispatch_elem_and_dim(p.elem, p.head_dim, [&]<typename T, int D>() {
     using Tile = FwdTile<D>;
     const dim3 grid(static_cast<unsigned>((p.max_q_len + Tile::kBlockM - 1) / Tile::kBlockM), p.heads, p.num_seqs);

@@ -1,10 +1,13 @@
 """FSDP2 over gloo ranks: dp=2 and dp=2 x cp=2 train the same global batches as one process and end at
 the same losses and parameters (1e-5)."""
 
+import shutil
+
+import pytest
 import torch
 
 from iquest_core.train.export import load_checkpoint_model
-from iquest_core.train.trainer import train
+from iquest_core.train.trainer import Trainer, train
 
 from .helpers import losses, small_recipe, spawn
 
@@ -45,3 +48,41 @@ def test_dp2_cp2_equals_dp1(tmp_path):
     train(recipe, tmp_path / "dp1")
     spawn(4, _train, small_recipe("seed=12", *LR, "data.document_mask=false", "parallel.cp=2"), tmp_path / "dp2cp2")
     _compare(tmp_path / "dp1", tmp_path / "dp2cp2")
+
+
+def _train_until_crash(recipe, output):
+    original = Trainer.train_step
+
+    def crash_at_step_2(self, step):
+        if step == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, step)
+
+    Trainer.train_step = crash_at_step_2
+    try:
+        train(recipe, output)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        Trainer.train_step = original
+
+
+def _resume(recipe, output):
+    train(recipe, output, resume=True)
+
+
+@pytest.mark.slow  # test_trainer's single-process resume test covers the claim in a fraction of the time
+def test_dp2_resume_equals_uninterrupted_and_reshards_to_dp1(tmp_path):
+    torch.set_num_threads(1)
+    recipe = small_recipe("steps=4", "checkpoint_every=2", *LR)
+    spawn(2, _train, recipe, tmp_path / "whole")
+    spawn(2, _train_until_crash, recipe, tmp_path / "cut")
+    shutil.copytree(tmp_path / "cut", tmp_path / "cut-dp1")
+    spawn(2, _resume, recipe, tmp_path / "cut")
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+    whole = load_checkpoint_model(tmp_path / "whole" / "checkpoints" / "step-4").state_dict()
+    cut = load_checkpoint_model(tmp_path / "cut" / "checkpoints" / "step-4").state_dict()
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    train(recipe, tmp_path / "cut-dp1", resume=True)  # the dp=2 checkpoint read by one process
+    a, b = losses(tmp_path / "cut-dp1"), losses(tmp_path / "whole")
+    assert a[:2] == b[:2] and max(abs(x - y) / abs(y) for x, y in zip(a, b)) <= TOL

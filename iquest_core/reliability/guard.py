@@ -127,6 +127,13 @@ class SDCGuard:
         self._compare_replicas(self.param_names + self._optim_names(0), self._snapshot.digests, step=0)
         self._reference = self._snapshot.digests
 
+    def reset(self) -> None:
+        """Adopts the replicas' current state as verified (after loading a checkpoint into them or
+        repairing them by other means); the steps since the last check are not replayed."""
+        self._window.clear()
+        self._snapshot = self._take_snapshot()
+        self._reference = self._snapshot.digests
+
     @property
     def verified_step(self) -> int:
         """Steps done up to the last verified state (where a rollback returns to)."""

@@ -18,7 +18,8 @@ injects single-bit faults where hardware makes them, each at a random step of a 
 Every fault is classified by experiment: the same steps from the same state with and without it,
 unguarded; if the parameters and optimizer state come out bitwise equal it is masked, else effective.
 Then the guarded steps run with it: detected before the update (raised in the step the fault struck,
-the guard rolling back to its last verified state), detected later (at the window's check), or missed.
+the guard rolling back to its last verified state), detected later (at the window's check), or missed
+(the drill then goes on from the fault-free state, so that later faults strike a healthy run).
 Clean guarded steps with the default thread count and with 2 threads count false positives. Optional:
 the guard's overhead per step on `small-cpu` and a larger CPU shape.
 """
@@ -246,7 +247,7 @@ class Drill:
         target, element, bit, message = None, rng.random(), rng.random(), None
         counter = make() if injection_site in ("compute", "optimizer_update") else None  # counts, flips nothing
         self.run_plain(batches[:offset + 1], offset, counter, None)
-        clean = self.digest()
+        clean, clean_state = self.digest(), self.save()
         self.load(saved)
         if counter is not None:
             target = rng.randrange(counter.count)
@@ -280,6 +281,9 @@ class Drill:
                   "effective": effective}
         if detected_at is None:
             record.update(outcome="missed", flagged=False)
+            if effective:  # go on from the fault-free state: later faults should strike a healthy run
+                self.load(clean_state)
+                self.guard.reset()
         else:
             record.update(outcome="detected_before_update" if detected_at == offset else "detected_later",
                           flagged=True, latency=detected_at - offset, detected_by=error.kind,

@@ -208,3 +208,17 @@ def test_guard_on_cuda():
     with pytest.raises(SilentDataCorruptionError) as caught:
         guard.step(steps(torch.randn(16, 8, device="cuda"), flip_grad()))
     assert caught.value.tensor == "4.weight.grad" and caught.value.persistent is False
+
+
+def test_reset_adopts_the_current_state():
+    models, optimizers = replicas()
+    guard, steps = SDCGuard(models, optimizers), Steps(models)
+    guard.step(steps(torch.randn(16, 8)))
+    with torch.no_grad():
+        models[0][0].weight.mul_(0.5)  # e.g. a checkpoint loaded into the model
+    guard.reset()
+    adopted = state(models, optimizers)
+    guard.step(steps(torch.randn(16, 8)))  # no at-rest error
+    with pytest.raises(SilentDataCorruptionError):
+        guard.step(steps(torch.randn(16, 8), flip_grad()))
+    assert guard.verified_step == 2 and not same_state(state(models, optimizers), adopted)

@@ -12,6 +12,7 @@ loss by the mesh size so that the gradients are those of the global token mean.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +54,9 @@ def build_mesh(dp: int, cp: int, device: torch.device) -> DeviceMesh:
 def shard_model(model: torch.nn.Module, mesh: DeviceMesh, *, param_dtype: torch.dtype | None = None) -> None:
     """fully_shard each of model.model.layers and then the root over the flattened dp x cp mesh;
     param_dtype (e.g. bfloat16) is the compute dtype, gradients are reduced in float32."""
+    # A decoder layer returns its loop-1 K/V (views of the projections) for the later loops, which only
+    # read them; FSDP2 warns about any view output in case a caller modifies it in place.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(\w+\) returned a view tensor")
     flat = mesh["dp", "cp"]._flatten("dp_cp") if mesh.ndim == 2 else mesh
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32 if param_dtype else None)
     for layer in model.model.layers:

@@ -39,6 +39,8 @@ MAX_LINES = 3
 
 @dataclass(frozen=True)
 class FimSplit:
+    """A text cut in three: prefix + middle + suffix is the text (`text`); the model sees prefix and suffix
+    and learns to produce the middle."""
     prefix: str
     middle: str
     suffix: str
@@ -49,6 +51,7 @@ class FimSplit:
 
 
 def check_mode(mode: str) -> str:
+    """`mode` if it is one of MODES, else ValueError naming it."""
     if mode not in MODES:
         raise ValueError(f"mode: unknown mode {mode!r}; expected one of {MODES}")
     return mode
@@ -142,10 +145,12 @@ def render(parts: Parts) -> tuple[str, list[tuple[int, int]]]:
 
 
 def format_file(split: FimSplit) -> str:
+    """The file-level FIM text of `split` (template in the module docstring)."""
     return render(file_parts(split))[0]
 
 
 def format_repo(repo: str, context: Sequence[tuple[str, str]], target_path: str, split: FimSplit) -> str:
+    """The repository-level FIM text: `context` (path, content) files, then `split` of target_path."""
     return render(repo_parts(repo, context, target_path, split))[0]
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -36,12 +37,13 @@ def public_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """write(handle) into a temporary file next to `path`, then rename it to `path` (removed on failure)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, public_mode())
         with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
+            write(handle)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -60,8 +62,8 @@ def write_shard(directory: str | Path, name: str, documents: Sequence[Sequence[i
         if values.size and (values.min() < 0 or values.max() >= 2**32):
             raise ValueError(f"documents: token ids must fit uint32, got range [{values.min()}, {values.max()}]")
         tokens[start:end] = values
-    _atomic_save(directory / f"{name}.tokens.npy", tokens)
-    _atomic_save(directory / f"{name}.offsets.npy", offsets)
+    _atomic_write(directory / f"{name}.tokens.npy", lambda handle: np.save(handle, tokens))
+    _atomic_write(directory / f"{name}.offsets.npy", lambda handle: np.save(handle, offsets))
     return {"name": name, "num_documents": len(documents), "num_tokens": int(offsets[-1])}
 
 
@@ -71,11 +73,7 @@ def write_index(directory: str | Path, shards: Sequence[dict], *, vocab_size: in
     index = {"format": FORMAT, "version": VERSION, "dtype": "uint32", "vocab_size": int(vocab_size),
              "num_documents": sum(s["num_documents"] for s in shards),
              "num_tokens": sum(s["num_tokens"] for s in shards), "shards": list(shards)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{INDEX}.", suffix=".tmp", dir=directory)
-    os.fchmod(fd, public_mode())
-    with os.fdopen(fd, "w") as handle:
-        json.dump(index, handle, indent=1)
-    os.replace(tmp, directory / INDEX)
+    _atomic_write(directory / INDEX, lambda handle: handle.write(json.dumps(index, indent=1).encode()))
 
 
 class TokenShards:

@@ -37,11 +37,6 @@ class CodeTokenizer:
         self._special = {t.content: i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
 
     @property
-    def backend(self) -> Tokenizer:
-        """The underlying `tokenizers.Tokenizer`."""
-        return self._tok
-
-    @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 

@@ -45,3 +45,13 @@ def test_ids_must_fit_uint32(tmp_path):
     with pytest.raises(ValueError, match="uint32"):
         write_shard(tmp_path, "s", [[-1]])
     assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    class Unserializable:
+        pass
+
+    with pytest.raises(TypeError):
+        write_index(tmp_path, [{"name": "s", "num_documents": 1, "num_tokens": 1, "x": Unserializable()}],
+                    vocab_size=8)
+    assert not list(tmp_path.iterdir())

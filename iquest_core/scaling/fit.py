@@ -5,7 +5,8 @@ minimise sum_k Huber_delta( LSE(a - alpha log N_k, b - beta log D_k, e) - log L_
 every point of a grid of initialisations and keep the best. Two choices here that the paper leaves
 open: N and D are divided by their geometric means before fitting (A and B are converted back after),
 so one grid of initialisations serves 1e5-parameter CPU runs and 1e10-parameter runs alike; the
-objective is divided by delta so that L-BFGS's tolerances see numbers of order one.
+objective is divided by delta so that L-BFGS's tolerances see numbers of order one; the exponents are
+bounded to [0, 4] (L-BFGS-B), so that noisy data cannot send A or B to overflow.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ MIN_POINTS = 6  # more points than the law's 5 parameters
 _LOG_SCALE_GRID = (-3.0, -0.5)
 _EXPONENT_GRID = (0.1, 0.4, 1.0)
 _PARAMS = ("A", "alpha", "B", "beta", "E")
+MAX_EXPONENT = 4.0
+_BOUNDS = [(None, None), (0.0, MAX_EXPONENT), (None, None), (0.0, MAX_EXPONENT), (None, None)]
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def _best_fit(x, y, target, delta, starts) -> np.ndarray:
     best, best_value = None, np.inf
     for start in starts:
         result = minimize(_objective, start, args=(x, y, target, delta), jac=True, method="L-BFGS-B",
-                          options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10})
+                          bounds=_BOUNDS, options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10})
         if np.all(np.isfinite(result.x)) and result.fun < best_value:
             best, best_value = result.x, result.fun
     if best is None:

@@ -50,6 +50,7 @@ HEAD_DIM = 16
 MIN_FILE_BYTES, MAX_FILE_BYTES = 256, 256 * 1024
 EVAL_SHARE = 10  # one file in EVAL_SHARE (by path hash) is held out
 TOKENIZER_BYTES = 512 * 1024  # per language
+CHUNK_BYTES = 2048
 
 _SITE = sysconfig.get_paths()["purelib"]
 
@@ -153,10 +154,26 @@ def _readable_code(path: Path, language: Language) -> str | None:
     return text
 
 
+def _chunks(text: str) -> list[str]:
+    """text cut at line ends into pieces of about CHUNK_BYTES (a line longer than that is a piece alone)."""
+    pieces, current, size = [], [], 0
+    for line in text.splitlines(keepends=True):
+        if current and size + len(line) > CHUNK_BYTES:
+            pieces.append("".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        pieces.append("".join(current))
+    return pieces
+
+
 def build_corpus(language: str, corpus_bytes: int, roots: tuple[str, ...] | None = None
                  ) -> tuple[list[dict], list[dict]]:
     """(train, held-out) records {"text", "path"} of a language: files from `source_files`, one in
     EVAL_SHARE held out by path hash, train capped at corpus_bytes and held-out at corpus_bytes / EVAL_SHARE.
+    Each file becomes records of about CHUNK_BYTES (cut at line ends), so that the trainer's shuffled
+    document stream mixes many files in every stretch of steps instead of one long file after another.
     ValueError naming the language when either part comes out empty."""
     train, held_out, sizes = [], [], [0, 0]
     caps = (corpus_bytes, corpus_bytes // EVAL_SHARE)
@@ -169,7 +186,7 @@ def build_corpus(language: str, corpus_bytes: int, roots: tuple[str, ...] | None
         text = _readable_code(path, LANGUAGES[language])
         if text is None:
             continue
-        (held_out if part else train).append({"text": text, "path": str(path)})
+        (held_out if part else train).extend({"text": chunk, "path": str(path)} for chunk in _chunks(text))
         sizes[part] += len(text.encode())
     if not train or not held_out:
         raise ValueError(f"languages: too little {language} code on this machine ({sizes[0]} train bytes, "

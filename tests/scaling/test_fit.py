@@ -39,6 +39,13 @@ def test_noiseless_points_are_fitted_exactly():
         assert getattr(fit, name) == pytest.approx(value, rel=1e-4), name
 
 
+def test_structureless_data_gives_finite_coefficients_and_bounded_exponents():
+    rng = np.random.default_rng()
+    N, D = grid(4, 4, decades=1.5, points=4)
+    fit = fit_power_law(N, D, 5 + 0.5 * rng.uniform(size=N.size))
+    assert all(np.isfinite([fit.A, fit.B, fit.E])) and 0 <= fit.alpha <= 4 and 0 <= fit.beta <= 4
+
+
 def test_objective_gradient_matches_finite_differences():
     rng = np.random.default_rng()
     x, y = rng.normal(size=40), rng.normal(size=40)

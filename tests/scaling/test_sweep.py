@@ -8,7 +8,7 @@ import pytest
 from iquest_core.scaling import io
 from iquest_core.scaling.cli import main
 from iquest_core.data.tokenizer import load_tokenizer
-from iquest_core.scaling.sweep import (EVAL_SHARE, SEQ_LEN, Grid, HeldOutLoss, _path_hash, build_corpus, run_name, run_sweep,
+from iquest_core.scaling.sweep import (CHUNK_BYTES, EVAL_SHARE, SEQ_LEN, Grid, HeldOutLoss, _path_hash, _chunks, build_corpus, run_name, run_sweep,
                                        source_files, train_command)
 from iquest_core.train.recipe import load_recipe, model_config
 
@@ -40,6 +40,17 @@ def test_corpus_splits_by_path_hash_caps_bytes_and_skips_unusable_files(tmp_path
     small, _ = build_corpus("python", 3000, (str(tmp_path),))
     size = sum(len(r["text"]) for r in small)
     assert 3000 <= size < 3000 + max(len(r["text"]) for r in small) and len(small) < len(train)
+
+
+def test_files_are_cut_at_line_ends_into_chunks_of_about_chunk_bytes():
+    rng = np.random.default_rng()
+    lines = ["x" * int(n) + "\n" for n in rng.integers(0, 300, 200)] + ["y" * (3 * CHUNK_BYTES) + "\n", "tail"]
+    text = "".join(lines)
+    pieces = _chunks(text)
+    assert "".join(pieces) == text and len(pieces) > 1
+    for piece in pieces:
+        assert piece.endswith("\n") or piece == pieces[-1]
+        assert len(piece) <= CHUNK_BYTES or piece.count("\n") <= 1  # only an overlong line stands alone
 
 
 def test_c_corpus_refuses_cplusplus_headers_and_an_empty_language_is_named(tmp_path):

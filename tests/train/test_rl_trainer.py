@@ -163,3 +163,28 @@ def test_iquest_rl_end_to_end_and_resume(tmp_path, capsys):
 def test_iquest_rl_reports_bad_recipes(tmp_path, capsys):
     assert rl_cli.main(["--recipe", "rl", "--output", str(tmp_path), "--set", "model.vocab_size=64"]) == 2
     assert "vocab_size" in capsys.readouterr().err
+
+
+def test_dynamic_sampling_keeps_only_groups_with_unequal_rewards(monkeypatch):
+    group, rounds = 4, []
+    signal = {t.prompt for t in TASKS[1::2]}  # these tasks' groups get rewards 0, 1, 0, 1; the others all 0.5
+
+    def fake_rollout(model, tasks, task_ids, reward, cfg, generator):
+        rounds.append([tasks[t].prompt in signal for t in task_ids])
+        rewards = torch.tensor([float(i % 2) if tasks[t].prompt in signal else 0.5 for t in task_ids
+                                for i in range(group)], dtype=torch.float64)
+        rows = [t for t in task_ids for _ in range(group)]
+        return rl.Rollout(torch.tensor(rows)[:, None], torch.ones(len(rows), 1, dtype=torch.bool), rewards, rewards,
+                          rows)
+
+    monkeypatch.setattr(rl, "rollout", fake_rollout)
+    cfg = {"group_size": group, "prompts_per_step": 3, "dynamic_sampling_rounds": 50}
+    first, kept = rl._collect(None, TASKS, None, cfg, torch.Generator().manual_seed(0))
+    assert len(first.tasks) == 3 * group  # the first round, unfiltered, for the step's metrics
+    assert len(kept) == 3 and all(k.rewards.std() > 0 and len(set(k.tasks)) == 1 for k in kept)
+    assert all(TASKS[k.tasks[0]].prompt in signal for k in kept)
+    assert sum(map(sum, rounds)) >= 3 > sum(map(sum, rounds[:-1]))  # stops at the round that completes the batch
+    rounds.clear()
+    _, kept = rl._collect(None, TASKS[::2], None, {**cfg, "dynamic_sampling_rounds": 2},
+                          torch.Generator().manual_seed(0))
+    assert kept == [] and len(rounds) == 2  # no signal anywhere: gives up after the allowed rounds

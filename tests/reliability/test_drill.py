@@ -18,7 +18,7 @@ def check_counts(c):
 
 def test_drill_command_meets_the_goals(tmp_path, capsys):
     path = tmp_path / "drill.json"
-    assert iquest(["drill", "--faults", "102", "--clean-steps", "20", "--seed", "3", "--json", str(path),
+    assert iquest(["drill", "--faults", "102", "--clean-steps", "10", "--seed", "3", "--json", str(path),
                    "--no-progress"]) == 0
     report = json.loads(path.read_text())
     sites = report["sites"]
@@ -41,10 +41,10 @@ def test_drill_command_meets_the_goals(tmp_path, capsys):
     recurring = sites["compute_recurring"]
     assert recurring["effective"] > 0 and recurring["missed"] == recurring["effective"]
     assert len(report["missed_faults"]) == recurring["missed"]
-    assert report["false_positives"] == 0 and report["clean_steps"] == 40
+    assert report["false_positives"] == 0 and report["clean_steps"] == 20
     assert [r["threads"] for r in report["clean_runs"]][1] == 2
     out = capsys.readouterr().out
-    assert "compute_recurring" in out and "false positives over clean steps: 0/20" in out
+    assert "compute_recurring" in out and "false positives over clean steps: 0/10" in out
 
 
 def test_with_check_every_n_detection_is_within_n_steps():

@@ -18,12 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from iquest_core.data.shards import public_mode
 from iquest_core.train import humaneval
 
 
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, public_mode())  # mkstemp's file is private; results are read by others
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -4,6 +4,7 @@ sandbox, the CLI's outputs, and generation with a tiny model."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from fractions import Fraction
 from math import comb
@@ -58,6 +59,9 @@ def test_canonical_solutions_all_pass(tmp_path):
     assert summary["pass@1"] == 1.0
     rows = [json.loads(line) for line in (tmp_path / "problems.jsonl").read_text().splitlines()]
     assert len(rows) == 164 and all(r["correct"] == 1 for r in rows)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {(tmp_path / name).stat().st_mode & 0o777 for name in ("summary.json", "samples.jsonl")} == {0o666 & ~umask}
 
 
 def test_wrong_completions_all_fail(tmp_path):

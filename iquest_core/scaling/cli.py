@@ -65,8 +65,9 @@ def _size(text: str) -> tuple[int, int]:
     return int(hidden), int(layers)
 
 
-def sweep_grid(args: argparse.Namespace):
-    """The sweep.Grid of the `sweep` arguments; ValueError naming a malformed list."""
+def sweep_grid(args: argparse.Namespace) -> Grid:
+    """The Grid of the `sweep` arguments; ValueError naming a malformed list."""
+
     def items(name: str, convert):
         try:
             return tuple(convert(s.strip()) for s in getattr(args, name).split(",") if s.strip())
@@ -82,7 +83,7 @@ def sweep_grid(args: argparse.Namespace):
 def add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples for confidence intervals (0: none)")
     parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (sweep: and of every run)")
 
 
 def fit_runs(runs_csv: Path, output: Path, bootstrap: int, confidence: float, seed: int) -> MultilingualLaw:

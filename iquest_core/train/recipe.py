@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
         "compile": False,             # torch.compile each decoder layer
         "activation_checkpointing": False,
         "micro_batch_rows": 0,        # rows per forward on each rank (0: all of the rank's rows at once)
-        "log_every": 1,
+        "plot_every": 10,             # steps between refreshes of OUTPUT/loss.png (and at the last step)
     },
 }
 

@@ -234,7 +234,7 @@ class Trainer:
                 writer.log(record)
                 records.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
-                if (step + 1) % max(1, recipe["train"]["log_every"] * 10) == 0 or step + 1 == recipe["steps"]:
+                if (step + 1) % max(1, recipe["train"]["plot_every"]) == 0 or step + 1 == recipe["steps"]:
                     writer.plot()
             last = step + 1 == recipe["steps"]
             if last or (every and (step + 1) % every == 0):

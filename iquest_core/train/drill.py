@@ -57,7 +57,6 @@ from iquest_core.reliability.state import digests_of, optimizer_tensors
 from iquest_core.train.step import next_token_loss
 
 SITES = ("compute", "compute_recurring", "allreduce", "optimizer", "weights", "checkpoint")
-OUTCOMES = ("detected_before_update", "detected_later", "missed")
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
                       "BOOL": torch.bool}

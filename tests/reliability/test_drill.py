@@ -12,6 +12,7 @@ COUNTS = ("injected", "effective", "masked", "detected_before_update", "detected
 
 
 def check_counts(c):
+    assert set(COUNTS) <= set(c)
     assert c["injected"] == c["effective"] + c["masked"]
     assert c["effective"] == c["detected_before_update"] + c["detected_later"] + c["missed"]
 

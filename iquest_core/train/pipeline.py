@@ -13,7 +13,7 @@ history and the Python standard library. Each stage's output feeds the next:
                 repository's files, with a corrected mistake) and longer rows
     sft         recipe "sft-instruct": chat records (docstring -> function), assistant-only loss,
                 cosine with a low-LR tail, 3-stage curriculum by function length
-    export      the last checkpoint in the Hugging Face layout (+ tokenizer), then a sample completion
+    export      the last checkpoint in the Hugging Face layout (+ tokenizer), then sampled completions
 
     python -m iquest_core.train.pipeline --output runs/codeflow [--scale 1.0]
 
@@ -249,7 +249,8 @@ def run_stage(out: Path, name: str, recipe: str, common: list[str], overrides: l
 
 
 def sample(model_dir: Path, tokenizer_dir: Path) -> None:
-    """Greedy completions from the final model: a chat request and a code prefix."""
+    """Sampled completions (temperature 0.7, top-k 20, seeded) from the final model: a chat request and a
+    code prefix."""
     from iquest_core.data.tokenizer import load_tokenizer
     from iquest_core.model import LoopCoderForCausalLM
 
@@ -262,7 +263,8 @@ def sample(model_dir: Path, tokenizer_dir: Path) -> None:
                "code": tok.encode("def parse_args(argv):\n    parser = argparse.")}
     for kind, ids in prompts.items():
         with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), 80, eos_token_id=end)[0, len(ids):]
+            out = model.generate(torch.tensor([ids]), 80, do_sample=True, temperature=0.7, top_k=20, eos_token_id=end,
+                                 generator=torch.Generator().manual_seed(0))[0, len(ids):]
         print(f"--- sample ({kind}) ---\n{tok.decode(ids)}\033[1m{tok.decode(out.tolist())}\033[0m")
 
 

@@ -30,7 +30,8 @@ def plot_runs(runs: Mapping[str, Mapping[str, np.ndarray]], fits: Mapping[str, P
         if lang in fits:
             f = fits[lang]
             title += f"\nalpha={f.alpha:.3g}  beta={f.beta:.3g}  E={f.E:.3g}"
-        ax.set(xscale="log", yscale="log", xlabel="tokens D", ylabel="loss (nats/token)", title=title)
+        ax.set(xscale="log", yscale="log", xlabel="tokens D", ylabel="loss (nats/token)")
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     fig.savefig(path, dpi=90)
 

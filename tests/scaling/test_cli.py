@@ -95,3 +95,4 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     io.write_atomic(tmp_path / "x.json", "ok")
     assert (tmp_path / "x.json").read_text() == "ok" and len(list(tmp_path.iterdir())) == 1
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644

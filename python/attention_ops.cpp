@@ -73,9 +73,7 @@ std::tuple<Tensor, Tensor> attention_with_lse_cpu(const Tensor& q, const Tensor&
                                                   int64_t k_start, int64_t window, double scale,
                                                   const std::optional<Tensor>& cu_seqlens,
                                                   std::optional<int64_t> max_seqlen, bool out_f32) {
-  check_qkv(q, {{"k", k}, {"v", v}}, cu_seqlens.has_value());
-  check_packing(q, cu_seqlens, max_seqlen);
-  check_scalars(q_start, k_start, window, 0, scale);
+  check_attention_inputs(q, k, v, q_start, k_start, window, scale, cu_seqlens, max_seqlen);
   const HostPacking packing = host_packing(q, cu_seqlens, max_seqlen);
   const Tensor qf = f32(q), kf = f32(k), vf = f32(v);
   Tensor out = at::empty_like(qf), lse_rows = empty_stats(qf);
@@ -90,13 +88,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_with_lse_backward_cpu(
     const Tensor& grad_out, const std::optional<Tensor>& grad_lse, const Tensor& q, const Tensor& k, const Tensor& v,
     const Tensor& out, const Tensor& lse, int64_t q_start, int64_t k_start, int64_t window, double scale,
     const std::optional<Tensor>& cu_seqlens, std::optional<int64_t> max_seqlen, bool grads_f32) {
-  check_qkv(q, {{"k", k}, {"v", v}}, cu_seqlens.has_value());
-  check_packing(q, cu_seqlens, max_seqlen);
-  check_scalars(q_start, k_start, window, 0, scale);
-  check_like_q(grad_out, "grad_out", q);
-  check_like_q(out, "out", q);
-  check_stats(lse, "lse", lse_shape(q), "(B, H, Lq) or packed (H, T)", q);
-  if (grad_lse.has_value()) check_stats(*grad_lse, "grad_lse", lse_shape(q), "like lse", q);
+  check_attention_inputs(q, k, v, q_start, k_start, window, scale, cu_seqlens, max_seqlen);
+  check_attention_saved(grad_out, grad_lse, q, out, lse);
   const HostPacking packing = host_packing(q, cu_seqlens, max_seqlen);
   const Tensor qf = f32(q), kf = f32(k), vf = f32(v), of = f32(out), dof = f32(grad_out);
   const Tensor lse_rows = rows_of_lse(lse);
@@ -112,18 +105,6 @@ std::tuple<Tensor, Tensor, Tensor> attention_with_lse_backward_cpu(
   const int64_t kv_heads = k.size(-2);
   if (grads_f32) return {dq, sum_groups(dk, kv_heads, at::kFloat), sum_groups(dv, kv_heads, at::kFloat)};
   return {dq.to(q.scalar_type()), sum_groups(dk, kv_heads, k.scalar_type()), sum_groups(dv, kv_heads, v.scalar_type())};
-}
-
-void check_loop_inputs(const Tensor& q, const Tensor& k_global, const Tensor& v_global, const Tensor& k_local,
-                       const Tensor& v_local, const Tensor& gate_weight, const Tensor& gate_bias, int64_t window,
-                       double scale, const std::optional<Tensor>& cu_seqlens, std::optional<int64_t> max_seqlen) {
-  const bool packed = cu_seqlens.has_value();
-  check_qkv(q, {{"k_global", k_global}, {"v_global", v_global}, {"k_local", k_local}, {"v_local", v_local}}, packed);
-  TORCH_CHECK_VALUE(packed || k_global.size(1) == q.size(1), "k_global: expected the query length L=", q.size(1),
-                    " in dim 1, got ", k_global.sizes());
-  check_gate(gate_weight, gate_bias, q);
-  check_packing(q, cu_seqlens, max_seqlen);
-  check_scalars(0, 0, window, 1, scale);
 }
 
 using LoopFwdResult = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
@@ -159,14 +140,7 @@ LoopBwdResult loop_attention_backward_cpu(const Tensor& grad_out, const Tensor& 
                                           const std::optional<Tensor>& cu_seqlens, std::optional<int64_t> max_seqlen) {
   check_loop_inputs(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, scale, cu_seqlens,
                     max_seqlen);
-  check_like_q(grad_out, "grad_out", q);
-  const auto rows = row_stats_shape(q);
-  for (const auto& [name, t] : NamedTensors{{"out_global", out_global}, {"out_local", out_local}}) {
-    check_stats(t, name, q.sizes(), "like q", q);
-  }
-  for (const auto& [name, t] : NamedTensors{{"lse_global", lse_global}, {"lse_local", lse_local}, {"gate", gate}}) {
-    check_stats(t, name, rows, "(B, L, H) or packed (T, H)", q);
-  }
+  check_loop_saved(grad_out, q, out_global, out_local, lse_global, lse_local, gate);
   const HostPacking packing = host_packing(q, cu_seqlens, max_seqlen);
   const Tensor qf = f32(q), kgf = f32(k_global), vgf = f32(v_global), klf = f32(k_local), vlf = f32(v_local);
   const Tensor wf = f32(gate_weight), bf = f32(gate_bias), dof = f32(grad_out);

@@ -83,9 +83,7 @@ std::tuple<Tensor, Tensor> attention_with_lse_cuda(const Tensor& q_in, const Ten
                                                    int64_t q_start, int64_t k_start, int64_t window, double scale,
                                                    const std::optional<Tensor>& cu_seqlens,
                                                    std::optional<int64_t> max_seqlen, bool out_f32) {
-  check_qkv(q_in, {{"k", k_in}, {"v", v_in}}, cu_seqlens.has_value());
-  check_packing(q_in, cu_seqlens, max_seqlen);
-  check_scalars(q_start, k_start, window, 0, scale);
+  check_attention_inputs(q_in, k_in, v_in, q_start, k_start, window, scale, cu_seqlens, max_seqlen);
   check_cuda(q_in);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const auto dtype = q_in.scalar_type();
@@ -107,13 +105,8 @@ std::tuple<Tensor, Tensor, Tensor> attention_with_lse_backward_cuda(
     const Tensor& grad_out, const std::optional<Tensor>& grad_lse, const Tensor& q_in, const Tensor& k_in,
     const Tensor& v_in, const Tensor& out_in, const Tensor& lse, int64_t q_start, int64_t k_start, int64_t window,
     double scale, const std::optional<Tensor>& cu_seqlens, std::optional<int64_t> max_seqlen, bool grads_f32) {
-  check_qkv(q_in, {{"k", k_in}, {"v", v_in}}, cu_seqlens.has_value());
-  check_packing(q_in, cu_seqlens, max_seqlen);
-  check_scalars(q_start, k_start, window, 0, scale);
-  check_like_q(grad_out, "grad_out", q_in);
-  check_like_q(out_in, "out", q_in);
-  check_stats(lse, "lse", lse_shape(q_in), "(B, H, Lq) or packed (H, T)", q_in);
-  if (grad_lse.has_value()) check_stats(*grad_lse, "grad_lse", lse_shape(q_in), "like lse", q_in);
+  check_attention_inputs(q_in, k_in, v_in, q_start, k_start, window, scale, cu_seqlens, max_seqlen);
+  check_attention_saved(grad_out, grad_lse, q_in, out_in, lse);
   check_cuda(q_in);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const auto dtype = q_in.scalar_type();
@@ -149,18 +142,6 @@ std::tuple<Tensor, Tensor, Tensor> attention_with_lse_backward_cuda(
   cuda::flash_bwd(p, stream);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {dq, dk, dv};
-}
-
-void check_loop_inputs(const Tensor& q, const Tensor& k_global, const Tensor& v_global, const Tensor& k_local,
-                       const Tensor& v_local, const Tensor& gate_weight, const Tensor& gate_bias, int64_t window,
-                       double scale, const std::optional<Tensor>& cu_seqlens, std::optional<int64_t> max_seqlen) {
-  const bool packed = cu_seqlens.has_value();
-  check_qkv(q, {{"k_global", k_global}, {"v_global", v_global}, {"k_local", k_local}, {"v_local", v_local}}, packed);
-  TORCH_CHECK_VALUE(packed || k_global.size(1) == q.size(1), "k_global: expected the query length L=", q.size(1),
-                    " in dim 1, got ", k_global.sizes());
-  check_gate(gate_weight, gate_bias, q);
-  check_packing(q, cu_seqlens, max_seqlen);
-  check_scalars(0, 0, window, 1, scale);
 }
 
 using LoopFwdResult = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
@@ -206,15 +187,7 @@ LoopBwdResult loop_attention_backward_cuda(const Tensor& grad_out, const Tensor&
                                            const std::optional<Tensor>& cu_seqlens, std::optional<int64_t> max_seqlen) {
   check_loop_inputs(q_in, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, scale, cu_seqlens,
                     max_seqlen);
-  check_like_q(grad_out, "grad_out", q_in);
-  const auto rows = row_stats_shape(q_in);
-  for (const auto& [name, t] : NamedTensors{{"out_global", out_global_in}, {"out_local", out_local_in}}) {
-    check_stats(t, name, q_in.sizes(), "like q", q_in);
-  }
-  for (const auto& [name, t] :
-       NamedTensors{{"lse_global", lse_global_in}, {"lse_local", lse_local_in}, {"gate", gate_in}}) {
-    check_stats(t, name, rows, "(B, L, H) or packed (T, H)", q_in);
-  }
+  check_loop_saved(grad_out, q_in, out_global_in, out_local_in, lse_global_in, lse_local_in, gate_in);
   check_cuda(q_in);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const auto dtype = q_in.scalar_type();

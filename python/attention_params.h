@@ -111,6 +111,51 @@ inline std::vector<int64_t> lse_shape(const Tensor& q) {
 inline std::vector<int64_t> row_stats_shape(const Tensor& q) { return q.sizes().slice(0, q.dim() - 1).vec(); }
 
 // ---------------------------------------------------------------------------------------------
+// The checks of each op (device-independent)
+
+inline void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start, int64_t k_start,
+                                   int64_t window, double scale, const std::optional<Tensor>& cu_seqlens,
+                                   std::optional<int64_t> max_seqlen) {
+  check_qkv(q, {{"k", k}, {"v", v}}, cu_seqlens.has_value());
+  check_packing(q, cu_seqlens, max_seqlen);
+  check_scalars(q_start, k_start, window, 0, scale);
+}
+
+// attention_with_lse_backward's gradients and saved forward results.
+inline void check_attention_saved(const Tensor& grad_out, const std::optional<Tensor>& grad_lse, const Tensor& q,
+                                  const Tensor& out, const Tensor& lse) {
+  check_like_q(grad_out, "grad_out", q);
+  check_like_q(out, "out", q);
+  check_stats(lse, "lse", lse_shape(q), "(B, H, Lq) or packed (H, T)", q);
+  if (grad_lse.has_value()) check_stats(*grad_lse, "grad_lse", lse_shape(q), "like lse", q);
+}
+
+inline void check_loop_inputs(const Tensor& q, const Tensor& k_global, const Tensor& v_global, const Tensor& k_local,
+                              const Tensor& v_local, const Tensor& gate_weight, const Tensor& gate_bias, int64_t window,
+                              double scale, const std::optional<Tensor>& cu_seqlens, std::optional<int64_t> max_seqlen) {
+  const bool packed = cu_seqlens.has_value();
+  check_qkv(q, {{"k_global", k_global}, {"v_global", v_global}, {"k_local", k_local}, {"v_local", v_local}}, packed);
+  TORCH_CHECK_VALUE(packed || k_global.size(1) == q.size(1), "k_global: expected the query length L=", q.size(1),
+                    " in dim 1, got ", k_global.sizes());
+  check_gate(gate_weight, gate_bias, q);
+  check_packing(q, cu_seqlens, max_seqlen);
+  check_scalars(0, 0, window, 1, scale);
+}
+
+// loop_attention_backward's output gradient and saved forward results (float32 branch outputs and rows).
+inline void check_loop_saved(const Tensor& grad_out, const Tensor& q, const Tensor& out_global, const Tensor& out_local,
+                             const Tensor& lse_global, const Tensor& lse_local, const Tensor& gate) {
+  check_like_q(grad_out, "grad_out", q);
+  for (const auto& [name, t] : NamedTensors{{"out_global", out_global}, {"out_local", out_local}}) {
+    check_stats(t, name, q.sizes(), "like q", q);
+  }
+  const auto rows = row_stats_shape(q);
+  for (const auto& [name, t] : NamedTensors{{"lse_global", lse_global}, {"lse_local", lse_local}, {"gate", gate}}) {
+    check_stats(t, name, rows, "(B, L, H) or packed (T, H)", q);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Outputs and layouts
 
 // Statistics (tokens..., H) float32 of q (tokens..., H, D).

@@ -14,8 +14,20 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 export PATH="$PWD/.venv/bin:$PATH"
-pip install -q --disable-pip-version-check "setuptools==80.9.0" "wheel==0.45.1" "ninja==1.13.2" "torch==2.14.1"
-# CUTLASS/CuTe headers for the CUDA kernels (a build requirement only; its own dependencies are not needed).
-pip install -q --disable-pip-version-check --no-deps "nvidia-cutlass==4.2.0.0"
-pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"
+# -qq: errors only (a machine's pip configuration may name index or wheel folders that do not exist; pip
+# warns about each one on every call).
+PIP=(pip install -qq --disable-pip-version-check)
+"${PIP[@]}" "setuptools==80.9.0" "wheel==0.45.1" "ninja==1.13.2" "torch==2.14.1"
+# CUTLASS/CuTe headers for the CUDA kernels: a build requirement only, whose own dependencies are not
+# needed. Kept in .venv/cutlass, outside site-packages and without its dist-info, so that pip does not
+# count it as installed and never reports those dependencies as missing; the build finds it through
+# PYTHONPATH.
+if [ ! -d .venv/cutlass/cutlass_library ]; then
+  "${PIP[@]}" --no-deps --target .venv/cutlass "nvidia-cutlass==4.2.0.0"
+fi
+rm -rf .venv/cutlass/*.dist-info
+if pip show -qq nvidia-cutlass >/dev/null 2>&1; then  # put into site-packages by earlier set-ups
+  pip uninstall -qq -y nvidia-cutlass
+fi
+PYTHONPATH="$PWD/.venv/cutlass${PYTHONPATH:+:$PYTHONPATH}" "${PIP[@]}" --no-build-isolation -e ".[test]"
 python -c "import iquest_core, torch; print('iquest_core', iquest_core.__version__, 'built against torch', torch.__version__)"

@@ -35,7 +35,7 @@ def fingerprint(t: torch.Tensor) -> torch.Tensor:
     autograd history and requires_grad are ignored. Any dense dtype (floats, float8, ints, bool, complex).
     """
     _check("t", t)
-    return _OP([t])[0]
+    return fingerprint_many([t])[0]  # the CUDA device self-check there covers single tensors too
 
 
 def fingerprint_many(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

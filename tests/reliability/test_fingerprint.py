@@ -220,3 +220,12 @@ def test_first_cuda_use_self_checks_the_kernel():
     t = torch.randn(4, device="cuda")
     fingerprint_many([t])
     assert module._VERIFIED_DEVICES == {t.device}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_fingerprint_of_one_tensor_self_checks_the_device(monkeypatch):
+    from iquest_core.ops import fingerprint as ops_fingerprint
+    monkeypatch.setattr(ops_fingerprint, "_VERIFIED_DEVICES", set())
+    fingerprint(torch.randn(5, device="cuda"))
+    assert ops_fingerprint._VERIFIED_DEVICES == {torch.device("cuda", torch.cuda.current_device())}

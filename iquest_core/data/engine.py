@@ -9,18 +9,16 @@ workers run torch with one intra-op thread each (so kernels run inline: no OpenM
 child, and no oversubscription); Ray tasks take one CPU each (Ray then gives them one OpenMP thread). The Ray engine
 joins the running Ray session, else connects to `address` (None: a new local Ray instance).
 
-Jobs write their outputs with `write_jsonl` (temporary file, then rename: a failed job leaves no
+Jobs write their outputs with `iquest_core.atomic_io.write_jsonl` (temporary file, then rename: a failed job leaves no
 truncated output).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -104,21 +102,4 @@ def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
         raise ValueError(f"size: expected an int >= 1, got {size!r}")
     return [items[i:i + size] for i in range(0, len(items), size)]
 
-
-def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Write records as JSON lines to `path` through a temporary file renamed at the end (nothing, not even
-    a truncated file, is left at `path` if writing fails); returns the number of records."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    count = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
 

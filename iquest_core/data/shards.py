@@ -17,37 +17,16 @@ index.json is complete. Documents keep their input order: shard by shard, then w
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
+
+from iquest_core.atomic_io import atomic_path, write_atomic
 
 FORMAT = "iquest-token-shards"
 VERSION = 1
 INDEX = "index.json"
-
-
-def public_mode(directory: bool = False) -> int:
-    """The permissions open() / mkdir() would give (mkstemp and mkdtemp make private files)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return (0o777 if directory else 0o666) & ~umask
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """write(handle) into a temporary file next to `path`, then rename it to `path` (removed on failure)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, public_mode())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def write_shard(directory: str | Path, name: str, documents: Sequence[Sequence[int]]) -> dict:
@@ -62,8 +41,10 @@ def write_shard(directory: str | Path, name: str, documents: Sequence[Sequence[i
         if values.size and (values.min() < 0 or values.max() >= 2**32):
             raise ValueError(f"documents: token ids must fit uint32, got range [{values.min()}, {values.max()}]")
         tokens[start:end] = values
-    _atomic_write(directory / f"{name}.tokens.npy", lambda handle: np.save(handle, tokens))
-    _atomic_write(directory / f"{name}.offsets.npy", lambda handle: np.save(handle, offsets))
+    with atomic_path(directory / f"{name}.tokens.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, tokens)
+    with atomic_path(directory / f"{name}.offsets.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, offsets)
     return {"name": name, "num_documents": len(documents), "num_tokens": int(offsets[-1])}
 
 
@@ -73,7 +54,7 @@ def write_index(directory: str | Path, shards: Sequence[dict], *, vocab_size: in
     index = {"format": FORMAT, "version": VERSION, "dtype": "uint32", "vocab_size": int(vocab_size),
              "num_documents": sum(s["num_documents"] for s in shards),
              "num_tokens": sum(s["num_tokens"] for s in shards), "shards": list(shards)}
-    _atomic_write(directory / INDEX, lambda handle: handle.write(json.dumps(index, indent=1).encode()))
+    write_atomic(directory / INDEX, json.dumps(index, indent=1))
 
 
 class TokenShards:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from iquest_core.atomic_io import atomic_path
 from iquest_core.reliability.errors import SilentDataCorruptionError
 from iquest_core.reliability.fingerprint import digest_hex, fingerprint
 from iquest_core.reliability.state import fingerprint_named
@@ -50,17 +50,10 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     metadata = {"format": FORMAT, "fingerprints": json.dumps(digests), "step": json.dumps(step),
                 "optimizer": json.dumps(optimizer_rest)}
     metadata["metadata_fingerprint"] = _metadata_digest(metadata)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _metadata_digest(metadata: dict[str, str]) -> str:

@@ -11,31 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from iquest_core.atomic_io import write_atomic
 from iquest_core.scaling.fit import PowerLawFit
 from iquest_core.scaling.law import MultilingualLaw
 
 RUN_COLUMNS = ("language", "params", "tokens", "loss")
-
-
-def write_atomic(path: str | Path, text: str | bytes) -> None:
-    """Write text (str as UTF-8) or bytes to path (mode 0644) through a temporary file in the same folder."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode() if isinstance(text, str) else text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def read_runs(path: str | Path) -> dict[str, dict[str, np.ndarray]]:

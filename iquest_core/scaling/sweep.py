@@ -36,8 +36,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from iquest_core.atomic_io import write_atomic, write_jsonl
 from iquest_core.data.tokenizer import load_tokenizer, train_tokenizer
-from iquest_core.scaling.io import RUN_COLUMNS, write_atomic, write_runs
+from iquest_core.scaling.io import RUN_COLUMNS, write_runs
 from iquest_core.train.checkpoint import checkpoints
 from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.loader import EOS
@@ -194,10 +195,6 @@ def build_corpus(language: str, corpus_bytes: int, roots: tuple[str, ...] | None
     return train, held_out
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
-
-
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -212,8 +209,8 @@ def prepare_data(output: Path, grid: Grid) -> dict[str, tuple[Path, Path]]:
         train_path, eval_path = data / f"{lang}.train.jsonl", data / f"{lang}.eval.jsonl"
         if not (train_path.is_file() and eval_path.is_file()):
             train, held_out = build_corpus(lang, grid.corpus_bytes)
-            _write_jsonl(eval_path, held_out)
-            _write_jsonl(train_path, train)
+            write_jsonl(eval_path, held_out)
+            write_jsonl(train_path, train)
         paths[lang] = (train_path, eval_path)
     tokenizer_dir = output / "tokenizer"
     if not (tokenizer_dir / "tokenizer.json").is_file():

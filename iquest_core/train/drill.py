@@ -46,6 +46,7 @@ from safetensors.torch import load as safetensors_load
 from tqdm import tqdm
 
 import iquest_core
+from iquest_core.atomic_io import write_atomic
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.reliability.checkpoint import load_checkpoint, save_checkpoint
 from iquest_core.reliability.errors import SilentDataCorruptionError
@@ -579,10 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.overhead_rounds:
         report["overhead"] = measure_overhead(args.overhead_rounds)
     print(format_table(report))
-    tmp = f"{args.json}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, args.json)
+    write_atomic(args.json, json.dumps(report, indent=2))
     print(f"report written to {args.json}")
     return 0
 

@@ -12,26 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from iquest_core.data.shards import public_mode
+from iquest_core.atomic_io import write_atomic
 from iquest_core.train import humaneval
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, public_mode())  # mkstemp's file is private; results are read by others
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _jsonl(rows) -> str:
@@ -119,10 +105,10 @@ def humaneval_main(args) -> dict:
     rows, summary = humaneval.summarize(samples, verdicts, args.k)
     summary["seconds"] = round(time.monotonic() - start, 2)
     args.output.mkdir(parents=True, exist_ok=True)
-    _atomic_write(args.output / "samples.jsonl", _jsonl(
+    write_atomic(args.output / "samples.jsonl", _jsonl(
         {**s, "status": v.status, "passed": v.passed, "stderr": v.stderr[-2000:]} for s, v in zip(samples, verdicts)))
-    _atomic_write(args.output / "problems.jsonl", _jsonl(rows))
-    _atomic_write(args.output / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(args.output / "problems.jsonl", _jsonl(rows))
+    write_atomic(args.output / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -12,9 +12,9 @@ the file holds exactly one line per step whatever the interruptions.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from iquest_core.atomic_io import atomic_path, write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
@@ -39,7 +39,7 @@ class MetricsWriter:
         self.records = read_metrics(self.directory)
         if truncate_after is not None:
             self.records = [r for r in self.records if r["step"] <= truncate_after]
-            _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
     def log(self, record: dict) -> None:
         """Append one record (needs "step" and "loss"); flushed at once."""
@@ -67,15 +67,11 @@ class MetricsWriter:
         ax.set_title(self.title or str(self.directory))
         fig.tight_layout()
         target = self.directory / PLOT_FILE
-        fd, tmp = tempfile.mkstemp(prefix=".loss.", suffix=".png", dir=self.directory)
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=90)
-            os.replace(tmp, target)
+            with atomic_path(target, suffix=".png") as tmp:
+                fig.savefig(tmp, dpi=90)
         finally:
             plt.close(fig)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return target
 
 
@@ -98,10 +94,3 @@ def plot_stages(stages: list[tuple[str, list[dict]]], path: str | Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 import iquest_core
+from iquest_core.atomic_io import write_jsonl
 from iquest_core.train.metrics import plot_stages, read_metrics
 from iquest_core.train.recipe import load_recipe
 from iquest_core.train.trainer import train
@@ -65,13 +66,6 @@ def repo_root() -> Path | None:
     return Path(out)
 
 
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    tmp.replace(path)
-    return path
-
-
 def collect_corpus(out: Path, scale: float) -> tuple[Path, Path]:
     """corpus/repo.jsonl (the repository's tracked text files, or the package's files outside a checkout)
     and corpus/stdlib.jsonl (standard-library modules, largest first up to a byte budget)."""
@@ -97,7 +91,10 @@ def collect_corpus(out: Path, scale: float) -> tuple[Path, Path]:
     (out / "corpus").mkdir(parents=True, exist_ok=True)
     print(f"{len(repo)} repository files ({sum(len(r['content']) for r in repo):,} chars), {len(stdlib)} stdlib "
           f"modules ({sum(len(r['content']) for r in stdlib):,} chars) from {stdlib_dir}")
-    return write_jsonl(out / "corpus" / "repo.jsonl", repo), write_jsonl(out / "corpus" / "stdlib.jsonl", stdlib)
+    paths = out / "corpus" / "repo.jsonl", out / "corpus" / "stdlib.jsonl"
+    write_jsonl(paths[0], repo)
+    write_jsonl(paths[1], stdlib)
+    return paths
 
 
 def data_job(*argv: str) -> None:
@@ -221,7 +218,10 @@ def build_chat_data(out: Path, docs: dict[str, Path]) -> tuple[Path, Path]:
     rng.shuffle(agent)
     rng.shuffle(sft)
     print(f"{len(functions)} documented functions -> {len(agent)} agent trajectories, {len(sft)} SFT records")
-    return write_jsonl(out / "data" / "agent.jsonl", agent), write_jsonl(out / "data" / "sft.jsonl", sft)
+    paths = out / "data" / "agent.jsonl", out / "data" / "sft.jsonl"
+    write_jsonl(paths[0], agent)
+    write_jsonl(paths[1], sft)
+    return paths
 
 
 def sources(*specs: tuple[Path, float]) -> str:

@@ -17,11 +17,6 @@ from tests.data.conftest import FILES, STDLIB
 REPO = Path(__file__).resolve().parents[2]
 
 
-def failing_records():
-    yield {"a": 1}
-    raise RuntimeError("disk full")
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_local_results_in_shard_order(workers):
     shards = [list(range(n, 0, -1)) for n in (5, 0, 3, 8, 1)]
@@ -46,16 +41,6 @@ def test_chunks():
     assert engine.chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
     with pytest.raises(ValueError, match="^size:"):
         engine.chunks([1], 0)
-
-
-def test_write_jsonl_is_atomic(tmp_path):
-    out = tmp_path / "sub" / "out.jsonl"
-    assert engine.write_jsonl(out, [{"x": "é"}, {"y": [1]}]) == 2
-    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'
-    with pytest.raises(RuntimeError, match="disk full"):
-        engine.write_jsonl(out, failing_records())
-    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'  # the old output survives whole
-    assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]
 
 
 def test_data_cli_help_and_unknown_command(capsys):

@@ -20,9 +20,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from iquest_core.atomic_io import public_mode
 from iquest_core.data.engine import chunks, map_shards
 from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main
-from iquest_core.data.shards import public_mode, write_index, write_shard
+from iquest_core.data.shards import write_index, write_shard
 from iquest_core.data.sources import Document, Skipped
 from iquest_core.data.tokenizer import EOS_TOKEN, CodeTokenizer, load_tokenizer
 

@@ -1,0 +1,42 @@
+import os
+
+import pytest
+
+from iquest_core.atomic_io import atomic_path, public_mode, write_atomic, write_jsonl
+
+
+def failing_records():
+    yield {"a": 1}
+    raise RuntimeError("disk full")
+
+
+def test_write_jsonl_is_atomic(tmp_path):
+    out = tmp_path / "sub" / "out.jsonl"
+    assert write_jsonl(out, [{"x": "é"}, {"y": [1]}]) == 2
+    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_jsonl(out, failing_records())
+    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'  # the old output survives whole
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]
+
+
+def test_write_atomic_text_bytes_and_permissions(tmp_path):
+    write_atomic(tmp_path / "a.txt", "é")
+    write_atomic(tmp_path / "b.bin", b"\x00\xff")
+    assert (tmp_path / "a.txt").read_bytes() == "é".encode() and (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+    for name in ("a.txt", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == public_mode() != 0o600
+    with pytest.raises(TypeError, match="^data:"):
+        write_atomic(tmp_path / "c.txt", 42)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]
+
+
+def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "t.png"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError):
+        with atomic_path(target, suffix=".png") as tmp:
+            assert tmp.parent == tmp_path and tmp.suffix == ".png" and tmp.exists()
+            tmp.write_bytes(b"half")
+            raise OSError("device full")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["t.png"]

@@ -54,8 +54,12 @@ DEFAULTS: dict[str, Any] = {
     # "wsd" (warm-up, stable, decay over the last decay_fraction), "constant".
     "schedule": {"kind": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1, "tail_fraction": 0.0,
                  "decay_fraction": 0.2},
-    "parallel": {"dp": 0, "cp": 1},   # dp 0: world size / cp
-    "guard": {"check_every": 0},      # SDC guard replay + cross-replica check every N steps (0: off)
+    # dp 0: world size / cp. replicate R: HSDP, dp = R replica groups x dp / R shards (parameters sharded
+    # over dp / R x cp ranks, replicated R times); R = 1 is plain FSDP over dp x cp.
+    "parallel": {"dp": 0, "cp": 1, "replicate": 1},
+    # SDC guard (0: off): fingerprints and cross-replica checks every step (the cross-replica check needs
+    # parallel.replicate >= 2 or several simulated replicas), a replay of the last N steps every N steps.
+    "guard": {"check_every": 0},
     "train": {
         "dtype": "auto",              # "auto": bfloat16 on CUDA, float32 on CPU; or "float32" / "bfloat16"
         "compile": False,             # torch.compile each decoder layer
@@ -209,8 +213,12 @@ def validate(recipe: dict[str, Any]) -> None:
         raise RecipeError(f"model.attn_implementation: expected fused or reference, got "
                           f"{recipe['model']['attn_implementation']!r}")
     parallel = recipe["parallel"]
-    if parallel["cp"] < 1 or parallel["dp"] < 0:
-        raise RecipeError(f"parallel: expected cp >= 1 and dp >= 0, got {parallel}")
+    if parallel["cp"] < 1 or parallel["dp"] < 0 or parallel["replicate"] < 1:
+        raise RecipeError(f"parallel: expected cp >= 1, dp >= 0 and replicate >= 1, got {parallel}")
+    if parallel["dp"] and parallel["dp"] % parallel["replicate"]:
+        raise RecipeError(f"parallel.replicate: expected a divisor of dp={parallel['dp']}, got {parallel['replicate']}")
+    if recipe["guard"]["check_every"] < 0:
+        raise RecipeError(f"guard.check_every: expected >= 0, got {recipe['guard']['check_every']}")
     if parallel["cp"] > 1 and data["document_mask"]:
         raise RecipeError("parallel.cp > 1 needs data.document_mask = false (ring attention runs whole rows)")
 

@@ -84,14 +84,14 @@ class Trainer:
         self.dp = par["dp"] or max(1, self.world.size // self.cp)
         if self.dp * self.cp != self.world.size:
             raise RecipeError(f"parallel: dp={self.dp} x cp={self.cp} does not match the world size {self.world.size}")
+        self.replicate = par["replicate"]
+        if self.dp % self.replicate:
+            raise RecipeError(f"parallel.replicate: expected a divisor of dp={self.dp}, got {self.replicate}")
         self.rows_per_step = recipe["batch_tokens"] // recipe["seq_len"]
         if self.rows_per_step % self.dp:
             raise RecipeError(f"batch_tokens: {self.rows_per_step} rows per step cannot be split over dp={self.dp}")
         if self.cp > 1 and recipe["seq_len"] % (2 * self.cp):
             raise RecipeError(f"seq_len: expected a multiple of 2 * cp = {2 * self.cp}, got {recipe['seq_len']}")
-        if recipe["guard"]["check_every"] and self.world.size > 1:
-            raise RecipeError("guard.check_every: the SDC guard compares whole replicas; with FSDP over "
-                              f"{self.world.size} ranks every rank holds other shards (run it with one process)")
         self.config = model_config(recipe)
         if recipe["seq_len"] > self.config.max_position_embeddings:
             raise RecipeError(f"seq_len: {recipe['seq_len']} exceeds model.max_position_embeddings="
@@ -128,9 +128,9 @@ class Trainer:
         dtype = _dtype(recipe, device)
         self.mesh = None
         if self.world.launched:
-            self.mesh = build_mesh(self.dp, self.cp, device)
+            self.mesh = build_mesh(self.dp, self.cp, device, replicate=self.replicate)
             if self.cp > 1:
-                apply_cp(model, self.mesh["cp"].get_group())
+                apply_cp(model, self.mesh.dp_cp["cp"].get_group())
             shard_model(model, self.mesh, param_dtype=dtype if dtype != torch.float32 else None)
         elif dtype != torch.float32:
             model.to(dtype)
@@ -141,8 +141,8 @@ class Trainer:
         self.model = model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=(optim["beta1"], optim["beta2"]),
                                            eps=optim["eps"], weight_decay=optim["weight_decay"])
-        self.cp_group = self.mesh["cp"].get_group() if self.cp > 1 else None
-        self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
+        self.cp_group = self.mesh.dp_cp["cp"].get_group() if self.cp > 1 else None
+        self.dp_rank = self.mesh.dp_cp["dp"].get_local_rank() if self.mesh is not None else 0
         self.guard: SDCGuard | None = None  # made by run(), after a resumed state is loaded
 
     # -- one step ----------------------------------------------------------------------------------
@@ -198,7 +198,8 @@ class Trainer:
     def trainer_state(self) -> dict[str, Any]:
         return {"loader": self.loader.state_dict(), "stage": self.recipe["stage"],
                 "model_config": self.config.to_dict(),
-                "tokenizer": str(self.tokenizer_dir.resolve()) if self.tokenizer_dir else None, "world": {"dp": self.dp, "cp": self.cp}}
+                "tokenizer": str(self.tokenizer_dir.resolve()) if self.tokenizer_dir else None,
+                "world": {"dp": self.dp, "cp": self.cp, "replicate": self.replicate}}
 
     def run(self) -> list[dict[str, Any]]:
         """Train to the last step; returns the metrics records of this process's run (rank 0; [] elsewhere)."""

@@ -1,10 +1,11 @@
-"""FSDP2 over gloo ranks: dp=2 and dp=2 x cp=2 train the same global batches as one process and end at
-the same losses and parameters (1e-5)."""
+"""FSDP2 over gloo ranks: dp=2, dp=2 x cp=2 and HSDP (dp=2 as 2 replicas) train the same global batches
+as one process and end at the same losses and parameters (1e-5)."""
 
 import shutil
 
 import pytest
 import torch
+from torch.distributed.tensor import Replicate, Shard
 
 from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.trainer import Trainer, train
@@ -40,6 +41,21 @@ def test_dp2_equals_dp1(tmp_path):
     train(recipe, tmp_path / "dp1")
     spawn(2, _train, recipe, tmp_path / "dp2")
     _compare(tmp_path / "dp1", tmp_path / "dp2")
+
+
+def _train_hsdp(recipe, output):
+    trainer = Trainer(recipe, output)
+    for p in trainer.model.parameters():  # replicated over the replicate dim, sharded over the other
+        assert p.device_mesh.mesh_dim_names == ("replicate", "shard_cp") and p.placements == (Replicate(), Shard(0))
+    trainer.run()
+
+
+def test_dp2_hsdp_replicate2_equals_dp1(tmp_path):
+    torch.set_num_threads(1)
+    recipe = small_recipe("seed=13", *LR)
+    train(recipe, tmp_path / "dp1")
+    spawn(2, _train_hsdp, small_recipe("seed=13", *LR, "parallel.replicate=2"), tmp_path / "hsdp")
+    _compare(tmp_path / "dp1", tmp_path / "hsdp")
 
 
 def test_dp2_cp2_equals_dp1(tmp_path):

@@ -50,6 +50,18 @@ def test_bad_recipe_names_and_values():
         load_recipe("tiny", ["steps=3"])
     with pytest.raises(RecipeError, match=r"data.sources\[0\].kind"):
         load_recipe("tiny", ['data.sources=[{path="x", kind="parquet"}]'])
+    with pytest.raises(RecipeError, match=r"parallel.replicate: expected a divisor of dp=3, got 2"):
+        load_recipe("tiny", ["parallel.dp=3", "parallel.replicate=2"])
+    with pytest.raises(RecipeError, match="replicate >= 1"):
+        load_recipe("tiny", ["parallel.replicate=0"])
+    with pytest.raises(RecipeError, match="guard.check_every"):
+        load_recipe("tiny", ["guard.check_every=-1"])
+
+
+def test_hsdp_replicate_is_a_parallel_key():
+    assert load_recipe("tiny")["parallel"]["replicate"] == 1
+    assert load_recipe("tiny", ["parallel.dp=4", "parallel.replicate=2"])["parallel"] == {"dp": 4, "cp": 1,
+                                                                                         "replicate": 2}
 
 
 def test_a_toml_file_recipe(tmp_path):

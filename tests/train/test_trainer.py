@@ -13,6 +13,7 @@ from iquest_core.train import checkpoint
 from iquest_core.train.cli import main as train_main
 from iquest_core.train.export import export, load_checkpoint_model
 from iquest_core.train.metrics import read_metrics
+from iquest_core.train.recipe import RecipeError
 from iquest_core.train.trainer import Trainer, train
 
 from .helpers import SMALL, losses, small_recipe
@@ -76,6 +77,12 @@ def test_a_checkpoint_of_another_model_shape_is_named_and_nothing_changes(tmp_pa
     with pytest.raises(checkpoint.CheckpointShapeError, match=r"hidden_size \(checkpoint 32, recipe 48\)"):
         train(small_recipe("steps=3", "model.hidden_size=48"), tmp_path, resume=True)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_replicate_must_divide_the_resolved_dp(tmp_path):
+    with pytest.raises(RecipeError, match="parallel.replicate: expected a divisor of dp=1, got 2"):
+        Trainer(small_recipe("parallel.replicate=2"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_errors_name_the_key_or_path(tmp_path, capsys):

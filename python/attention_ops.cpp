@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include "attention_params.h"
+#include "op_signatures.h"
 
 namespace iquest {
 namespace {
@@ -173,19 +174,11 @@ LoopBwdResult loop_attention_backward_cpu(const Tensor& grad_out, const Tensor& 
 }  // namespace
 
 TORCH_LIBRARY(iquest, m) {
-  m.def("attention_with_lse(Tensor q, Tensor k, Tensor v, int q_start, int k_start, int window, float scale, "
-        "Tensor? cu_seqlens=None, int? max_seqlen=None, bool out_f32=False) -> (Tensor out, Tensor lse)");
-  m.def("attention_with_lse_backward(Tensor grad_out, Tensor? grad_lse, Tensor q, Tensor k, Tensor v, Tensor out, "
-        "Tensor lse, int q_start, int k_start, int window, float scale, Tensor? cu_seqlens=None, "
-        "int? max_seqlen=None, bool grads_f32=False) -> (Tensor dq, Tensor dk, Tensor dv)");
-  m.def("loop_attention(Tensor q, Tensor k_global, Tensor v_global, Tensor k_local, Tensor v_local, "
-        "Tensor gate_weight, Tensor gate_bias, int window, float scale, Tensor? cu_seqlens, int? max_seqlen) "
-        "-> (Tensor out, Tensor out_global, Tensor out_local, Tensor lse_global, Tensor lse_local, Tensor gate)");
-  m.def("loop_attention_backward(Tensor grad_out, Tensor q, Tensor k_global, Tensor v_global, Tensor k_local, "
-        "Tensor v_local, Tensor gate_weight, Tensor gate_bias, Tensor out_global, Tensor out_local, "
-        "Tensor lse_global, Tensor lse_local, Tensor gate, int window, float scale, Tensor? cu_seqlens, "
-        "int? max_seqlen) -> (Tensor dq, Tensor dk_global, Tensor dv_global, Tensor dk_local, Tensor dv_local, "
-        "Tensor d_gate_weight, Tensor d_gate_bias)");
+  using signatures::schema;
+  m.def(schema("attention_with_lse", signatures::kAttentionWithLse).c_str());
+  m.def(schema("attention_with_lse_backward", signatures::kAttentionWithLseBackward).c_str());
+  m.def(schema("loop_attention", signatures::kLoopAttention).c_str());
+  m.def(schema("loop_attention_backward", signatures::kLoopAttentionBackward).c_str());
 }
 
 TORCH_LIBRARY_IMPL(iquest, CPU, m) {

@@ -1,5 +1,5 @@
-// CUDA implementations of the attention ops (schemas in attention_ops.cpp): the device-independent
-// checks of attention_params.h, what only the CUDA kernels require, output allocation, one
+// CUDA kernels of the attention ops, registered as the ops <op>_cuda_unchecked (op_signatures.h): the
+// device-independent checks of attention_params.h, what only the CUDA kernels require, output allocation, one
 // AttentionParams for the kernels of csrc/loop_attention/cuda, launch on the current stream. Output
 // shapes and dtypes are those of the CPU implementations and the fake implementations in iquest_core/ops.
 //
@@ -17,6 +17,7 @@
 
 #include "../csrc/loop_attention/cuda/flash_params.h"
 #include "attention_params.h"
+#include "op_signatures.h"
 
 namespace iquest {
 namespace {
@@ -248,11 +249,23 @@ LoopBwdResult loop_attention_backward_cuda(const Tensor& grad_out, const Tensor&
 
 }  // namespace
 
+// Ops of their own (see op_signatures.h): the public ops' CUDA implementation, registered from Python,
+// self-checks these kernels on first use and then calls them.
+TORCH_LIBRARY_FRAGMENT(iquest, m) {
+  using signatures::cuda_unchecked;
+  using signatures::schema;
+  m.def(schema(cuda_unchecked("attention_with_lse"), signatures::kAttentionWithLse).c_str());
+  m.def(schema(cuda_unchecked("attention_with_lse_backward"), signatures::kAttentionWithLseBackward).c_str());
+  m.def(schema(cuda_unchecked("loop_attention"), signatures::kLoopAttention).c_str());
+  m.def(schema(cuda_unchecked("loop_attention_backward"), signatures::kLoopAttentionBackward).c_str());
+}
+
 TORCH_LIBRARY_IMPL(iquest, CUDA, m) {
-  m.impl("attention_with_lse", &attention_with_lse_cuda);
-  m.impl("attention_with_lse_backward", &attention_with_lse_backward_cuda);
-  m.impl("loop_attention", &loop_attention_cuda);
-  m.impl("loop_attention_backward", &loop_attention_backward_cuda);
+  using signatures::cuda_unchecked;
+  m.impl(cuda_unchecked("attention_with_lse").c_str(), &attention_with_lse_cuda);
+  m.impl(cuda_unchecked("attention_with_lse_backward").c_str(), &attention_with_lse_backward_cuda);
+  m.impl(cuda_unchecked("loop_attention").c_str(), &loop_attention_cuda);
+  m.impl(cuda_unchecked("loop_attention_backward").c_str(), &loop_attention_backward_cuda);
 }
 
 }  // namespace iquest

@@ -1,5 +1,6 @@
-// CUDA implementation of iquest::fingerprint_many (schema: fingerprint_ops.cpp): one upload of the
-// segment and block tables, one kernel launch for all tensors, (n, 2) int64 digests on the device.
+// CUDA kernel of iquest::fingerprint_many, registered as the op fingerprint_many_cuda_unchecked
+// (op_signatures.h): one upload of the segment and block tables, one kernel launch for all tensors,
+// (n, 2) int64 digests on the device.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -10,6 +11,7 @@
 
 #include "../csrc/fingerprint/fingerprint.h"
 #include "fingerprint_segments.h"
+#include "op_signatures.h"
 
 namespace iquest {
 namespace {
@@ -56,8 +58,12 @@ at::Tensor fingerprint_many_cuda(at::TensorList tensors) {
 
 }  // namespace
 
+TORCH_LIBRARY_FRAGMENT(iquest, m) {
+  m.def(signatures::schema(signatures::cuda_unchecked("fingerprint_many"), signatures::kFingerprintMany).c_str());
+}
+
 TORCH_LIBRARY_IMPL(iquest, CUDA, m) {
-  m.impl("fingerprint_many", &fingerprint_many_cuda);
+  m.impl(signatures::cuda_unchecked("fingerprint_many").c_str(), &fingerprint_many_cuda);
 }
 
 }  // namespace iquest

@@ -8,6 +8,7 @@
 
 #include "../csrc/fingerprint/fingerprint.h"
 #include "fingerprint_segments.h"
+#include "op_signatures.h"
 
 namespace iquest {
 namespace {
@@ -28,7 +29,7 @@ at::Tensor fingerprint_many_cpu(at::TensorList tensors) {
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(iquest, m) {
-  m.def("fingerprint_many(Tensor[] tensors) -> Tensor");
+  m.def(signatures::schema("fingerprint_many", signatures::kFingerprintMany).c_str());
 }
 
 TORCH_LIBRARY_IMPL(iquest, CPU, m) {

@@ -2,15 +2,17 @@
 output and its log-sum-exp, so that blocks computed apart (context parallelism) merge exactly.
 
 Registered as the custom op ``torch.ops.iquest.attention_with_lse`` (C++ kernels, autograd formula
-and fake implementation below); the backward accepts a gradient for the lse as well, and both can keep
-their results in float32 (`out_f32`, `grads_f32`) for a ring that merges partial blocks in float32.
+and fake implementation below; the CUDA implementation self-checks the kernel on first use); the
+backward accepts a gradient for the lse as well, and both can keep their results in float32
+(`out_f32`, `grads_f32`) for a ring that merges partial blocks in float32.
 """
 
 from __future__ import annotations
 
 import torch
 
-from iquest_core.ops.cuda_selfcheck import check_once as _cuda_selfcheck_once
+from iquest_core.ops import cuda_selfcheck
+from iquest_core.ops.cuda_dispatch import register_checked_cuda_kernel
 from iquest_core.ops.input_checks import (
     check_cu_seqlens,
     check_dtype,
@@ -56,7 +58,6 @@ def attention_with_lse(
     _check_block(q, k, v, q_start, k_start, window, cu_seqlens, max_seqlen)
     if not isinstance(out_f32, bool):
         raise ValueError(f"out_f32: expected a bool, got {out_f32!r}")
-    _selfcheck(q)
     return _OP(q, k, v, q_start, k_start, window or 0, resolve_scale(scale, q.shape[-1]), cu_seqlens,
                resolve_max_seqlen(cu_seqlens, max_seqlen), out_f32)
 
@@ -87,7 +88,6 @@ def attention_with_lse_backward(
     _check_saved(grad_out, grad_lse, q, out, lse)
     if not isinstance(grads_f32, bool):
         raise ValueError(f"grads_f32: expected a bool, got {grads_f32!r}")
-    _selfcheck(q)
     return _BACKWARD(grad_out, grad_lse, q, k, v, out, lse, q_start, k_start, window or 0,
                      resolve_scale(scale, q.shape[-1]), cu_seqlens, resolve_max_seqlen(cu_seqlens, max_seqlen),
                      grads_f32)
@@ -104,11 +104,6 @@ def _check_block(q, k, v, q_start, k_start, window, cu_seqlens, max_seqlen) -> N
     for name, value in (("q_start", q_start), ("k_start", k_start)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
-
-
-def _selfcheck(q: torch.Tensor) -> None:
-    if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
-        _cuda_selfcheck_once("attention_with_lse", q)
 
 
 def _lse_shape(q: torch.Tensor) -> tuple[int, ...]:
@@ -162,3 +157,7 @@ def _backward(ctx, grad_out, grad_lse):
 
 
 torch.library.register_autograd("iquest::attention_with_lse", _backward, setup_context=_setup_context)
+# On CUDA the first call per device, dtype and head_dim checks the kernel against float64 (cuda_selfcheck).
+register_checked_cuda_kernel("attention_with_lse", lambda q, *_: cuda_selfcheck.check_once("attention_with_lse", q))
+register_checked_cuda_kernel("attention_with_lse_backward",
+                             lambda grad_out, grad_lse, q, *_: cuda_selfcheck.check_once("attention_with_lse", q))

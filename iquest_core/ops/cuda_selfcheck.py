@@ -1,16 +1,15 @@
 """Run-time self-check of the CUDA attention kernels.
 
 The CUDA kernels of `loop_attention` and `attention_with_lse` are not trusted blindly. `check_once(op, q)`
-is the entry point: an op calls it with its query tensor whenever it runs on CUDA (inside the op's
-implementation, so that compiled graphs run it too: under torch.compile the implementation runs at run
-time, only tracing skips it). The first call per process, op, device, dtype and head_dim runs the
-kernel, forward and backward, on the cases of `run_cases` and compares it with a reference computed by
+is the entry point: the ops' CUDA implementation (cuda_dispatch) calls it with the query tensor before
+every kernel call, forward and backward, so eager calls, the ring's blocks and torch.compile graphs all
+run it. The first call per process, op, device, dtype and head_dim runs the kernel, forward and
+backward, on the cases of `run_cases` and compares it with a reference computed by
 `iquest_core.ops.reference` from the same (rounded) inputs, and runs it twice to check that it is
 bitwise deterministic. A mismatch raises `CudaKernelSelfCheckError` naming the op, the device, the case
-and the error, at this and every later call; a build without CUDA kernels raises
-`CudaKernelsNotBuiltError` ("the CUDA kernels are not built"). Skipped: while torch.compile traces,
-while a CUDA graph is being captured (the check synchronises; capture after a first eager call), and
-inside the check itself.
+and the error, at this and every later call. Skipped while a CUDA graph is being captured (the check
+synchronises; capture after a first eager call) and while a check runs: its own kernel calls (the
+backward ones on autograd's device threads) and, in that window, calls from other threads.
 
 Cases: odd lengths and partial tiles, GQA and Hkv = H, windows 1 and >= 127 (the full-tile path), L < 64
 and L = 1, packed documents for both ops, rows that see no key (out exactly 0, lse -inf, no NaN anywhere),
@@ -43,10 +42,6 @@ OPS = ("loop_attention", "attention_with_lse")
 
 class CudaKernelSelfCheckError(RuntimeError):
     """The CUDA kernel disagreed with the reference (or was not deterministic)."""
-
-
-class CudaKernelsNotBuiltError(RuntimeError):
-    """iquest_core._C was built without its CUDA kernels."""
 
 
 @dataclass
@@ -341,38 +336,28 @@ def run_case(op: str, case: Case, device: torch.device | str, dtype: torch.dtype
 
 _checked: set[tuple] = set()
 _lock = threading.RLock()
-_state = threading.local()
+_active_checks = 0  # process-wide: autograd runs a check's backward kernels on its own threads
 
 
 class _inside_check:
     def __enter__(self):
-        self.before = getattr(_state, "checking", False)
-        _state.checking = True
+        global _active_checks
+        _active_checks += 1
 
     def __exit__(self, *exc):
-        _state.checking = self.before
-
-
-def require_cuda_build(op: str) -> None:
-    """Raises CudaKernelsNotBuiltError unless the extension registered a CUDA kernel for `op`."""
-    if not torch._C._dispatch_has_kernel_for_dispatch_key(f"iquest::{op}", "CUDA"):
-        raise CudaKernelsNotBuiltError(
-            f"iquest_core: the CUDA kernels are not built (iquest_core._C has no CUDA kernel for iquest::{op}); "
-            "rebuild with nvcc on PATH and without IQUEST_SKIP_CUDA_BUILD, or keep the tensors on the CPU")
+        global _active_checks
+        _active_checks -= 1
 
 
 def check_once(op: str, q: torch.Tensor) -> None:
-    """Self-checks the CUDA kernel of `op` for q's device, dtype and head_dim, once per process; call it
-    from the op's implementation whenever q is on CUDA.
+    """Self-checks the CUDA kernel of `op` for q's device, dtype and head_dim, once per process; the op's
+    CUDA implementation calls it before the kernel.
 
     Does nothing for configurations the CUDA kernels do not take (they raise ValueError themselves),
-    while torch.compile traces, while a CUDA graph is being captured, and inside the check itself.
-    Raises CudaKernelsNotBuiltError without a CUDA build, CudaKernelSelfCheckError on a mismatch (at
-    every call)."""
-    if getattr(_state, "checking", False) or torch.compiler.is_compiling():
-        return
-    require_cuda_build(op)
-    if q.dtype not in CUDA_DTYPES or q.shape[-1] not in CUDA_HEAD_DIMS or torch.cuda.is_current_stream_capturing():
+    while a CUDA graph is being captured and while a check runs. Raises CudaKernelSelfCheckError on a
+    mismatch (at every call)."""
+    if _active_checks or q.dtype not in CUDA_DTYPES or q.shape[-1] not in CUDA_HEAD_DIMS \
+            or torch.cuda.is_current_stream_capturing():
         return
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
     key = (op, index, q.dtype, q.shape[-1])

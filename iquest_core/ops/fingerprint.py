@@ -5,8 +5,8 @@ The formula (two 64-bit lanes of sums mod 2^64 over the tensor's little-endian 6
 csrc/fingerprint/fingerprint.h and the numpy statement in `iquest_core.reliability.reference`) makes
 the digest independent of strides, thread count, blocking and device: equal logical contents, dtype
 and shape give equal digests on CPU and CUDA. Every single bit flip changes it. Registered as the
-custom op ``torch.ops.iquest.fingerprint_many`` (fake implementation below); the first use of each
-CUDA device checks its kernel against the CPU kernel.
+custom op ``torch.ops.iquest.fingerprint_many`` (fake implementation below); its CUDA implementation
+checks the kernel against the CPU kernel on the first use of each device (eager or compiled).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-import iquest_core  # noqa: F401  (loads the compiled kernels)
+from iquest_core.ops.cuda_dispatch import register_checked_cuda_kernel, unchecked_cuda_kernel
 
 _OP = torch.ops.iquest.fingerprint_many.default
 _VERIFIED_DEVICES: set[torch.device] = set()
@@ -50,17 +50,19 @@ def fingerprint_many(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
             _check(f"tensors[{i}]", t)
     if not tensors:
         return torch.empty(0, 2, dtype=torch.int64)
-    if tensors[0].device.type == "cuda" and tensors[0].device not in _VERIFIED_DEVICES:
-        _verify_device(tensors[0].device)
     return _OP(tensors)
 
 
-def _verify_device(device: torch.device) -> None:
+def _verify_device(tensors: list[torch.Tensor]) -> None:
     """First use of a CUDA device in this process: its kernel must reproduce the CPU kernel's digests on
-    small random tensors (several blocks, odd sizes, several dtypes); it is never trusted silently."""
+    small random tensors (several blocks, odd sizes, several dtypes); it is never trusted silently.
+    Skipped while a CUDA graph is captured (the check synchronises)."""
+    device = tensors[0].device
+    if device in _VERIFIED_DEVICES or torch.cuda.is_current_stream_capturing():
+        return
     probe = [torch.randn(3 * 2**16 + 5), torch.randint(-9, 9, (7, 3), dtype=torch.int8), torch.zeros(0),
              torch.randn(33, dtype=torch.bfloat16)]
-    on_device = _OP([t.to(device) for t in probe]).cpu()
+    on_device = unchecked_cuda_kernel("fingerprint_many")([t.to(device) for t in probe]).cpu()
     if not torch.equal(on_device, _OP(probe)):
         raise RuntimeError(f"fingerprint kernel self-check failed on {device}: its digests differ from the CPU "
                            "kernel's for the same tensors (a miscompiled kernel or a faulty device)")
@@ -76,3 +78,6 @@ def _fingerprint_many_fake(tensors):
         if t.device != tensors[0].device:
             raise ValueError(f"tensors[{i}]: expected device {tensors[0].device} like tensors[0], got {t.device}")
     return tensors[0].new_empty((len(tensors), 2), dtype=torch.int64)
+
+
+register_checked_cuda_kernel("fingerprint_many", lambda tensors: _verify_device(tensors))

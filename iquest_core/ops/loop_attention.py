@@ -1,14 +1,16 @@
 """`loop_attention`: LoopCoder's fused gated loop attention (global causal branch over loop-1 K/V,
 sliding-window branch over loop-2 K/V, per-head sigmoid gate), forward and backward in one kernel
 each. Registered as the custom op ``torch.ops.iquest.loop_attention`` with autograd and a fake
-implementation, so it runs under autograd and torch.compile without graph breaks.
+implementation, so it runs under autograd and torch.compile without graph breaks; its CUDA
+implementation self-checks the kernel on first use (cuda_dispatch, cuda_selfcheck).
 """
 
 from __future__ import annotations
 
 import torch
 
-from iquest_core.ops.cuda_selfcheck import check_once as _cuda_selfcheck_once
+from iquest_core.ops import cuda_selfcheck
+from iquest_core.ops.cuda_dispatch import register_checked_cuda_kernel
 from iquest_core.ops.input_checks import (
     check_cu_seqlens,
     check_dtype,
@@ -51,8 +53,6 @@ def loop_attention(
     it is read from cu_seqlens, one host synchronisation). Returns q's shape and dtype.
     """
     _check_inputs(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window, cu_seqlens, max_seqlen)
-    if q.is_cuda:  # the first CUDA call per device, dtype and head_dim checks the kernel against float64
-        _cuda_selfcheck_once("loop_attention", q)
     out, *_ = _OP(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window,
                   resolve_scale(scale, q.shape[-1]), cu_seqlens, resolve_max_seqlen(cu_seqlens, max_seqlen))
     return out
@@ -126,3 +126,7 @@ def _backward(ctx, grad_out, *unused_aux_grads):
 
 
 torch.library.register_autograd("iquest::loop_attention", _backward, setup_context=_setup_context)
+# On CUDA the first call per device, dtype and head_dim checks the kernel against float64 (cuda_selfcheck).
+register_checked_cuda_kernel("loop_attention", lambda q, *_: cuda_selfcheck.check_once("loop_attention", q))
+register_checked_cuda_kernel("loop_attention_backward",
+                             lambda grad_out, q, *_: cuda_selfcheck.check_once("loop_attention", q))

@@ -1,23 +1,20 @@
 """The run-time self-check of the CUDA kernels (iquest_core.ops.cuda_selfcheck).
 
 On a CUDA machine: every (op, dtype, head_dim) the CUDA kernels take passes it, and check_once refuses a
-kernel that disagrees with the reference. Everywhere: the self-check's cases and tolerances accept a correct
-kernel (the CPU one, in the same dtypes, the production-like shape included) and flag a disagreeing,
-nondeterministic, off-by-one-window or NaN-row one (mutated kernels run through the check on the CPU); a
-build without CUDA kernels says so.
+kernel that disagrees with the reference, eager and compiled. Everywhere: the self-check's cases and
+tolerances accept a correct kernel (the CPU one, in the same dtypes, the production-like shape included)
+and flag a disagreeing, nondeterministic, off-by-one-window or NaN-row one (mutated kernels run through
+the check on the CPU); check_once checks once per configuration.
 """
+
+import threading
 
 import pytest
 import torch
 
 from iquest_core.train import selftest
 from iquest_core.ops import attention_with_lse, cuda_selfcheck, loop_attention
-from iquest_core.ops.cuda_selfcheck import (
-    CudaKernelsNotBuiltError,
-    CudaKernelSelfCheckError,
-    check_cuda_kernels,
-    run_cases,
-)
+from iquest_core.ops.cuda_selfcheck import CudaKernelSelfCheckError, check_cuda_kernels, run_cases
 from tests.helpers import CUDA_DTYPES, CUDA_HEAD_DIMS, CUDA_ONLY
 
 OPS = ("loop_attention", "attention_with_lse")
@@ -115,22 +112,26 @@ def test_selfcheck_flags_a_kernel_with_a_nan_row(monkeypatch):
             assert not r.passed and r.errors["out (per row)"] == float("inf"), r.describe()
 
 
-def test_a_missing_cuda_build_says_so(monkeypatch):
+def test_check_once_checks_once_and_is_silent_while_a_check_runs(monkeypatch):
+    """While a check runs (its backward kernels run on autograd's device threads), calls from any thread
+    return at once instead of waiting for the check's lock; afterwards the first call runs the check."""
+    calls = []
+    monkeypatch.setattr(cuda_selfcheck, "_checked", set())
+    monkeypatch.setattr(cuda_selfcheck, "run_cases", lambda *args: calls.append(args[0]) or [])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     q = torch.empty(1, 8, 2, 64, dtype=torch.bfloat16, device="meta")
-    built = torch._C._dispatch_has_kernel_for_dispatch_key("iquest::loop_attention", "CUDA")
-    if not built:  # this build: the real answer
-        with pytest.raises(CudaKernelsNotBuiltError, match="the CUDA kernels are not built"):
-            cuda_selfcheck.check_once("loop_attention", q)
-    monkeypatch.setattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", lambda op, key: False)
-    for op in OPS:
-        with pytest.raises(CudaKernelsNotBuiltError, match=rf"the CUDA kernels are not built .*iquest::{op}"):
-            cuda_selfcheck.check_once(op, q)
-
-
-def test_check_once_is_silent_inside_the_check(monkeypatch):
-    monkeypatch.setattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", lambda op, key: False)
     with cuda_selfcheck._inside_check():
-        cuda_selfcheck.check_once("loop_attention", torch.empty(1, 8, 2, 64, dtype=torch.bfloat16, device="meta"))
+        cuda_selfcheck.check_once("loop_attention", q)
+        worker = threading.Thread(target=cuda_selfcheck.check_once, args=("loop_attention", q))
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    assert calls == []
+    for _ in range(2):
+        cuda_selfcheck.check_once("loop_attention", q)
+    cuda_selfcheck.check_once("loop_attention", q.float())  # float32 runs on the CPU kernels: not checked
+    assert calls == ["loop_attention"]
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -208,3 +209,42 @@ def test_selfcheck_runs_once_per_op_dtype_and_head_dim(device, op, monkeypatch):
         _call(op, device, dtype, head_dim)
     assert [(a[0], a[2], a[3]) for a in calls] == [(op, torch.bfloat16, 64), (op, torch.float16, 128)]
     assert len(cuda_selfcheck._checked) == 2
+
+
+def _compiled(op):
+    if op == "loop_attention":
+        return torch.compile(lambda q, kv, w, b: loop_attention(q, kv, kv, kv, kv, w, b), fullgraph=True)
+    return torch.compile(lambda q, kv, w, b: attention_with_lse(q, kv, kv)[0], fullgraph=True)
+
+
+def _compiled_inputs(device):
+    q = torch.randn(1, 20, 2, 64, device=device, dtype=torch.bfloat16, requires_grad=True)
+    kv = torch.randn(1, 20, 1, 64, device=device, dtype=torch.bfloat16)
+    return q, kv, torch.randn(2, 64, device=device, dtype=torch.bfloat16), torch.randn(2, device=device,
+                                                                                      dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("device", CUDA_ONLY, indirect=True)
+def test_compiled_graphs_refuse_a_kernel_that_disagrees(device, op, monkeypatch, wrong_references):
+    torch._dynamo.reset()
+    monkeypatch.setattr(cuda_selfcheck, "_checked", set())
+    compiled = _compiled(op)
+    for _ in range(2):
+        with pytest.raises(CudaKernelSelfCheckError, match=rf"CUDA kernel of {op} disagrees"):
+            compiled(*_compiled_inputs(device))
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("device", CUDA_ONLY, indirect=True)
+def test_compiled_graphs_run_the_selfcheck_once(device, op, monkeypatch):
+    torch._dynamo.reset()
+    monkeypatch.setattr(cuda_selfcheck, "_checked", set())
+    calls = []
+    original = cuda_selfcheck.run_cases
+    monkeypatch.setattr(cuda_selfcheck, "run_cases", lambda *args: calls.append(args) or original(*args))
+    compiled = _compiled(op)
+    for _ in range(2):
+        compiled(*_compiled_inputs(device)).float().sum().backward()
+    assert [(a[0], a[2], a[3]) for a in calls] == [(op, torch.bfloat16, 64)]
+    assert cuda_selfcheck._checked == {(op, torch.cuda.current_device(), torch.bfloat16, 64)}

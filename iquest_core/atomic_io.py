@@ -4,10 +4,9 @@ permissions open() would give (the umask's), not mkstemp's private 0600."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,16 +40,3 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise TypeError(f"data: expected str or bytes, got {type(data).__name__}")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-
-
-def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Write records as JSON lines (UTF-8, not ASCII-escaped) to path atomically, creating its folder;
-    returns the number of records."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-    return count

@@ -2,22 +2,7 @@ import os
 
 import pytest
 
-from iquest_core.atomic_io import atomic_path, public_mode, write_atomic, write_jsonl
-
-
-def failing_records():
-    yield {"a": 1}
-    raise RuntimeError("disk full")
-
-
-def test_write_jsonl_is_atomic(tmp_path):
-    out = tmp_path / "sub" / "out.jsonl"
-    assert write_jsonl(out, [{"x": "é"}, {"y": [1]}]) == 2
-    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'
-    with pytest.raises(RuntimeError, match="disk full"):
-        write_jsonl(out, failing_records())
-    assert out.read_text(encoding="utf-8") == '{"x": "é"}\n{"y": [1]}\n'  # the old output survives whole
-    assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]
+from iquest_core.atomic_io import atomic_path, public_mode, write_atomic
 
 
 def test_write_atomic_text_bytes_and_permissions(tmp_path):

@@ -12,10 +12,11 @@ matches only where its whole token sequence occurs.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from iquest_core.jsonl import read_jsonl
 
 _TOKEN = re.compile(r"[A-Za-z0-9_]+")
 
@@ -60,19 +61,12 @@ class BenchmarkIndex:
                    text_keys: Sequence[str] = ("prompt", "canonical_solution")) -> BenchmarkIndex:
         """Items from a JSONL file: id = record[id_key], text = the record's text_keys present, joined by newlines."""
         items: dict[str, str] = {}
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"path: {path}:{number} is not JSON ({error.msg})") from None
-                texts = [record[k] for k in text_keys if isinstance(record, dict) and isinstance(record.get(k), str)]
-                if not isinstance(record, dict) or not isinstance(record.get(id_key), str) or not texts:
-                    raise ValueError(f"path: {path}:{number} expected a string {id_key!r} and at least one of "
-                                     f"{list(text_keys)}")
-                items[record[id_key]] = "\n".join(texts)
+        for number, record in read_jsonl(path, "path"):
+            texts = [record[k] for k in text_keys if isinstance(record, dict) and isinstance(record.get(k), str)]
+            if not isinstance(record, dict) or not isinstance(record.get(id_key), str) or not texts:
+                raise ValueError(f"path: line {number} of {path}: expected a string {id_key!r} and at least one "
+                                 f"of {list(text_keys)}")
+            items[record[id_key]] = "\n".join(texts)
         return cls(items, ngram=ngram)
 
     def matches(self, text: str) -> list[str]:

@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from iquest_core.atomic_io import write_atomic, write_jsonl
+from iquest_core.atomic_io import write_atomic
+from iquest_core.jsonl import read_jsonl, write_jsonl
 from iquest_core.data.tokenizer import load_tokenizer, train_tokenizer
 from iquest_core.scaling.io import RUN_COLUMNS, write_runs
 from iquest_core.train.checkpoint import checkpoints
@@ -195,10 +196,6 @@ def build_corpus(language: str, corpus_bytes: int, roots: tuple[str, ...] | None
     return train, held_out
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def prepare_data(output: Path, grid: Grid) -> dict[str, tuple[Path, Path]]:
     """OUTPUT/data/LANG.train.jsonl and LANG.eval.jsonl for every language (kept when present) and the
     shared tokenizer OUTPUT/tokenizer; returns language -> (train path, held-out path)."""
@@ -217,7 +214,7 @@ def prepare_data(output: Path, grid: Grid) -> dict[str, tuple[Path, Path]]:
         sample = []
         for train_path, _ in paths.values():
             size = 0
-            for record in _read_jsonl(train_path):
+            for _, record in read_jsonl(train_path, "sweep data"):
                 if size >= TOKENIZER_BYTES:
                     break
                 sample.append(record["text"])
@@ -264,7 +261,7 @@ class HeldOutLoss:
     def __init__(self, eval_jsonl: Path, tokenizer_dir: Path, eval_tokens: int) -> None:
         tokenizer = load_tokenizer(tokenizer_dir)
         eos = tokenizer.special_id(EOS)
-        docs = [tokenizer.encode(r["text"]) + [eos] for r in _read_jsonl(eval_jsonl)]
+        docs = [tokenizer.encode(r["text"]) + [eos] for _, r in read_jsonl(eval_jsonl, "sweep data")]
         per_doc = [[d[i:i + SEQ_LEN + 1] for i in range(0, len(d) - SEQ_LEN, SEQ_LEN)] for d in docs]
         windows = []
         for k in range(max(map(len, per_doc), default=0)):

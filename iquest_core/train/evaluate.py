@@ -17,26 +17,12 @@ import time
 from pathlib import Path
 
 from iquest_core.atomic_io import write_atomic
+from iquest_core.jsonl import read_jsonl, write_jsonl
 from iquest_core.train import humaneval
 
 
-def _jsonl(rows) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)
-
-
 def _read_completions(path: Path) -> list[dict]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"--completions: cannot read {path} ({e})") from None
-    samples = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                samples.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"--completions: line {number} of {path} is not JSON ({e.msg})") from None
-    return samples
+    return [sample for _, sample in read_jsonl(path, "--completions")]
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -105,9 +91,9 @@ def humaneval_main(args) -> dict:
     rows, summary = humaneval.summarize(samples, verdicts, args.k)
     summary["seconds"] = round(time.monotonic() - start, 2)
     args.output.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.output / "samples.jsonl", _jsonl(
-        {**s, "status": v.status, "passed": v.passed, "stderr": v.stderr[-2000:]} for s, v in zip(samples, verdicts)))
-    write_atomic(args.output / "problems.jsonl", _jsonl(rows))
+    write_jsonl(args.output / "samples.jsonl",
+                ({**s, "status": v.status, "passed": v.passed, "stderr": v.stderr[-2000:]} for s, v in zip(samples, verdicts)))
+    write_jsonl(args.output / "problems.jsonl", rows)
     write_atomic(args.output / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -21,7 +21,6 @@ stream exactly.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 
 from iquest_core.data.packing import pack_documents
 from iquest_core.data.shards import INDEX, TokenShards
+from iquest_core.jsonl import read_jsonl
 from iquest_core.train.chat import render_chat
 from iquest_core.train.curriculum import active_stage, stage_of
 from iquest_core.train.step import IGNORE_INDEX
@@ -77,19 +77,13 @@ def package_texts() -> list[str]:
     return [p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py"))]
 
 
-def read_jsonl(path: Path, where: str) -> list[dict[str, Any]]:
+def read_records(path: Path, where: str) -> list[dict[str, Any]]:
+    """The records of a JSONL text or chat source: each a dict with 'text' or 'messages'."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: line {n} of {path} is not JSON ({e})") from None
-            if not isinstance(record, dict) or not ("text" in record or "messages" in record):
-                raise ValueError(f"{where}: line {n} of {path}: expected a record with 'text' or 'messages'")
-            records.append(record)
+    for n, record in read_jsonl(path, where):
+        if not isinstance(record, dict) or not ("text" in record or "messages" in record):
+            raise ValueError(f"{where}: line {n} of {path}: expected a record with 'text' or 'messages'")
+        records.append(record)
     if not records:
         raise ValueError(f"{where}: {path} holds no records")
     return records
@@ -104,7 +98,7 @@ def source_texts(spec: dict[str, Any], template: str, where: str) -> list[str]:
         return []
     from iquest_core.train.chat import chat_text
     return [r["text"] if "text" in r else chat_text(r["messages"], template)
-            for r in read_jsonl(_existing(spec["path"], where), where)]
+            for r in read_records(_existing(spec["path"], where), where)]
 
 
 def _existing(path: str, where: str) -> Path:
@@ -165,7 +159,7 @@ def open_sources(data: dict[str, Any], tokenizer, vocab_size: int) -> list[Shard
             source = ShardSource(_existing(spec["path"], where), vocab_size, where)
         else:
             records = ([{"text": t} for t in package_texts()] if kind == "package"
-                       else read_jsonl(_existing(spec["path"], where), where))
+                       else read_records(_existing(spec["path"], where), where))
             if tokenizer is None:
                 raise ValueError(f"data.tokenizer: source {spec['path']} is text and needs a tokenizer")
             source = TextSource(records, tokenizer, data["template"], data["loss_on"])

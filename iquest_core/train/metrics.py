@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from iquest_core.atomic_io import atomic_path, write_atomic
+from iquest_core.atomic_io import atomic_path
+from iquest_core.jsonl import read_jsonl, write_jsonl
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
@@ -25,7 +26,7 @@ def read_metrics(directory: str | Path) -> list[dict]:
     path = Path(directory) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for _, record in read_jsonl(path, "metrics")]
 
 
 class MetricsWriter:
@@ -39,7 +40,7 @@ class MetricsWriter:
         self.records = read_metrics(self.directory)
         if truncate_after is not None:
             self.records = [r for r in self.records if r["step"] <= truncate_after]
-            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+            write_jsonl(self.path, self.records)
 
     def log(self, record: dict) -> None:
         """Append one record (needs "step" and "loss"); flushed at once."""

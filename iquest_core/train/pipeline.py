@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import random
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 import torch
 
 import iquest_core
-from iquest_core.atomic_io import write_jsonl
+from iquest_core.jsonl import read_jsonl, write_jsonl
 from iquest_core.train.metrics import plot_stages, read_metrics
 from iquest_core.train.recipe import load_recipe
 from iquest_core.train.trainer import train
@@ -128,7 +127,7 @@ def build_tokenizer(out: Path, docs: dict[str, Path], vocab_size: int) -> Path:
 
     target = out / "tokenizer"
     if not (target / "tokenizer.json").is_file():
-        texts = [json.loads(line)["content"] for p in docs.values() for line in p.read_text().splitlines()]
+        texts = [record["content"] for p in docs.values() for _, record in read_jsonl(p, "pipeline data")]
         train_tokenizer(texts, vocab_size=vocab_size).save(target)
         print(f"byte-level BPE, {vocab_size} tokens, trained on {len(texts)} files -> {target}")
     return target
@@ -179,8 +178,7 @@ def build_commit_shards(target: Path, tokenizer_dir: Path) -> None:
 def functions_of(docs: Path) -> list[tuple[str, str, str, str]]:
     """(path, name, first docstring line, source) of every documented Python function in docs."""
     found = []
-    for line in docs.read_text().splitlines():
-        record = json.loads(line)
+    for _, record in read_jsonl(docs, "pipeline data"):
         if not record["path"].endswith(".py"):
             continue
         try:

@@ -82,10 +82,10 @@ def test_from_jsonl(tmp_path):
     index = BenchmarkIndex.from_jsonl(path, ngram=5, id_key="id", text_keys=("question", "answer"))
     assert index.matches("quickly return zlib adler32 data") == ["b/1"]
     path.write_text(json.dumps({"id": "b/1"}) + "\n")
-    with pytest.raises(ValueError, match="bench.jsonl:1 expected a string 'task_id'"):
+    with pytest.raises(ValueError, match="^path: line 1 of .*bench.jsonl: expected a string 'task_id'"):
         BenchmarkIndex.from_jsonl(path)
     path.write_text("{not json\n")
-    with pytest.raises(ValueError, match="bench.jsonl:1 is not JSON"):
+    with pytest.raises(ValueError, match="^path: line 1 of .*bench.jsonl is not JSON"):
         BenchmarkIndex.from_jsonl(path)
 
 

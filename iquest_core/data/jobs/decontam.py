@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from iquest_core.atomic_io import write_jsonl
+from iquest_core.jsonl import write_jsonl
 from iquest_core.data.decontam import BenchmarkIndex
 from iquest_core.data.engine import chunks, map_shards
 from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main

@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-from iquest_core.atomic_io import write_jsonl
+from iquest_core.jsonl import write_jsonl
 from iquest_core.data import dedup
 from iquest_core.data.engine import chunks, map_shards
 from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from iquest_core.atomic_io import write_jsonl
+from iquest_core.jsonl import write_jsonl
 from iquest_core.data import evolution
 from iquest_core.data.engine import add_engine_arguments, map_shards
 from iquest_core.data.jobs import Summary, run_main

@@ -12,7 +12,7 @@ import argparse
 import functools
 from collections import Counter
 
-from iquest_core.atomic_io import write_jsonl
+from iquest_core.jsonl import write_jsonl
 from iquest_core.data import syntax
 from iquest_core.data.engine import chunks, map_shards
 from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main, unit_interval

@@ -20,7 +20,7 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 
-from iquest_core.atomic_io import write_jsonl
+from iquest_core.jsonl import write_jsonl
 from iquest_core.data import fim, syntax
 from iquest_core.data.engine import chunks, map_shards
 from iquest_core.data.jobs import Summary, add_input_arguments, document_rng, load_documents, run_main, unit_interval

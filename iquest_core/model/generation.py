@@ -6,6 +6,7 @@ Every sequence in the batch has the same prompt length (no padding).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -49,14 +50,19 @@ def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float, top_k
 def generate(model: LoopCoderForCausalLM, input_ids: torch.Tensor, max_new_tokens: int, *, do_sample: bool = False,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
              eos_token_id: int | list[int] | None = None, generator: torch.Generator | None = None,
+             stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
              return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Token ids (B, P + n), prompt included, n <= max_new_tokens new tokens.
 
     Greedy unless do_sample. eos_token_id (default: the config's): a sequence that emitted it is
-    continued with that eos token, and decoding stops early once every sequence has. With
-    return_logits, also the float32 logits (B, n, V) each new token was chosen from.
+    continued with that eos token, and decoding stops early once every sequence has. stop, if given, is
+    called after every new token with the ids so far (B, P + t) and returns a bool (B,) tensor: a row
+    where it is True has ended as if it had emitted eos (e.g. a stop string appeared in its text).
+    With return_logits, also the float32 logits (B, n, V) each new token was chosen from.
     """
     _check_args(input_ids, max_new_tokens, do_sample, temperature, top_p, top_k)
+    if stop is not None and not callable(stop):
+        raise ValueError(f"stop: expected a callable ids -> bool (B,) tensor, got {type(stop).__name__}")
     total = input_ids.shape[1] + max_new_tokens
     if total > model.config.max_position_embeddings:
         raise ValueError(f"max_new_tokens: prompt ({input_ids.shape[1]}) + {max_new_tokens} new tokens exceeds "
@@ -80,10 +86,20 @@ def generate(model: LoopCoderForCausalLM, input_ids: torch.Tensor, max_new_token
             finished |= torch.isin(next_token, eos)
         step_input = next_token[:, None]
         tokens.append(step_input)
-        if eos.numel() and bool(finished.all()):
+        if stop is not None:
+            finished |= _stopped(stop, torch.cat(tokens, dim=1))
+        if (eos.numel() or stop is not None) and bool(finished.all()):
             break
     ids = torch.cat(tokens, dim=1)
     if not return_logits:
         return ids
     empty = input_ids.new_empty((input_ids.shape[0], 0, model.config.vocab_size), dtype=torch.float32)
     return ids, torch.stack(step_logits, dim=1) if step_logits else empty
+
+
+def _stopped(stop: Callable[[torch.Tensor], torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
+    ended = stop(ids)
+    if not isinstance(ended, torch.Tensor) or ended.dtype != torch.bool or ended.shape != ids.shape[:1]:
+        raise ValueError(f"stop: expected it to return a bool tensor of shape ({ids.shape[0]},), got "
+                         f"{getattr(ended, 'dtype', type(ended).__name__)} {tuple(getattr(ended, 'shape', ()))}")
+    return ended.to(ids.device)

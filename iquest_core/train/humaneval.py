@@ -17,7 +17,6 @@ from iquest_core.sandbox import Verdict, run_many
 
 # Where the Codex paper stops a HumanEval completion: the function body ends at the next top-level statement.
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
-CHUNK_TOKENS = 32  # tokens decoded between checks for stop sequences
 
 
 def load_problems() -> dict[str, dict]:
@@ -92,9 +91,9 @@ def _tokenizer_eos(tokenizer) -> list[int]:
 def sample_completions(model, tokenizer, problems: dict[str, dict], *, samples: int, temperature: float,
                        top_p: float = 0.95, max_new_tokens: int = 384, seed: int = 0) -> list[dict]:
     """`samples` completions per problem from model.generate (dual-cache decoding), the samples of a
-    problem decoded together as one batch; greedy when temperature == 0. Decoding runs in chunks of
-    CHUNK_TOKENS; a sample leaves the batch once it has emitted eos or a STOP_SEQUENCES match, and its
-    completion is cut at the first match."""
+    problem decoded together as one batch; greedy when temperature == 0. A sample ends at eos or once its
+    text holds a STOP_SEQUENCES match (decoding stops when all have ended), and its completion is cut at
+    the first match."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples: expected a positive int, got {samples!r}")
     if not temperature >= 0:
@@ -114,22 +113,16 @@ def sample_completions(model, tokenizer, problems: dict[str, dict], *, samples: 
 
 def _decode_until_stop(model, tokenizer, ids: torch.Tensor, budget: int, sampling: dict) -> list[str]:
     """Texts of up to `budget` new tokens after each row of ids (B, P), each ending before its first eos;
-    rows leave the batch when they end (eos or a stop sequence)."""
+    one generate call that ends a row at eos or a stop sequence."""
     prompt_len, eos = ids.shape[1], set(sampling["eos_token_id"])
-    texts: list[str | None] = [None] * len(ids)
-    active = list(range(len(ids)))
-    while active:
-        produced = ids.shape[1] - prompt_len
-        if produced < budget:
-            ids = model.generate(ids, min(CHUNK_TOKENS, budget - produced), **sampling)
-        keep = []
-        for j, row in enumerate(ids[:, prompt_len:].tolist()):
-            ended = next((i for i, t in enumerate(row) if t in eos), None)
-            text = tokenizer.decode(row[:ended])
-            if ended is not None or truncate_at_stop(text) != text or len(row) >= budget:
-                texts[active[j]] = text
-            else:
-                keep.append(j)
-        active = [active[j] for j in keep]
-        ids = ids[keep]
-    return texts
+
+    def texts(ids: torch.Tensor) -> list[str]:
+        rows = [row[prompt_len:] for row in ids.tolist()]
+        return [tokenizer.decode(row[:next((i for i, t in enumerate(row) if t in eos), len(row))]) for row in rows]
+
+    def stopped(ids: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([truncate_at_stop(text) != text for text in texts(ids)])
+
+    if budget == 0:
+        return [""] * len(ids)
+    return texts(model.generate(ids, budget, stop=stopped, **sampling))

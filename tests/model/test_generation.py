@@ -95,6 +95,32 @@ def test_sampling_is_seeded_and_respects_top_k():
     assert torch.equal(sample(4, top_p=1e-6), model.generate(prompt, 10))  # so is a vanishing nucleus
 
 
+def test_stop_ends_rows_like_eos_and_decoding_once_all_have_ended():
+    model = make_model(seed=7)
+    prompt = torch.randint(0, model.config.vocab_size, (3, 6))
+    free = model.generate(prompt, 10, eos_token_id=[])
+    seen = []
+
+    def stop_rows_after(lengths):
+        def stop(ids):
+            seen.append(ids.shape[1])
+            return torch.tensor([ids.shape[1] - 6 >= n for n in lengths])
+        return stop
+
+    eos = next(t for t in range(model.config.vocab_size) if t not in free[:, 6:])  # no early natural eos
+    ids = model.generate(prompt, 10, eos_token_id=eos, stop=stop_rows_after([2, 4, 3]))
+    assert ids.shape == (3, 10) and seen == [7, 8, 9, 10]  # the last row ends at 4 new tokens
+    for row, n in enumerate([2, 4, 3]):
+        assert torch.equal(ids[row, 6:6 + n], free[row, 6:6 + n])
+        assert (ids[row, 6 + n:] == eos).all()
+    assert torch.equal(model.generate(prompt, 10, eos_token_id=[], stop=lambda ids: torch.zeros(3, dtype=torch.bool)),
+                       free)
+    with pytest.raises(ValueError, match=r"^stop: expected it to return a bool tensor of shape \(3,\)"):
+        model.generate(prompt, 2, stop=lambda ids: torch.zeros(3))
+    with pytest.raises(ValueError, match="^stop: expected a callable"):
+        model.generate(prompt, 2, stop=3)
+
+
 @pytest.mark.parametrize("kwargs, name", [
     (dict(max_new_tokens=-1), "max_new_tokens"),
     (dict(max_new_tokens=5000), "max_new_tokens"),

@@ -147,26 +147,33 @@ class Bytes:
 
 
 class Scripted(torch.nn.Module):
-    """generate() appends the next characters of a fixed script per row; counts the tokens it decoded."""
+    """generate() appends the next character of a fixed script to every row per step, honouring eos and
+    `stop` like model.generate; records the number of new tokens of each call."""
 
     def __init__(self, scripts, eos=0):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.config = type("Config", (), {"eos_token_ids": [eos], "max_position_embeddings": 10_000})()
-        self.scripts, self.decoded = scripts, 0
+        self.scripts, self.eos, self.calls = scripts, eos, []
 
-    def generate(self, ids, max_new_tokens, **kwargs):
-        rows = []
-        for row in ids.tolist():
-            script, done = self.scripts[row[0]], len(row) - 1  # a one-token prompt names the script
-            rows.append(row + [ord(c) if c != "\0" else 0 for c in script[done:done + max_new_tokens].ljust(
-                max_new_tokens, "\0")])
-        self.decoded += len(rows) * max_new_tokens
+    def generate(self, ids, max_new_tokens, stop=None, **kwargs):
+        rows = ids.tolist()
+        finished = [False] * len(rows)
+        for step in range(max_new_tokens):
+            for r, row in enumerate(rows):
+                char = self.scripts[row[0]][step:step + 1] or "\0"  # a one-token prompt names the script
+                token = self.eos if finished[r] or char == "\0" else ord(char)
+                row.append(token)
+                finished[r] = finished[r] or token == self.eos
+            ended = stop(torch.tensor(rows))
+            finished = [f or bool(e) for f, e in zip(finished, ended)]
+            if all(finished):
+                break
+        self.calls.append(len(rows[0]) - 1)
         return torch.tensor(rows)
 
 
-def test_decoding_stops_at_stop_sequences_and_eos(monkeypatch):
-    monkeypatch.setattr(humaneval, "CHUNK_TOKENS", 4)
+def test_decoding_stops_at_stop_sequences_and_eos():
     body = "    return 1\n"
     scripts = {65: body + "\ndef g():\n    pass\n" + "x" * 200, 66: body + "\0" + "y" * 200, 67: "z" * 300}
     model = Scripted(scripts)
@@ -174,7 +181,8 @@ def test_decoding_stops_at_stop_sequences_and_eos(monkeypatch):
     completions = humaneval.sample_completions(model, Bytes(), problems, samples=2, temperature=0.0,
                                                max_new_tokens=50)
     assert [c["completion"] for c in completions] == [body, body, body, body, "z" * 50, "z" * 50]
-    assert model.decoded <= 2 * (20 + 4) + 2 * (16 + 4) + 2 * 50  # each row stops within a chunk of its end
+    # one generate call per problem (the prompt is read once), ended where "\ndef" / eos completes
+    assert model.calls == [len(body) + len("\ndef"), len(body) + 1, 50]
 
 
 def test_sample_completions_is_seeded_and_greedy_is_deterministic():

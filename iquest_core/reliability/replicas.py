@@ -20,23 +20,32 @@ def compare_across_ranks(names: list[str], digests: torch.Tensor, *, step: int |
     raises the same SilentDataCorruptionError(kind="replica") naming the first differing tensor and the
     rank outside the majority (the lowest such rank if several; rank None when no digest has a
     majority, e.g. two replicas that disagree)."""
-    if not dist.is_available() or not dist.is_initialized():
-        raise ValueError("group: expected an initialised torch.distributed process group")
     if digests.dim() != 2 or digests.shape != (len(names), 2) or digests.dtype != torch.int64:
         raise ValueError(f"digests: expected int64 ({len(names)}, 2) (one row per name), got {digests.dtype} "
                          f"{tuple(digests.shape)}")
+    verdict = replica_verdict(digests, group=group)
+    if verdict is not None:
+        first, bad, text = verdict
+        raise SilentDataCorruptionError(f"replicas disagree after the all-reduce: {text}", step=step,
+                                        tensor=names[first], rank=bad, kind="replica", persistent=None)
+
+
+def replica_verdict(digests: torch.Tensor, *, group: dist.ProcessGroup | None = None) -> tuple[int, int | None, str] | None:
+    """The verdict of compare_across_ranks without raising: None when the (n, 2) digests of all ranks of
+    `group` agree, else (index of the first differing tensor, global rank outside the majority or None,
+    a description), the same on every rank."""
+    if not dist.is_available() or not dist.is_initialized():
+        raise ValueError("group: expected an initialised torch.distributed process group")
     world = dist.get_world_size(group)
     gathered = [torch.empty_like(digests) for _ in range(world)]
     dist.all_gather(gathered, digests.contiguous(), group=group)
     verdict = majority_verdict(torch.stack(gathered).cpu())
     if verdict is None:
-        return
+        return None
     first, outliers, count = verdict
     group_ranks = dist.get_process_group_ranks(group) if group is not None else list(range(world))
     bad_global = group_ranks[outliers[0]] if len(outliers) < world else None
-    verdict_text = describe(outliers, count, world, group_ranks)
-    raise SilentDataCorruptionError(f"replicas disagree after the all-reduce: {verdict_text}",
-                                    step=step, tensor=names[first], rank=bad_global, kind="replica", persistent=None)
+    return first, bad_global, describe(outliers, count, world, group_ranks)
 
 
 def majority_verdict(table: torch.Tensor) -> tuple[int, list[int], int] | None:

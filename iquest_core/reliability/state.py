@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from iquest_core.reliability.fingerprint import fingerprint_many
 
 
 def digests_of(tensors: list[torch.Tensor]) -> torch.Tensor:
     """(n, 2) digests of tensors that may live on several devices: one launch per device. The result
-    is on the tensors' device when they share one (no synchronisation), else on the CPU."""
+    is on the tensors' device when they share one (no synchronisation), else on the CPU. A DTensor is
+    fingerprinted on its local shard (what this rank holds)."""
+    tensors = [t.to_local() if isinstance(t, DTensor) else t for t in tensors]
     devices = {t.device for t in tensors}
     if len(devices) <= 1:
         return fingerprint_many(tensors)

@@ -1,13 +1,19 @@
 """The training loop of every stage recipe, on one process or under torchrun.
 
 `train(recipe, output, resume=False)`: builds the model (preset, or the export of an earlier stage), the
-("dp", "cp") mesh with FSDP2 over it, the loader, AdamW and the schedule; trains `steps` optimizer steps;
-writes OUTPUT/metrics.jsonl, OUTPUT/loss.png, OUTPUT/checkpoints/step-N and OUTPUT/recipe.json.
+("dp", "cp") mesh with FSDP2 over it (HSDP with parallel.replicate > 1), the loader, AdamW and the
+schedule; trains `steps` optimizer steps; writes OUTPUT/metrics.jsonl, OUTPUT/loss.png,
+OUTPUT/checkpoints/step-N and OUTPUT/recipe.json.
 
 Each step the global batch (batch_tokens / seq_len packed rows, the same for any dp) is split over the
 dp ranks; with cp > 1 every row is zigzag-sharded over the cp ranks of its replica and loop attention
 runs as a ring. Each rank's loss is its summed token cross-entropy over the global batch's target count,
 so the gradients (summed over the mesh) are those of the global token-mean loss whatever the layout.
+
+With guard.check_every = N the SDC guard (iquest_core.reliability.SDCGuard) runs every step on every
+rank, comparing the HSDP replicas over the replicate group; a fault it reports is written to stderr and
+OUTPUT/sdc.jsonl and the run goes back to the last verified step and trains again from there (the
+loader and metrics.jsonl rewound too); a persistent fault, or a second one in the same step, stops it.
 
 Every check that needs no computation (recipe keys, data paths, output directory, checkpoint shape)
 runs before anything is written.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +35,7 @@ from tqdm import tqdm
 from iquest_core.data.tokenizer import load_tokenizer
 from iquest_core.model import LoopCoderForCausalLM
 from iquest_core.parallel import apply_cp, zigzag_shard
-from iquest_core.reliability import SDCGuard
+from iquest_core.reliability import SDCGuard, SilentDataCorruptionError
 from iquest_core.parallel.fsdp import World, build_mesh, init_distributed, shard_model
 from iquest_core.train import checkpoint
 from iquest_core.train.loader import BatchLoader, model_inputs, open_sources, rank_rows, source_texts
@@ -172,6 +179,8 @@ class Trainer:
                 (loss * scale).backward()
                 loss_sum += loss.detach().double()
             grad_norm[:] = [self._clip()]
+            if self.world.launched:  # the global loss: the same on every rank, as the guard compares it
+                dist.all_reduce(loss_sum)
             return loss_sum
 
         if self.guard is not None:
@@ -180,8 +189,6 @@ class Trainer:
             loss_sum = forward_backward()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        if self.world.launched:
-            dist.all_reduce(loss_sum)
         return {"loss": loss_sum.item() / max(targets, 1), "grad_norm": grad_norm[0], "targets": targets}
 
     def _clip(self) -> float:
@@ -202,7 +209,10 @@ class Trainer:
                 "world": {"dp": self.dp, "cp": self.cp, "replicate": self.replicate}}
 
     def run(self) -> list[dict[str, Any]]:
-        """Train to the last step; returns the metrics records of this process's run (rank 0; [] elsewhere)."""
+        """Train to the last step; returns the metrics records of this process's run (rank 0; [] elsewhere).
+
+        Under the SDC guard a checkpoint is written only after the guard verified the steps before it,
+        and a SilentDataCorruptionError rewinds the run to the guard's verified step (see `_recover`)."""
         recipe, rank0 = self.recipe, self.world.rank == 0
         start = 0
         if self.resume_from is not None:
@@ -210,39 +220,76 @@ class Trainer:
             self.loader.load_state_dict(state["loader"])
             start = state["step"]
         check_every = recipe["guard"]["check_every"]
-        self.guard = SDCGuard(self.model, self.optimizer, check_every=check_every) if check_every else None
-        writer = MetricsWriter(self.output, truncate_after=start, title=recipe["stage"]) if rank0 else None
+        replicas = self.mesh.replicate_group if self.mesh is not None else None
+        self.guard = SDCGuard(self.model, self.optimizer, check_every=check_every, group=replicas) if check_every else None
+        self._writer = MetricsWriter(self.output, truncate_after=start, title=recipe["stage"]) if rank0 else None
         if rank0:
             (self.output / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")
-        records: list[dict[str, Any]] = []
-        tokens = start * self.rows_per_step * recipe["seq_len"]
-        elapsed = 0.0
-        every = recipe["checkpoint_every"]
-        bar = tqdm(range(start, recipe["steps"]), desc=recipe["stage"], unit="step", disable=not rank0,
-                   initial=start, total=recipe["steps"])
-        for step in bar:
+        self._records: list[dict[str, Any]] = []
+        self._loader_at = {start: self.loader.state_dict()}  # the loader before each step not yet verified
+        self._failed: set[int] = set()
+        step_tokens = self.rows_per_step * recipe["seq_len"]
+        elapsed, done, every = 0.0, 0, recipe["checkpoint_every"]
+        bar = tqdm(total=recipe["steps"], initial=start, desc=recipe["stage"], unit="step", disable=not rank0)
+        step = start
+        while step < recipe["steps"]:
+            save = step + 1 == recipe["steps"] or (every and (step + 1) % every == 0)
             began = time.perf_counter()
-            result = self.train_step(step)
+            try:
+                result = self.train_step(step)
+                if save and self.guard is not None:
+                    self.guard.verify()  # a checkpoint holds verified state only
+            except SilentDataCorruptionError as error:
+                step = self._recover(error)
+                bar.n = step
+                bar.refresh()
+                continue
             elapsed += time.perf_counter() - began
-            tokens += self.rows_per_step * recipe["seq_len"]
+            done += 1
             if not math.isfinite(result["loss"]):
                 raise FloatingPointError(f"step {step + 1}: the loss is {result['loss']}")
             record = {"step": step + 1, "loss": result["loss"], "lr": self.optimizer.param_groups[0]["lr"],
-                      "tokens": tokens, "grad_norm": result["grad_norm"], "target_tokens": result["targets"],
-                      "tokens_per_s": (tokens - start * self.rows_per_step * recipe["seq_len"]) / elapsed,
+                      "tokens": (step + 1) * step_tokens, "grad_norm": result["grad_norm"],
+                      "target_tokens": result["targets"], "tokens_per_s": done * step_tokens / elapsed,
                       "stage": recipe["stage"]}
             if rank0:
-                writer.log(record)
-                records.append(record)
+                self._writer.log(record)
+                self._records.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
                 if (step + 1) % max(1, recipe["train"]["plot_every"]) == 0 or step + 1 == recipe["steps"]:
-                    writer.plot()
-            last = step + 1 == recipe["steps"]
-            if last or (every and (step + 1) % every == 0):
+                    self._writer.plot()
+            if save:
                 checkpoint.save(self.ckpt_dir, step + 1, self.model, self.optimizer,
                                 trainer_state=self.trainer_state(), keep=recipe["keep_checkpoints"])
+            step += 1
+            bar.update(1)
+            verified = self.guard.verified_step if self.guard is not None else step
+            self._loader_at = {s: v for s, v in self._loader_at.items() if s >= verified}
+            self._loader_at[step] = self.loader.state_dict()
         bar.close()
-        return records
+        return self._records
+
+    def _recover(self, error: SilentDataCorruptionError) -> int:
+        """After the guard rolled the model back (on every rank): report the fault (stderr and a line of
+        OUTPUT/sdc.jsonl), rewind the loader and metrics.jsonl to the guard's verified step and return it,
+        the step to train next. A persistent fault, or a second fault in the same step, stops the run."""
+        redo = self.guard.verified_step
+        stop = bool(error.persistent) or error.step in self._failed
+        self._failed.add(error.step)
+        if self.world.rank == 0:
+            event = {"step": error.step + 1, "kind": error.kind, "tensor": error.tensor, "rank": error.rank,
+                     "persistent": error.persistent, "action": "stop" if stop else f"redo from step {redo + 1}",
+                     "message": str(error)}
+            with open(self.output / "sdc.jsonl", "a") as f:
+                f.write(json.dumps(event) + "\n")
+            tqdm.write(f"{error}\n-> {event['action']}", file=sys.stderr)
+        if stop:
+            raise error
+        self.loader.load_state_dict(self._loader_at[redo])
+        if self._writer is not None:
+            self._writer = MetricsWriter(self.output, truncate_after=redo, title=self.recipe["stage"])
+            self._records = [r for r in self._records if r["step"] <= redo]
+        return redo
 
 
 def train(recipe: dict[str, Any], output: str | Path, *, resume: bool = False) -> list[dict[str, Any]]:

@@ -139,6 +139,22 @@ def test_with_check_every_n_a_fault_is_caught_at_the_check_and_named(offset):
     assert same_state(state(models, optimizers), verified) and guard.step_count == 0
 
 
+def test_verify_checks_the_pending_window_early():
+    models, optimizers = replicas()
+    guard, steps = SDCGuard(models, optimizers, check_every=5), Steps(models)
+    guard.verify()  # nothing pending: nothing to do
+    verified = state(models, optimizers)
+    guard.step(steps(torch.randn(16, 8), flip_grad()))
+    guard.step(steps(torch.randn(16, 8)))
+    with pytest.raises(SilentDataCorruptionError) as caught:
+        guard.verify()
+    assert (caught.value.step, caught.value.kind, caught.value.persistent) == (0, "replay", False)
+    assert same_state(state(models, optimizers), verified) and guard.step_count == 0
+    guard.step(steps(torch.randn(16, 8)))
+    guard.verify()
+    assert guard.verified_step == guard.step_count == 1
+
+
 @pytest.mark.parametrize("target", ["param", "optimizer"])
 def test_a_flip_at_rest_is_caught_before_the_next_step_reads_it(target):
     models, optimizers = replicas()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -37,15 +38,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, fn, args) -> None:
+def _worker(rank: int, world: int, port: int, timeout: float, fn, args) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout))
     try:
         fn(*args)
     finally:
         dist.destroy_process_group()
 
 
-def spawn(world: int, fn, *args) -> None:
-    """Run fn(*args) on `world` gloo ranks (fn must be a module-level function)."""
-    mp.spawn(_worker, args=(world, _free_port(), fn, args), nprocs=world, join=True)
+def spawn(world: int, fn, *args, timeout: float = 120) -> None:
+    """Run fn(*args) on `world` gloo ranks (fn must be a module-level function); a collective that
+    waits longer than `timeout` seconds (a rank left behind: a hang) raises on the ranks waiting."""
+    mp.spawn(_worker, args=(world, _free_port(), timeout, fn, args), nprocs=world, join=True)

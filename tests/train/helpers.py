@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.recipe import load_recipe
 
 # A few-thousand-parameter LoopCoder over a 300-token BPE, 4 rows of 64 tokens per step.
@@ -30,6 +31,19 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 def losses(output: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(reference: Path, output: Path, tol: float = 1e-5, steps: int = 3) -> None:
+    """Both runs logged `steps` losses and saved step-`steps` weights, equal within `tol` relative."""
+    a, b = losses(reference), losses(output)
+    assert len(a) == len(b) == steps
+    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) <= tol, (a, b)
+    ref = load_checkpoint_model(reference / "checkpoints" / f"step-{steps}").state_dict()
+    got = load_checkpoint_model(output / "checkpoints" / f"step-{steps}").state_dict()
+    assert ref.keys() == got.keys()
+    for name in ref:
+        err = ((got[name] - ref[name]).abs().max() / ref[name].abs().max()).item()
+        assert err <= tol, (name, err)
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ from torch.distributed.tensor import Replicate, Shard
 from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.trainer import Trainer, train
 
-from .helpers import losses, small_recipe, spawn
+from .helpers import assert_same_run, losses, small_recipe, spawn
 
 TOL = 1e-5
 # Adam's update g / (sqrt(v) + eps) of a gradient entry that nearly cancels (|g| << eps) is lr * g / eps, so
@@ -23,24 +23,12 @@ def _train(recipe, output):
     train(recipe, output)
 
 
-def _compare(single, parallel):
-    a, b = losses(single), losses(parallel)
-    assert len(a) == len(b) == 3
-    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) <= TOL, (a, b)
-    ref = load_checkpoint_model(single / "checkpoints" / "step-3").state_dict()
-    got = load_checkpoint_model(parallel / "checkpoints" / "step-3").state_dict()
-    assert ref.keys() == got.keys()
-    for name in ref:
-        err = ((got[name] - ref[name]).abs().max() / ref[name].abs().max()).item()
-        assert err <= TOL, (name, err)
-
-
 def test_dp2_equals_dp1(tmp_path):
     torch.set_num_threads(1)
     recipe = small_recipe("seed=11", *LR)
     train(recipe, tmp_path / "dp1")
     spawn(2, _train, recipe, tmp_path / "dp2")
-    _compare(tmp_path / "dp1", tmp_path / "dp2")
+    assert_same_run(tmp_path / "dp1", tmp_path / "dp2")
 
 
 def _train_hsdp(recipe, output):
@@ -55,7 +43,7 @@ def test_dp2_hsdp_replicate2_equals_dp1(tmp_path):
     recipe = small_recipe("seed=13", *LR)
     train(recipe, tmp_path / "dp1")
     spawn(2, _train_hsdp, small_recipe("seed=13", *LR, "parallel.replicate=2"), tmp_path / "hsdp")
-    _compare(tmp_path / "dp1", tmp_path / "hsdp")
+    assert_same_run(tmp_path / "dp1", tmp_path / "hsdp")
 
 
 def test_dp2_cp2_equals_dp1(tmp_path):
@@ -63,7 +51,7 @@ def test_dp2_cp2_equals_dp1(tmp_path):
     recipe = small_recipe("seed=12", *LR, "data.document_mask=false")
     train(recipe, tmp_path / "dp1")
     spawn(4, _train, small_recipe("seed=12", *LR, "data.document_mask=false", "parallel.cp=2"), tmp_path / "dp2cp2")
-    _compare(tmp_path / "dp1", tmp_path / "dp2cp2")
+    assert_same_run(tmp_path / "dp1", tmp_path / "dp2cp2")
 
 
 def _train_until_crash(recipe, output):

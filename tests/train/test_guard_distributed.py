@@ -11,12 +11,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from iquest_core.reliability.faults import flip_bit
-from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.trainer import Trainer, train
 
-from .helpers import losses, small_recipe, spawn
+from .helpers import assert_same_run, small_recipe, spawn
 
-TOL = 1e-5
 RECIPE = ("seed=14", "optim.lr=3e-3", "optim.eps=1e-5")  # eps: see test_distributed.LR
 TIMEOUT = 60  # seconds a collective may wait: a rank that runs on alone fails the test instead of hanging it
 
@@ -28,16 +26,6 @@ def reference(tmp_path_factory):
     output = tmp_path_factory.mktemp("dp1")
     train(small_recipe(*RECIPE), output)
     return output
-
-
-def _same_run(reference, output):
-    a, b = losses(reference), losses(output)
-    assert len(a) == len(b) == 3
-    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) <= TOL, (a, b)
-    ref = load_checkpoint_model(reference / "checkpoints" / "step-3").state_dict()
-    got = load_checkpoint_model(output / "checkpoints" / "step-3").state_dict()
-    for name in ref:
-        assert ((got[name] - ref[name]).abs().max() / ref[name].abs().max()).item() <= TOL, name
 
 
 def _train_with_fault(recipe, output, rank, step, bits, results):
@@ -93,7 +81,7 @@ GRAD = "model.embed_tokens.weight.grad"
 
 def test_a_guarded_hsdp_run_equals_an_unguarded_process(reference, tmp_path):
     assert _run(tmp_path, ["parallel.replicate=2", "guard.check_every=2"]) == [([], None)] * 2
-    _same_run(reference, tmp_path)
+    assert_same_run(reference, tmp_path)
     assert not (tmp_path / "sdc.jsonl").exists()
 
 
@@ -102,14 +90,14 @@ def test_a_flip_in_one_replica_is_caught_in_its_step_by_every_rank_and_the_step_
     assert reports == [([("replica", 1, 1, GRAD, None)], None)] * 2
     assert [(e["step"], e["action"]) for e in _events(tmp_path)] == [(2, "redo from step 2")]
     assert [r["step"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3]
-    _same_run(reference, tmp_path)
+    assert_same_run(reference, tmp_path)
 
 
 def test_a_fault_in_one_ranks_live_step_is_caught_by_the_replay_on_every_rank(reference, tmp_path):
     reports = _run(tmp_path, ["parallel.replicate=1", "guard.check_every=2"], bits=(21,))
     assert reports == [([("replay", 1, 1, GRAD, False)], None)] * 2
     assert [e["action"] for e in _events(tmp_path)] == ["redo from step 1"]  # the window began at step 1
-    _same_run(reference, tmp_path)
+    assert_same_run(reference, tmp_path)
 
 
 def test_a_fault_that_strikes_the_same_step_again_stops_the_run(tmp_path):
@@ -127,4 +115,4 @@ def test_hsdp_with_context_parallelism_recovers_from_a_replica_flip(tmp_path):
     overrides = ["parallel.replicate=2", "parallel.cp=2", "guard.check_every=2"]
     reports = _run(tmp_path / "hsdp", overrides, bits=(21,), world=4, recipe=recipe)
     assert reports == [([("replica", 1, 1, GRAD, None)], None)] * 4
-    _same_run(tmp_path / "dp1", tmp_path / "hsdp")
+    assert_same_run(tmp_path / "dp1", tmp_path / "hsdp")

@@ -57,8 +57,8 @@ DEFAULTS: dict[str, Any] = {
     # dp 0: world size / cp. replicate R: HSDP, dp = R replica groups x dp / R shards (parameters sharded
     # over dp / R x cp ranks, replicated R times); R = 1 is plain FSDP over dp x cp.
     "parallel": {"dp": 0, "cp": 1, "replicate": 1},
-    # SDC guard (0: off): fingerprints and cross-replica checks every step (the cross-replica check needs
-    # parallel.replicate >= 2 or several simulated replicas), a replay of the last N steps every N steps.
+    # SDC guard (0: off): fingerprints and cross-replica checks every step (under torchrun the
+    # cross-replica check needs parallel.replicate >= 2), a replay of the last N steps every N steps.
     "guard": {"check_every": 0},
     "train": {
         "dtype": "auto",              # "auto": bfloat16 on CUDA, float32 on CPU; or "float32" / "bfloat16"

@@ -46,8 +46,11 @@ class AttentionBackend:
     def check(self, meta: AttentionMetadata) -> None:
         """Raises ValueError when this backend cannot run a batch of that layout."""
 
-    def positions(self, length: int, device: torch.device) -> torch.Tensor:
-        """Default positions (L,) of a sequence of `length` local tokens."""
+    def positions(self, length: int, device: torch.device, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
+        """Default positions (L,) of a sequence of `length` local tokens; with packed documents
+        (cu_seqlens) they restart at 0 at every document start."""
+        if cu_seqlens is not None:
+            return packed_position_ids(cu_seqlens, length)
         return torch.arange(length, device=device)
 
     def causal(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata,
@@ -58,6 +61,13 @@ class AttentionBackend:
               v: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor, *, window: int, loop: int,
               meta: AttentionMetadata, layer: int) -> torch.Tensor:
         raise NotImplementedError
+
+
+def packed_position_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
+    """(T,) int64 positions restarting at 0 at each document start in cu_seqlens."""
+    idx = torch.arange(total, device=cu_seqlens.device)
+    doc = torch.searchsorted(cu_seqlens, idx.to(cu_seqlens.dtype), right=True) - 1
+    return idx - cu_seqlens.long()[doc]
 
 
 def _unfused_loop_attention(*args, max_seqlen: int | None = None, **kwargs) -> torch.Tensor:

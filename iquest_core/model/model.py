@@ -134,7 +134,8 @@ class LoopCoderForCausalLM(nn.Module):
         logits_to_keep: if > 0, logits of the last that many positions only (B, logits_to_keep, vocab).
         After apply_cp(model, group) (context parallelism, applied from outside the model), input_ids is
         this rank's zigzag shard (zigzag_shard) of sequences of cp * L tokens, position_ids default to the
-        shard's global positions, and the logits are the shard's.
+        shard's global positions (restarting per document with cu_seqlens, which then describe the whole
+        sequence of cp * L tokens), and the logits are the shard's.
         """
         position_ids = self._check_inputs(input_ids, position_ids, cu_seqlens, cache)
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
@@ -170,11 +171,10 @@ class LoopCoderForCausalLM(nn.Module):
                 raise ValueError(f"position_ids: expected shape {tuple(input_ids.shape)} like input_ids, got "
                                  f"{tuple(position_ids.shape)}")
             return position_ids
-        if cu_seqlens is not None:
-            return packed_position_ids(cu_seqlens, length)[None]
         if cache is not None:
             return torch.arange(cache.length, cache.length + length, device=input_ids.device).expand(batch, length)
-        return self.model.layers[0].self_attn.backend.positions(length, input_ids.device).expand(batch, length)
+        backend = self.model.layers[0].self_attn.backend
+        return backend.positions(length, input_ids.device, cu_seqlens).expand(batch, length)
 
     # --- Hugging Face layout and generation (implemented in checkpoint.py and generation.py) ---
 
@@ -193,10 +193,3 @@ class LoopCoderForCausalLM(nn.Module):
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **kwargs):
         """Greedy or sampled decoding with the two-level cache; see iquest_core.model.generation.generate."""
         return generate(self, input_ids, max_new_tokens, **kwargs)
-
-
-def packed_position_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
-    """(T,) int64 positions restarting at 0 at each document start in cu_seqlens."""
-    idx = torch.arange(total, device=cu_seqlens.device)
-    doc = torch.searchsorted(cu_seqlens, idx.to(cu_seqlens.dtype), right=True) - 1
-    return idx - cu_seqlens.long()[doc]

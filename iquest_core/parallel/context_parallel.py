@@ -9,32 +9,36 @@ import torch.distributed as dist
 from torch import nn
 
 from iquest_core.model.attention import LoopCoderAttention
-from iquest_core.model.backends import AttentionBackend, AttentionMetadata
+from iquest_core.model.backends import AttentionBackend, AttentionMetadata, packed_position_ids
 from iquest_core.parallel.ring_attention import ring_attention, ring_loop_attention
-from iquest_core.parallel.zigzag import zigzag_positions
+from iquest_core.parallel.zigzag import zigzag_positions, zigzag_shard
 
 
 class RingAttention(AttentionBackend):
     """Attention of this rank's zigzag shard over the whole sequence, spread over `group`: ring attention
-    in loop 1, ring loop attention after. Whole unpacked sequences only (no cu_seqlens, no cache);
-    default positions are the shard's global ones."""
+    in loop 1, ring loop attention after. Packed documents: B = 1 and cu_seqlens of the whole sequence
+    (cp * L tokens; max_seqlen is not needed). No decode cache. Default positions are the shard's global
+    ones, restarting per document with cu_seqlens."""
 
     def __init__(self, group: dist.ProcessGroup) -> None:
         self.group = group
 
     def check(self, meta: AttentionMetadata) -> None:
-        if meta.cu_seqlens is not None or meta.cache is not None:
-            raise ValueError("cp_group: context parallelism runs whole unpacked sequences (no cu_seqlens or cache)")
+        if meta.cache is not None:
+            raise ValueError("cache: context parallelism runs whole sequences (no incremental decoding)")
 
-    def positions(self, length: int, device: torch.device) -> torch.Tensor:
-        return zigzag_positions(length * dist.get_world_size(self.group), self.group, device=device)
+    def positions(self, length: int, device: torch.device, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
+        total = length * dist.get_world_size(self.group)
+        if cu_seqlens is None:
+            return zigzag_positions(total, self.group, device=device)
+        return zigzag_shard(packed_position_ids(cu_seqlens, total), self.group, dim=0)
 
     def causal(self, q, k, v, meta, layer):
-        return ring_attention(q, k, v, group=self.group)
+        return ring_attention(q, k, v, group=self.group, cu_seqlens=meta.cu_seqlens)
 
     def gated(self, q, k_global, v_global, k, v, gate_weight, gate_bias, *, window, loop, meta, layer):
         return ring_loop_attention(q, k_global, v_global, k, v, gate_weight, gate_bias, group=self.group,
-                                   window=window)
+                                   window=window, cu_seqlens=meta.cu_seqlens)
 
 
 def apply_cp(model: nn.Module, cp_group: dist.ProcessGroup) -> nn.Module:

@@ -36,13 +36,27 @@ def test_one_rank_ring_equals_the_local_model(group):
     torch.testing.assert_close(model(ids).logits, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_ring_backend_refuses_packed_documents_and_caches(group):
+def test_one_rank_ring_runs_packed_documents_like_the_local_model(group):
+    model = _model()
+    ids = torch.randint(0, model.config.vocab_size, (1, 38))
+    cu_seqlens = torch.tensor([0, 1, 16, 19, 38], dtype=torch.int32)
+    expected = model(ids, cu_seqlens=cu_seqlens).logits
+    apply_cp(model, group)
+    torch.testing.assert_close(model(ids, cu_seqlens=cu_seqlens).logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ring_backend_refuses_caches_and_bad_document_boundaries(group):
     model = apply_cp(_model(), group)
-    ids = torch.randint(0, model.config.vocab_size, (1, 12))
-    with pytest.raises(ValueError, match="cp_group: context parallelism runs whole unpacked sequences"):
-        model(ids, cu_seqlens=torch.tensor([0, 4, 12], dtype=torch.int32))
-    with pytest.raises(ValueError, match="cp_group: context parallelism runs whole unpacked sequences"):
+    ids = torch.randint(0, model.config.vocab_size, (1, 14))
+    with pytest.raises(ValueError, match="cache: context parallelism runs whole sequences"):
         model(ids, cache=model.new_cache())
+    with pytest.raises(ValueError, match="cu_seqlens: expected document boundaries of the whole sequence, from 0 "
+                                         "to its length 14"):
+        model(ids, cu_seqlens=torch.tensor([0, 4, 12], dtype=torch.int32))
+    with pytest.raises(ValueError, match="cu_seqlens: expected strictly increasing boundaries"):
+        model(ids, cu_seqlens=torch.tensor([0, 9, 4, 14], dtype=torch.int32))
+    with pytest.raises(ValueError, match="cu_seqlens: expected strictly increasing boundaries"):
+        model(ids, cu_seqlens=torch.tensor([0, 4, 4, 14], dtype=torch.int32))
 
 
 def test_bad_arguments_are_refused(group):

@@ -266,20 +266,27 @@ def rank_rows(rows: list[Row], rank: int, world: int) -> list[Row]:
     return rows[rank * k:(rank + 1) * k]
 
 
-def model_inputs(rows: list[Row], document_mask: bool) -> dict[str, torch.Tensor | int]:
+def model_inputs(rows: list[Row], document_mask: bool, multiple_of: int = 1) -> dict[str, torch.Tensor | int]:
     """Model keyword arguments and labels for a group of rows.
 
     document_mask: the rows' real tokens back to back as one packed sequence (1, T) with cu_seqlens
-    (padding dropped, no attention across documents). Otherwise: (B, seq_len) rows, padding included
-    (it has no labels), positions 0..seq_len-1 as the model defaults, attention across the row."""
+    (padding dropped, no attention across documents); with multiple_of > 1, T is padded up to a multiple
+    of it (as context parallelism's zigzag sharding needs) by one more document of token 0 without
+    labels. Otherwise: (B, seq_len) rows, padding included (it has no labels), positions 0..seq_len-1 as
+    the model defaults, attention across the row."""
     if document_mask:
-        ids = torch.cat([r.input_ids[:r.num_tokens] for r in rows])[None]
-        labels = torch.cat([r.labels[:r.num_tokens] for r in rows])[None]
-        positions = torch.cat([r.position_ids[:r.num_tokens] for r in rows])[None]
+        real = sum(r.num_tokens for r in rows)
+        pad = -real % multiple_of
+        filler = torch.zeros(pad, dtype=torch.int64)
+        ids = torch.cat([*(r.input_ids[:r.num_tokens] for r in rows), filler])[None]
+        labels = torch.cat([*(r.labels[:r.num_tokens] for r in rows), torch.full((pad,), IGNORE_INDEX)])[None]
+        positions = torch.cat([*(r.position_ids[:r.num_tokens] for r in rows), torch.arange(pad)])[None]
         offsets, pieces = 0, [torch.zeros(1, dtype=torch.int32)]
         for r in rows:
             pieces.append(r.cu_seqlens[1:] + offsets)
             offsets += r.num_tokens
+        if pad:
+            pieces.append(torch.tensor([real + pad], dtype=torch.int32))
         cu_seqlens = torch.cat(pieces)
         max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
         return {"input_ids": ids, "labels": labels, "position_ids": positions, "cu_seqlens": cu_seqlens,

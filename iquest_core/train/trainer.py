@@ -169,10 +169,12 @@ class Trainer:
                 group["lr"] = lr_at(self.recipe, step)
             loss_sum = torch.zeros((), dtype=torch.float64, device=self.world.device)
             for start in range(0, len(mine), micro):
-                inputs = model_inputs(mine[start:start + micro], self.recipe["data"]["document_mask"])
+                inputs = model_inputs(mine[start:start + micro], self.recipe["data"]["document_mask"],
+                                      2 * self.cp if self.cp_group is not None else 1)
                 labels = inputs.pop("labels")
-                if self.cp_group is not None:
-                    inputs = {"input_ids": zigzag_shard(inputs["input_ids"], self.cp_group)}
+                if self.cp_group is not None:  # cu_seqlens and max_seqlen stay those of the whole sequence
+                    inputs = {k: zigzag_shard(v, self.cp_group) if k in ("input_ids", "position_ids") else v
+                              for k, v in inputs.items()}
                     labels = zigzag_shard(labels, self.cp_group)
                 inputs = {k: v.to(self.world.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
                 loss = next_token_loss(self.model, labels=labels.to(self.world.device), reduction="sum", **inputs)

@@ -53,19 +53,22 @@ def _rows(t: torch.Tensor, rows: tuple[int, int], dim: int = 1) -> torch.Tensor:
     return t.narrow(dim, rows[0], rows[1] - rows[0])
 
 
-def _packed_cu(call: BlockCall, device: torch.device) -> torch.Tensor:
-    return torch.tensor(call.cu_seqlens, dtype=torch.int32).to(device, non_blocking=True)
+def _call_args(call: BlockCall, device: torch.device) -> tuple[dict, bool]:
+    """attention_with_lse(_backward) keyword arguments of a block call, and whether it runs packed (its
+    tensors then drop the batch dim, B = 1)."""
+    if call.cu_seqlens is None:
+        return {"q_start": call.q_start, "k_start": call.k_start}, False
+    cu_seqlens = torch.tensor(call.cu_seqlens, dtype=torch.int32).to(device, non_blocking=True)
+    return {"cu_seqlens": cu_seqlens, "max_seqlen": call.max_seqlen}, True
 
 
 def _run_call(call: BlockCall, q, k, v, window, scale):
     """attention_with_lse of one block call: float32 out (B, rows, H, D) and lse (B, H, rows)."""
-    q, k, v = _rows(q, call.q_rows), _rows(k, call.k_rows), _rows(v, call.k_rows)
-    if call.cu_seqlens is None:
-        return attention_with_lse(q, k, v, q_start=call.q_start, k_start=call.k_start, window=window, scale=scale,
-                                  out_f32=True)
-    out, lse = attention_with_lse(q[0], k[0], v[0], window=window, scale=scale, cu_seqlens=_packed_cu(call, q.device),
-                                  max_seqlen=call.max_seqlen, out_f32=True)
-    return out[None], lse[None]
+    kwargs, packed = _call_args(call, q.device)
+    inputs = (_rows(q, call.q_rows), _rows(k, call.k_rows), _rows(v, call.k_rows))
+    out, lse = attention_with_lse(*(t[0] if packed else t for t in inputs), window=window, scale=scale,
+                                  out_f32=True, **kwargs)
+    return (out[None], lse[None]) if packed else (out, lse)
 
 
 def _block_forward(q, k, v, calls, window, scale):
@@ -89,20 +92,14 @@ def _block_backward(dout, q, k, v, out, lse, calls, window, scale, grads):
     chunk) into grads = (dq like q, dk like k, dv like v)."""
     for call in calls:
         q_rows, k_rows = call.q_rows, call.k_rows
+        kwargs, packed = _call_args(call, q.device)
         inputs = [_rows(dout, q_rows), _rows(q, q_rows), _rows(k, k_rows), _rows(v, k_rows), _rows(out, q_rows),
                   _rows(lse, q_rows, dim=2)]
-        if call.cu_seqlens is None:
-            dout_c, q_c, k_c, v_c, out_c, lse_c = inputs
-            parts = attention_with_lse_backward(dout_c, None, q_c, k_c, v_c, out_c, lse_c, q_start=call.q_start,
-                                                k_start=call.k_start, window=window, scale=scale, grads_f32=True)
-        else:
-            dout_c, q_c, k_c, v_c, out_c, lse_c = (t[0] for t in inputs)
-            parts = attention_with_lse_backward(dout_c, None, q_c, k_c, v_c, out_c, lse_c, window=window, scale=scale,
-                                                cu_seqlens=_packed_cu(call, q.device), max_seqlen=call.max_seqlen,
-                                                grads_f32=True)
-            parts = [p[None] for p in parts]
+        dout_c, q_c, k_c, v_c, out_c, lse_c = (t[0] if packed else t for t in inputs)
+        parts = attention_with_lse_backward(dout_c, None, q_c, k_c, v_c, out_c, lse_c, window=window, scale=scale,
+                                            grads_f32=True, **kwargs)
         for grad, part, rows in zip(grads, parts, (q_rows, k_rows, k_rows)):
-            _rows(grad, rows).add_(part)
+            _rows(grad, rows).add_(part[None] if packed else part)
 
 
 def _ring_step_pairs(rank, step, cp):

@@ -1,25 +1,18 @@
 """The LoopCoder model with a cp=2 context-parallel group gives the loss and gradients of cp=1, on whole
 rows and on a row of packed documents (cu_seqlens)."""
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.parallel import apply_cp, zigzag_shard, zigzag_unshard
 
+from .ranks import run_on_ranks
+
 WORLD = 2
 LENGTH = 96  # 4 zigzag chunks of 24 tokens >= window - 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _loss(model, input_ids, labels, total_tokens, **kwargs):
@@ -42,44 +35,37 @@ def _inputs(vocab_size, packed):
     return input_ids, labels, {"cu_seqlens": cu_seqlens}
 
 
-def _worker(rank, port, seed, packed, results):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
-        torch.manual_seed(seed)
-        config = LoopCoderConfig.preset("tiny", loop_num=2, loop_window_size=16)
-        model = LoopCoderForCausalLM(config)
-        input_ids, labels, kwargs = _inputs(config.vocab_size, packed)
-        total = int((labels != -100).sum())
+def _errors(seed, packed):
+    """Relative errors of the cp=2 loss, logits and summed gradients against one process's."""
+    torch.manual_seed(seed)
+    config = LoopCoderConfig.preset("tiny", loop_num=2, loop_window_size=16)
+    model = LoopCoderForCausalLM(config)
+    input_ids, labels, kwargs = _inputs(config.vocab_size, packed)
+    total = int((labels != -100).sum())
 
-        full_loss, full_logits = _loss(model, input_ids, labels, total, **kwargs)
-        full_loss.backward()
-        full_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
-        model.zero_grad()
+    full_loss, full_logits = _loss(model, input_ids, labels, total, **kwargs)
+    full_loss.backward()
+    full_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
 
-        apply_cp(model, dist.group.WORLD)
-        cp_loss, cp_logits = _loss(model, zigzag_shard(input_ids), zigzag_shard(labels), total, **kwargs)
-        cp_loss.backward()
-        loss_sum = cp_loss.detach().clone()
-        dist.all_reduce(loss_sum)
-        errors = {"loss": abs(loss_sum.item() - full_loss.item()) / abs(full_loss.item()),
-                  "logits": ((zigzag_unshard(cp_logits) - full_logits).abs().max() / full_logits.abs().max()).item()}
-        for name, p in model.named_parameters():
-            grad = p.grad.clone()
-            dist.all_reduce(grad)  # the trainer's gradient reduction over the context group
-            errors[name] = ((grad - full_grads[name]).abs().max() / full_grads[name].abs().max()).item()
-        results[rank] = errors
-    finally:
-        dist.destroy_process_group()
+    apply_cp(model, dist.group.WORLD)
+    cp_loss, cp_logits = _loss(model, zigzag_shard(input_ids), zigzag_shard(labels), total, **kwargs)
+    cp_loss.backward()
+    loss_sum = cp_loss.detach().clone()
+    dist.all_reduce(loss_sum)
+    errors = {"loss": abs(loss_sum.item() - full_loss.item()) / abs(full_loss.item()),
+              "logits": ((zigzag_unshard(cp_logits) - full_logits).abs().max() / full_logits.abs().max()).item()}
+    for name, p in model.named_parameters():
+        grad = p.grad.clone()
+        dist.all_reduce(grad)  # the trainer's gradient reduction over the context group
+        errors[name] = ((grad - full_grads[name]).abs().max() / full_grads[name].abs().max()).item()
+    return errors
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["rows", "packed-documents"])
 def test_model_with_cp2_matches_single_process(packed):
-    results = mp.Manager().dict()
     seed = torch.randint(0, 2**31, ()).item()
-    mp.spawn(_worker, args=(_free_port(), seed, packed, results), nprocs=WORLD, join=True)
-    assert sorted(results.keys()) == list(range(WORLD))
-    for rank, errors in results.items():
+    for rank, errors in run_on_ranks(WORLD, _errors, seed, packed).items():
         assert "model.gate_projections.0.weight" in errors and "logits" in errors
         for name, err in errors.items():
             assert err <= 1e-5, (rank, name, err)

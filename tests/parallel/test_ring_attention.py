@@ -1,15 +1,15 @@
 """Ring (context-parallel) attention on 2 and 4 gloo CPU ranks equals the single-process ops."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from iquest_core.ops import attention_with_lse, loop_attention
 from iquest_core.parallel import ring_attention, ring_loop_attention, zigzag_positions, zigzag_shard, zigzag_unshard
+
+from .ranks import run_on_ranks
 
 LOOP_CASES = [
     # (B, L, H, Hkv, D, window)
@@ -17,12 +17,6 @@ LOOP_CASES = [
     (2, 264, 3, 1, 16, 1),
     (1, 520, 5, 5, 24, 65),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rel_err(actual, expected):
@@ -75,26 +69,18 @@ def _check_plain_case(seed):
     return errors
 
 
-def _worker(rank, world_size, port, seed, results):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
-        report = {"plain": _check_plain_case(seed)}
-        for i, case in enumerate(LOOP_CASES):
-            report[f"loop{case}"] = _check_loop_case(case, seed + i)
-        positions = zigzag_positions(16)
-        report["positions"] = positions.tolist()
-        results[rank] = report
-    finally:
-        dist.destroy_process_group()
+def _check_cases(seed):
+    report = {"plain": _check_plain_case(seed)}
+    for i, case in enumerate(LOOP_CASES):
+        report[f"loop{case}"] = _check_loop_case(case, seed + i)
+    report["positions"] = zigzag_positions(16).tolist()
+    return report
 
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_ring_matches_single_process(world_size):
     seed = int.from_bytes(os.urandom(4), "little")
-    results = mp.Manager().dict()
-    mp.spawn(_worker, args=(world_size, _free_port(), seed, results), nprocs=world_size, join=True)
-    assert sorted(results.keys()) == list(range(world_size))
+    results = run_on_ranks(world_size, _check_cases, seed)
     for rank, report in results.items():
         for case, errors in report.items():
             if case == "positions":

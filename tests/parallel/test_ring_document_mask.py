@@ -5,17 +5,17 @@ visible (query, key) pairs of every block."""
 import bisect
 import os
 import random
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from iquest_core.ops import attention_with_lse, loop_attention
 from iquest_core.ops.reference import attention_with_lse_reference, loop_attention_reference
 from iquest_core.parallel import ring_attention, ring_loop_attention, zigzag_shard, zigzag_unshard
 from iquest_core.parallel.documents import block_calls
+
+from .ranks import run_on_ranks
 
 TOL = 1e-5
 
@@ -26,12 +26,6 @@ DOC_CASES = [
     (2, 2, 8, 1, [7, 1, 1, 79]),  # window 1: the local branch sees each token alone
     (4, 1, 8, 6, [48]),  # one document: the same blocks as without cu_seqlens
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _random_lengths(rng: random.Random, total: int) -> list[int]:
@@ -103,24 +97,15 @@ def _check_case(case, seed):
     return errors
 
 
-def _worker(rank, world_size, port, seed, results):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
-        rng = random.Random(seed)
-        cases = [*DOC_CASES, (4, 2, 8, 5, _random_lengths(rng, 80))]
-        results[rank] = {f"{case}": _check_case(case, seed + i) for i, case in enumerate(cases)}
-    finally:
-        dist.destroy_process_group()
+def _check_cases(seed):
+    cases = [*DOC_CASES, (4, 2, 8, 5, _random_lengths(random.Random(seed), 80))]
+    return {f"{case}": _check_case(case, seed + i) for i, case in enumerate(cases)}
 
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_ring_with_documents_matches_the_packed_ops(world_size):
     seed = int.from_bytes(os.urandom(4), "little")
-    results = mp.Manager().dict()
-    mp.spawn(_worker, args=(world_size, _free_port(), seed, results), nprocs=world_size, join=True)
-    assert sorted(results.keys()) == list(range(world_size))
-    for rank, report in results.items():
+    for rank, report in run_on_ranks(world_size, _check_cases, seed).items():
         assert len(report) == len(DOC_CASES) + 1
         for case, errors in report.items():
             assert len(errors) == 2 * (4 + 8)  # two references x (out + 3 grads, out + 7 grads)

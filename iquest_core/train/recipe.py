@@ -219,8 +219,6 @@ def validate(recipe: dict[str, Any]) -> None:
         raise RecipeError(f"parallel.replicate: expected a divisor of dp={parallel['dp']}, got {parallel['replicate']}")
     if recipe["guard"]["check_every"] < 0:
         raise RecipeError(f"guard.check_every: expected >= 0, got {recipe['guard']['check_every']}")
-    if parallel["cp"] > 1 and data["document_mask"]:
-        raise RecipeError("parallel.cp > 1 needs data.document_mask = false (ring attention runs whole rows)")
 
 
 def model_config(recipe: dict[str, Any]) -> LoopCoderConfig:

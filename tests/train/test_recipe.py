@@ -44,8 +44,6 @@ def test_bad_recipe_names_and_values():
         load_recipe("tiny", ["steps"])
     with pytest.raises(RecipeError, match="batch_tokens: expected a multiple of seq_len"):
         load_recipe("tiny", ["batch_tokens=100"])
-    with pytest.raises(RecipeError, match="document_mask"):
-        load_recipe("tiny", ["parallel.cp=2"])
     with pytest.raises(RecipeError, match="schedule.warmup_steps"):
         load_recipe("tiny", ["steps=3"])
     with pytest.raises(RecipeError, match=r"data.sources\[0\].kind"):

@@ -15,8 +15,11 @@ from iquest_core.train.step import IGNORE_INDEX
 from iquest_core.train.trainer import train
 from tests.train.helpers import assert_same_run, small_recipe, spawn, write_jsonl
 
-# As tests/train/test_distributed.py: eps = 1e-5 keeps Adam's amplification of rounding below 1e-5.
-LR = ("optim.lr=3e-3", "optim.eps=1e-5")
+# Adam's update of a gradient entry that nearly cancels (|g| << eps) is lr * g / eps: the summation-order
+# rounding of such entries is amplified by lr / eps. On these short documents eps = 1e-5 (as in
+# tests/train/test_distributed.py) left parameter errors of 2e-6 to 9e-6 after 3 steps, with or without
+# document masking (losses within 2e-7), and once above 1e-5; eps = 1e-4 leaves 0.7e-6 to 1.9e-6.
+LR = ("optim.lr=3e-3", "optim.eps=1e-4")
 
 
 def _row(lengths: list[int], seq_len: int, gen: torch.Generator) -> Row:

@@ -1,7 +1,9 @@
 """Context-parallel loop attention: forward+backward with cp=2 gloo ranks of one thread each against one
 process with one thread, on the same full problem (B=1, L=8192, H=8, D=128, W=64, fp32); and the bytes
 each rank sends per step. The ranks live in persistent worker processes so that process start-up and
-group creation stay outside the timed step."""
+group creation stay outside the timed step. A second group runs the same row as 16 packed documents
+(cu_seqlens, no attention across them) through the ring, against the ring on the whole row and one
+process on the packed documents."""
 
 import multiprocessing
 import socket
@@ -13,6 +15,14 @@ import torch.distributed as dist
 from iquest_core.ops import loop_attention
 
 B, L, H, D, W, CP = 1, 8192, 8, 128, 64, 2
+DOCS_GROUP = f"fwd+bwd fp32 L={L}, 16 documents (1 thread per rank)"
+
+
+def _cu_seqlens():
+    """16 documents of 6 to 1242 tokens (mean 512), the same in every process."""
+    gen = torch.Generator().manual_seed(1)
+    cuts = torch.randperm(L - 1, generator=gen)[:15].add(1).sort().values
+    return torch.cat([torch.tensor([0]), cuts, torch.tensor([L])]).to(torch.int32)
 
 
 def _inputs(seed=0):
@@ -30,9 +40,10 @@ def _rank_main(rank, port, commands, results):
     full, grad_out = _inputs()
     shards = [zigzag_shard(t).requires_grad_() for t in full[:5]] + [t.requires_grad_() for t in full[5:]]
     grad_shard = zigzag_shard(grad_out)
-    while commands.get() == "step":
+    documents = {"cu_seqlens": _cu_seqlens()}
+    while (command := commands.get()) != "stop":
         p2p.reset_bytes_sent()
-        ring_loop_attention(*shards, window=W).backward(grad_shard)
+        ring_loop_attention(*shards, window=W, **(documents if command == "documents" else {})).backward(grad_shard)
         dist.barrier()
         results.put(p2p.bytes_sent())
     dist.destroy_process_group()
@@ -55,20 +66,33 @@ def ranks():
         p.join()
 
 
-def test_cp2_forward_backward(benchmark, record_median, ranks):
+def _ring_step(ranks, command, sent):
     commands, results = ranks
+    for q in commands:
+        q.put(command)
+    sent.extend(results.get() for _ in range(CP))
+
+
+def test_cp2_forward_backward(benchmark, record_median, ranks):
     sent = []
 
     def step():
-        for q in commands:
-            q.put("step")
-        sent.extend(results.get() for _ in range(CP))
+        _ring_step(ranks, "step", sent)
 
     benchmark.group = f"fwd+bwd fp32 L={L} (1 thread per rank)"
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
     benchmark.extra_info["bytes_sent_per_rank_per_step"] = max(sent)
     print(f"\nbytes sent per rank per step: {max(sent) / 2**20:.1f} MiB")
     record_median(benchmark.group, "ring_cp2", benchmark, subject=True)
+    record_median(DOCS_GROUP, "ring_cp2_whole_row", benchmark)
+
+
+def test_cp2_documents_forward_backward(benchmark, record_median, ranks):
+    sent = []
+    benchmark.group = DOCS_GROUP
+    benchmark.pedantic(lambda: _ring_step(ranks, "documents", sent), rounds=3, warmup_rounds=1)
+    benchmark.extra_info["bytes_sent_per_rank_per_step"] = max(sent)
+    record_median(DOCS_GROUP, "ring_cp2_documents", benchmark, subject=True)
 
 
 def test_single_process_one_thread(benchmark, record_median):
@@ -82,3 +106,18 @@ def test_single_process_one_thread(benchmark, record_median):
     finally:
         torch.set_num_threads(threads)
     record_median(benchmark.group, "single_process", benchmark)
+
+
+def test_single_process_documents_one_thread(benchmark, record_median):
+    full, grad_out = _inputs()
+    leaves = [t[0].clone().requires_grad_() for t in full[:5]] + [t.requires_grad_() for t in full[5:]]
+    cu_seqlens = _cu_seqlens()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        benchmark.group = DOCS_GROUP
+        benchmark.pedantic(lambda: loop_attention(*leaves, window=W, cu_seqlens=cu_seqlens).backward(grad_out[0]),
+                           rounds=3, warmup_rounds=1)
+    finally:
+        torch.set_num_threads(threads)
+    record_median(DOCS_GROUP, "single_process_documents", benchmark)

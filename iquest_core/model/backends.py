@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -31,13 +32,20 @@ class AttentionMetadata:
     """The batch layout every layer's attention reads.
 
     positions (B, L): RoPE positions of the tokens. cu_seqlens (num_docs + 1,) int32 with B = 1: packed
-    documents (no attention across them); max_seqlen: optional bound on the longest one. cache: the
+    documents (no attention across them; under context parallelism those of the whole sequence, not of
+    this rank's shard); max_seqlen: optional bound on the longest one. cache: the
     decode caches, the new tokens sitting at positions cache.length .. cache.length + L - 1."""
 
     positions: torch.Tensor
     cu_seqlens: torch.Tensor | None = None
     max_seqlen: int | None = None
     cache: LoopCache | None = None
+
+    @cached_property
+    def host_cu_seqlens(self) -> torch.Tensor | None:
+        """cu_seqlens on the CPU, copied once per forward for backends that plan blocks on the host (one
+        device synchronisation instead of one per layer)."""
+        return None if self.cu_seqlens is None else self.cu_seqlens.cpu()
 
 
 class AttentionBackend:

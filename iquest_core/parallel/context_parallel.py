@@ -34,11 +34,11 @@ class RingAttention(AttentionBackend):
         return zigzag_shard(packed_position_ids(cu_seqlens, total), self.group, dim=0)
 
     def causal(self, q, k, v, meta, layer):
-        return ring_attention(q, k, v, group=self.group, cu_seqlens=meta.cu_seqlens)
+        return ring_attention(q, k, v, group=self.group, cu_seqlens=meta.host_cu_seqlens)
 
     def gated(self, q, k_global, v_global, k, v, gate_weight, gate_bias, *, window, loop, meta, layer):
         return ring_loop_attention(q, k_global, v_global, k, v, gate_weight, gate_bias, group=self.group,
-                                   window=window, cu_seqlens=meta.cu_seqlens)
+                                   window=window, cu_seqlens=meta.host_cu_seqlens)
 
 
 def apply_cp(model: nn.Module, cp_group: dist.ProcessGroup) -> nn.Module:

@@ -308,7 +308,8 @@ def ring_attention(q, k, v, *, group=None, scale=None, cu_seqlens=None):
     """Causal attention over the whole sequence from zigzag shards: q (B, 2c, H, D), k/v (B, 2c, Hkv, D)
     -> this rank's shard of the output, q's dtype. Autograd through q, k, v.
     cu_seqlens: packed documents (B = 1), int32 (num_docs + 1,) boundaries of the whole sequence (not the
-    shard: 0 .. cp * 2c, strictly increasing, the same on every rank); no attention crosses them."""
+    shard: 0 .. cp * 2c, strictly increasing, the same on every rank); no attention crosses them. They
+    are read on the host (a CPU tensor saves a device synchronisation)."""
     group, bounds = _check_shards(q, {"k": k, "v": v}, group, cu_seqlens)
     return _RingCausal.apply(q, k, v, group, resolve_scale(scale, q.shape[-1]), bounds).to(q.dtype)
 

@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.model.backends import LocalAttention
-from iquest_core.parallel import apply_cp
+from iquest_core.parallel import apply_cp, ring_attention
 from iquest_core.parallel.context_parallel import RingAttention
 
 
@@ -57,6 +57,21 @@ def test_ring_backend_refuses_caches_and_bad_document_boundaries(group):
         model(ids, cu_seqlens=torch.tensor([0, 9, 4, 14], dtype=torch.int32))
     with pytest.raises(ValueError, match="cu_seqlens: expected strictly increasing boundaries"):
         model(ids, cu_seqlens=torch.tensor([0, 4, 4, 14], dtype=torch.int32))
+
+
+def test_ring_functions_refuse_bad_document_boundaries(group):
+    q, k, v = torch.randn(1, 10, 2, 8), torch.randn(1, 10, 1, 8), torch.randn(1, 10, 1, 8)
+    bad = {"cu_seqlens: expected dtype torch.int32": torch.tensor([0, 10]),
+           r"cu_seqlens: expected a 1-D int32 tensor \(num_docs \+ 1,\), got shape \(1,\)": torch.tensor([10]).int(),
+           "cu_seqlens: expected document boundaries of the whole sequence, from 0 to its length 10": torch.tensor(
+               [1, 10], dtype=torch.int32),
+           "cu_seqlens: expected strictly increasing": torch.tensor([0, 6, 6, 10], dtype=torch.int32)}
+    for message, cu_seqlens in bad.items():
+        with pytest.raises(ValueError, match=message):
+            ring_attention(q, k, v, group=group, cu_seqlens=cu_seqlens)
+    with pytest.raises(ValueError, match=r"q: packed documents \(cu_seqlens\) need batch size 1"):
+        ring_attention(q.expand(2, -1, -1, -1), k.expand(2, -1, -1, -1), v.expand(2, -1, -1, -1), group=group,
+                       cu_seqlens=torch.tensor([0, 10], dtype=torch.int32))
 
 
 def test_bad_arguments_are_refused(group):

@@ -6,8 +6,8 @@ schedule; trains `steps` optimizer steps; writes OUTPUT/metrics.jsonl, OUTPUT/lo
 OUTPUT/checkpoints/step-N and OUTPUT/recipe.json.
 
 Each step the global batch (batch_tokens / seq_len packed rows, the same for any dp) is split over the
-dp ranks; with cp > 1 every row is zigzag-sharded over the cp ranks of its replica and loop attention
-runs as a ring. Each rank's loss is its summed token cross-entropy over the global batch's target count,
+dp ranks; with cp > 1 every micro-batch (its packed documents with data.document_mask, else its rows) is
+zigzag-sharded over the cp ranks of its replica and loop attention runs as a ring. Each rank's loss is its summed token cross-entropy over the global batch's target count,
 so the gradients (summed over the mesh) are those of the global token-mean loss whatever the layout.
 
 With guard.check_every = N the SDC guard (iquest_core.reliability.SDCGuard) runs every step on every

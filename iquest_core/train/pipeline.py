@@ -48,6 +48,7 @@ MODEL = ["model.preset=tiny", "model.init_from=", "model.vocab_size=1024", "mode
 SMALL_RUN = ["train.activation_checkpointing=false", "train.micro_batch_rows=0", "guard.check_every=0",
              "keep_checkpoints=1"]
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".sh", ".cpp", ".h", ".cu", ".txt", ".cfg", ".yml", ".yaml"}
+SUMMARY_STEPS = 10  # the summary's losses are means over this many first / last steps
 
 
 def log(message: str) -> None:
@@ -313,8 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(name, read_metrics(out / "runs" / name)) for name in ("pretrain", "anneal", "midtrain", "sft")]
     plot_stages(runs, out / "loss.png")
     log(f"final model: {stage}")
+    print(f"losses: mean of the first and of the last {SUMMARY_STEPS} steps (one step's loss is noisy)")
     for name, records in runs:
-        print(f"{name:>9}: {len(records)} steps, loss {records[0]['loss']:.3f} -> {records[-1]['loss']:.3f}, "
+        first, last = (sum(r["loss"] for r in part) / len(part)
+                       for part in (records[:SUMMARY_STEPS], records[-SUMMARY_STEPS:]))
+        print(f"{name:>9}: {len(records)} steps, loss {first:.3f} -> {last:.3f}, "
               f"{records[-1]['tokens_per_s']:,.0f} tokens/s")
     sample(stage, tokenizer)
     print(f"\nloss plot: {out / 'loss.png'}; total {time.perf_counter() - began:.0f} s")

@@ -266,17 +266,19 @@ def rank_rows(rows: list[Row], rank: int, world: int) -> list[Row]:
     return rows[rank * k:(rank + 1) * k]
 
 
-def model_inputs(rows: list[Row], document_mask: bool, multiple_of: int = 1) -> dict[str, torch.Tensor | int]:
+def model_inputs(rows: list[Row], document_mask: bool, multiple_of: int = 1,
+                 min_length: int = 0) -> dict[str, torch.Tensor | int]:
     """Model keyword arguments and labels for a group of rows.
 
     document_mask: the rows' real tokens back to back as one packed sequence (1, T) with cu_seqlens
-    (padding dropped, no attention across documents); with multiple_of > 1, T is padded up to a multiple
-    of it (as context parallelism's zigzag sharding needs) by one more document of token 0 without
-    labels. Otherwise: (B, seq_len) rows, padding included (it has no labels), positions 0..seq_len-1 as
+    (padding dropped, no attention across documents); T is padded up to a multiple of multiple_of and to
+    at least min_length (as context parallelism's zigzag sharding needs) by one more document of token 0
+    without labels. Otherwise: (B, seq_len) rows, padding included (it has no labels), positions 0..seq_len-1 as
     the model defaults, attention across the row."""
     if document_mask:
         real = sum(r.num_tokens for r in rows)
-        pad = -real % multiple_of
+        length = max(real, min_length)
+        pad = length + -length % multiple_of - real
         filler = torch.zeros(pad, dtype=torch.int64)
         ids = torch.cat([*(r.input_ids[:r.num_tokens] for r in rows), filler])[None]
         labels = torch.cat([*(r.labels[:r.num_tokens] for r in rows), torch.full((pad,), IGNORE_INDEX)])[None]

@@ -85,9 +85,22 @@ class Trainer:
         if existing and not resume:
             raise ValueError(f"output: {self.output} already holds checkpoints ({existing[-1].name}); pass --resume "
                              f"to continue or choose another directory")
+        self.cp = recipe["parallel"]["cp"]
+        if self.cp > 1 and recipe["seq_len"] % (2 * self.cp):
+            raise RecipeError(f"seq_len: expected a multiple of 2 * cp = {2 * self.cp}, got {recipe['seq_len']}")
+        self.config = model_config(recipe)
+        halo = self.config.loop_window_size - 1 if self.config.loop_num > 1 else 0
+        if self.cp > 1 and recipe["seq_len"] // (2 * self.cp) < halo:
+            raise RecipeError(f"seq_len: with cp={self.cp} each of a row's 2 * cp zigzag chunks must hold the "
+                              f"loop_window_size - 1 = {halo} keys the next chunk's window reads: expected at least "
+                              f"{2 * self.cp * halo}, got {recipe['seq_len']}")
+        # packed micro-batches under cp: a whole number of zigzag chunks, none shorter than the halo
+        self._cp_padding = (2 * self.cp, 2 * self.cp * halo) if self.cp > 1 else (1, 0)
+        if recipe["seq_len"] > self.config.max_position_embeddings:
+            raise RecipeError(f"seq_len: {recipe['seq_len']} exceeds model.max_position_embeddings="
+                              f"{self.config.max_position_embeddings}")
         self.world = init_distributed()
         par = recipe["parallel"]
-        self.cp = par["cp"]
         self.dp = par["dp"] or max(1, self.world.size // self.cp)
         if self.dp * self.cp != self.world.size:
             raise RecipeError(f"parallel: dp={self.dp} x cp={self.cp} does not match the world size {self.world.size}")
@@ -97,12 +110,6 @@ class Trainer:
         self.rows_per_step = recipe["batch_tokens"] // recipe["seq_len"]
         if self.rows_per_step % self.dp:
             raise RecipeError(f"batch_tokens: {self.rows_per_step} rows per step cannot be split over dp={self.dp}")
-        if self.cp > 1 and recipe["seq_len"] % (2 * self.cp):
-            raise RecipeError(f"seq_len: expected a multiple of 2 * cp = {2 * self.cp}, got {recipe['seq_len']}")
-        self.config = model_config(recipe)
-        if recipe["seq_len"] > self.config.max_position_embeddings:
-            raise RecipeError(f"seq_len: {recipe['seq_len']} exceeds model.max_position_embeddings="
-                              f"{self.config.max_position_embeddings}")
         self.resume_from = existing[-1] if resume and existing else None
         if self.resume_from is not None:
             checkpoint.check_model_config(self.resume_from, self.config.to_dict())
@@ -170,7 +177,7 @@ class Trainer:
             loss_sum = torch.zeros((), dtype=torch.float64, device=self.world.device)
             for start in range(0, len(mine), micro):
                 inputs = model_inputs(mine[start:start + micro], self.recipe["data"]["document_mask"],
-                                      2 * self.cp if self.cp_group is not None else 1)
+                                      *self._cp_padding)
                 labels = inputs.pop("labels")
                 if self.cp_group is not None:  # cu_seqlens and max_seqlen stay those of the whole sequence
                     inputs = {k: zigzag_shard(v, self.cp_group) if k in ("input_ids", "position_ids") else v

@@ -46,6 +46,9 @@ def test_model_inputs_pad_the_packed_sequence_to_a_multiple():
     assert padded["input_ids"][0, 27:].tolist() == [0] * 5
     assert padded["max_seqlen"] == plain["max_seqlen"] == 12
     assert torch.equal(model_inputs(rows, document_mask=True, multiple_of=27)["cu_seqlens"], plain["cu_seqlens"])
+    short = model_inputs(rows, document_mask=True, multiple_of=8, min_length=61)  # every zigzag chunk >= the halo
+    assert short["input_ids"].shape == (1, 64) and short["cu_seqlens"].tolist() == [0, 5, 6, 15, 27, 64]
+    assert torch.equal(short["input_ids"][:, :27], plain["input_ids"])
 
 
 def test_recipes_with_cp_keep_document_masking():

@@ -86,6 +86,17 @@ def test_replicate_must_divide_the_resolved_dp(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("sets, message", [
+    (("parallel.cp=2", "seq_len=66", "batch_tokens=264"), r"seq_len: expected a multiple of 2 \* cp = 4, got 66"),
+    (("parallel.cp=4", "seq_len=64", "model.loop_window_size=16"),
+     r"seq_len: with cp=4 .* loop_window_size - 1 = 15 .* expected at least 120, got 64"),
+])
+def test_seq_len_must_split_into_zigzag_chunks_that_hold_the_window(tmp_path, sets, message):
+    with pytest.raises(RecipeError, match=message):
+        Trainer(small_recipe(*sets), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_errors_name_the_key_or_path(tmp_path, capsys):
     assert train_main(["--recipe", "tiny", "--output", str(tmp_path / "a"), "--set", "optim.lrr=1"]) == 2
     assert "'optim.lrr'" in capsys.readouterr().err

@@ -57,7 +57,8 @@ def generate(model: LoopCoderForCausalLM, input_ids: torch.Tensor, max_new_token
     Greedy unless do_sample. eos_token_id (default: the config's): a sequence that emitted it is
     continued with that eos token, and decoding stops early once every sequence has. stop, if given, is
     called after every new token with the ids so far (B, P + t) and returns a bool (B,) tensor: a row
-    where it is True has ended as if it had emitted eos (e.g. a stop string appeared in its text).
+    where it is True has ended (e.g. a stop string appeared in its text): it is continued with eos when
+    there is one, and decoding stops once every row has ended.
     With return_logits, also the float32 logits (B, n, V) each new token was chosen from.
     """
     _check_args(input_ids, max_new_tokens, do_sample, temperature, top_p, top_k)

@@ -7,9 +7,10 @@ run it. The first call per process, op, device, dtype and head_dim runs the kern
 backward, on the cases of `run_cases` and compares it with a reference computed by
 `iquest_core.ops.reference` from the same (rounded) inputs, and runs it twice to check that it is
 bitwise deterministic. A mismatch raises `CudaKernelSelfCheckError` naming the op, the device, the case
-and the error, at this and every later call. Skipped while a CUDA graph is being captured (the check
-synchronises; capture after a first eager call) and while a check runs: its own kernel calls (the
-backward ones on autograd's device threads) and, in that window, calls from other threads.
+and the error, at this and every later call (each runs the check again). Skipped while a CUDA graph is
+being captured (the check synchronises; capture after a first eager call) and while a check runs: its
+own kernel calls (the backward ones on autograd's device threads) and, in that window, calls from other
+threads.
 
 Cases: odd lengths and partial tiles, GQA and Hkv = H, windows 1 and >= 127 (the full-tile path), L < 64
 and L = 1, packed documents for both ops, rows that see no key (out exactly 0, lse -inf, no NaN anywhere),
@@ -355,7 +356,7 @@ def check_once(op: str, q: torch.Tensor) -> None:
 
     Does nothing for configurations the CUDA kernels do not take (they raise ValueError themselves),
     while a CUDA graph is being captured and while a check runs. Raises CudaKernelSelfCheckError on a
-    mismatch (at every call)."""
+    mismatch (at every call, each running the check again)."""
     if _active_checks or q.dtype not in CUDA_DTYPES or q.shape[-1] not in CUDA_HEAD_DIMS \
             or torch.cuda.is_current_stream_capturing():
         return

@@ -60,8 +60,9 @@ def _verify_device(tensors: list[torch.Tensor]) -> None:
     device = tensors[0].device
     if device in _VERIFIED_DEVICES or torch.cuda.is_current_stream_capturing():
         return
-    probe = [torch.randn(3 * 2**16 + 5), torch.randint(-9, 9, (7, 3), dtype=torch.int8), torch.zeros(0),
-             torch.randn(33, dtype=torch.bfloat16)]
+    gen = torch.Generator().manual_seed(0)  # not the global generator: a training run's stream stays its own
+    probe = [torch.randn(3 * 2**16 + 5, generator=gen), torch.randint(-9, 9, (7, 3), dtype=torch.int8, generator=gen),
+             torch.zeros(0), torch.randn(33, generator=gen).bfloat16()]
     on_device = unchecked_cuda_kernel("fingerprint_many")([t.to(device) for t in probe]).cpu()
     if not torch.equal(on_device, _OP(probe)):
         raise RuntimeError(f"fingerprint kernel self-check failed on {device}: its digests differ from the CPU "

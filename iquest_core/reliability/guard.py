@@ -97,7 +97,8 @@ class SDCGuard:
 
     models, optimizers: the replicas this process holds, one optimizer per model over its parameters (a
     single model in a multi-process job; several when replicas are simulated in one process). Replicas
-    must be bit-identical at construction.
+    must be bit-identical at construction. start_step: the number of steps already done (a resumed run),
+    so that steps and `verified_step` count from the run's start.
 
     `loss = guard.step(step_fn)`: step_fn() runs forward and backward on every replica and the gradient
     all-reduce, and returns the loss (any tensor). It must depend only on the replicas' parameters and
@@ -109,10 +110,10 @@ class SDCGuard:
          compares the replicas before any optimizer runs (kind "replica");
       3. steps every optimizer, clears the gradients, fingerprints the updated state and compares the
          replicas again (kind "replica").
-    Each check_every-th step (steps N-1, 2N-1, ...) replays the window of steps since the last verified
-    state from that state (parameters, buffers, optimizer state, RNG) and compares every step's digests
+    Every check_every-th step after the last verified state (and at `verify()`) replays the window of
+    steps since that state from it (parameters, buffers, optimizer state, RNG) and compares every step's digests
     (kind "replay"); a second replay classifies a mismatch as transient (it agrees with the first
-    replay) or persistent (it agrees with neither run). `verify()` runs that check early.
+    replay) or persistent (it agrees with neither run).
 
     Multi-rank jobs (FSDP/HSDP, torch.distributed initialised with several ranks): every rank of the job
     builds the guard and calls step/verify together. DTensors are fingerprinted on their local shards.
@@ -124,8 +125,9 @@ class SDCGuard:
     job, so a fault seen on one rank makes every rank roll back and raise the same error (step, tensor,
     rank, kind): none runs on into a collective alone. With no majority among the replicas (two of them)
     every rank replays the window and this step, and the lowest rank whose live run differs from its
-    replay is named (None if none does). With FSDP a fault on one rank reaches the others' shards through
-    the reduce-scatter; the replay check names the lowest rank that saw it in the earliest step.
+    replay is named (None if none does). A compute fault before the reduction reaches every rank through
+    it (the reduced loss and gradients): the replica check cannot see it, the replay check catches it on
+    every rank and names the lowest rank, not necessarily the faulty one.
 
     On a mismatch the guard rolls back to the last verified state (the state after the last passed
     check, or the initial one) and raises SilentDataCorruptionError naming the step, the first
@@ -139,7 +141,7 @@ class SDCGuard:
 
     def __init__(self, models: torch.nn.Module | Sequence[torch.nn.Module],
                  optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer], *, check_every: int = 1,
-                 group: dist.ProcessGroup | None = None):
+                 group: dist.ProcessGroup | None = None, start_step: int = 0):
         models = [models] if isinstance(models, torch.nn.Module) else list(models)
         optimizers = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
         if not models or not all(isinstance(m, torch.nn.Module) for m in models):
@@ -149,6 +151,8 @@ class SDCGuard:
                              f"got {optimizers!r:.80}")
         if not isinstance(check_every, int) or isinstance(check_every, bool) or check_every < 1:
             raise ValueError(f"check_every: expected an int >= 1, got {check_every!r}")
+        if not isinstance(start_step, int) or isinstance(start_step, bool) or start_step < 0:
+            raise ValueError(f"start_step: expected an int >= 0, got {start_step!r}")
         job = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         if job and len(models) > 1:
             raise ValueError(f"models: a multi-rank job guards one model per rank, got {len(models)}")
@@ -159,10 +163,10 @@ class SDCGuard:
         if job and dist.get_backend() == "nccl":
             self._device = torch.device("cuda", torch.cuda.current_device())
         self.param_names = [name for name, _ in models[0].named_parameters()]
-        self.step_count = 0
+        self.step_count = start_step
         self._window: list[tuple[Callable[[], torch.Tensor], RngState, StepRecord]] = []
         self._snapshot = self._take_snapshot()
-        self._compare_replicas(self.param_names + self._optim_names(0), self._snapshot.digests, step=0)
+        self._compare_replicas(self.param_names + self._optim_names(0), self._snapshot.digests, step=start_step)
         self._reference = self._snapshot.digests
 
     def reset(self) -> None:

@@ -230,7 +230,8 @@ class Trainer:
             start = state["step"]
         check_every = recipe["guard"]["check_every"]
         replicas = self.mesh.replicate_group if self.mesh is not None else None
-        self.guard = SDCGuard(self.model, self.optimizer, check_every=check_every, group=replicas) if check_every else None
+        self.guard = SDCGuard(self.model, self.optimizer, check_every=check_every, group=replicas,
+                              start_step=start) if check_every else None
         self._writer = MetricsWriter(self.output, truncate_after=start, title=recipe["stage"]) if rank0 else None
         if rank0:
             (self.output / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")

@@ -4,6 +4,7 @@ rank returns."""
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -18,7 +19,8 @@ def _free_port() -> int:
 
 def _worker(rank, world_size, port, results, fn, args):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=120))  # a rank left alone in a collective fails, not hangs
     try:
         results[rank] = fn(*args)
     finally:

@@ -174,3 +174,38 @@ def test_compiled_layers_reach_the_eager_losses(tmp_path):
     # Inductor's fused kernels sum in another order (measured: 8.8e-8 relative by step 3, float32); the
     # distributed tests' 1e-5 leaves room for other instruction sets.
     assert max(abs(a - b) / abs(a) for a, b in zip(eager, compiled)) <= 1e-5, (eager, compiled)
+
+
+def test_a_resumed_guarded_run_recovers_from_a_fault_at_the_runs_step_numbers(tmp_path, monkeypatch):
+    """After --resume from step-2 the guard counts from step 2: a fault in step 4's live run is caught by the
+    replay, the trainer redoes step 4 (sdc.jsonl) and the run ends bitwise where an unfaulted one does."""
+    recipe = small_recipe("steps=4", "checkpoint_every=2", "guard.check_every=1")
+    train(recipe, tmp_path / "whole")
+    original_step, original_clip = Trainer.train_step, Trainer._clip
+
+    def crash_at_step_2(self, step):
+        if step == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return original_step(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    clips = []
+
+    def clip_with_a_fault_in_step_4(self):
+        norm = original_clip(self)
+        clips.append(None)
+        if len(clips) == 3:  # step 3: live run, replay; step 4: live run
+            next(self.model.parameters()).grad.view(-1)[0] *= 2
+        return norm
+
+    monkeypatch.setattr(Trainer, "_clip", clip_with_a_fault_in_step_4)
+    train(recipe, tmp_path / "cut", resume=True)
+    events = [json.loads(line) for line in (tmp_path / "cut" / "sdc.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["kind"], e["action"]) for e in events] == [(4, "replay", "redo from step 4")]
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+    whole = load_checkpoint_model(tmp_path / "whole" / "checkpoints" / "step-4").state_dict()
+    cut = load_checkpoint_model(tmp_path / "cut" / "checkpoints" / "step-4").state_dict()
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)

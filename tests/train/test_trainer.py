@@ -28,6 +28,21 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def _train_until_crash(recipe, output, step, monkeypatch):
+    """Trains until a simulated crash at the start of optimizer step `step` (0-based)."""
+    original = Trainer.train_step
+
+    def crash(self, s):
+        if s == step:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, s)
+
+    monkeypatch.setattr(Trainer, "train_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, output)
+    monkeypatch.setattr(Trainer, "train_step", original)
+
+
 def test_metrics_and_checkpoints(tmp_path):
     records = train(small_recipe("steps=4", "checkpoint_every=2", "keep_checkpoints=0"), tmp_path)
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4] == [r["step"] for r in records]
@@ -43,17 +58,7 @@ def test_resume_equals_the_uninterrupted_run_bitwise(tmp_path, monkeypatch):
     recipe = small_recipe("steps=5", "checkpoint_every=2", "model.loop_num=2")
     train(recipe, tmp_path / "whole")
 
-    original = Trainer.train_step
-
-    def crash_at_step_3(self, step):
-        if step == 3:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, step)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(recipe, tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "train_step", original)
+    _train_until_crash(recipe, tmp_path / "cut", 3, monkeypatch)
     assert len(losses(tmp_path / "cut")) == 3  # step 3 was logged, its checkpoint was not written
     train(recipe, tmp_path / "cut", resume=True)
 
@@ -181,18 +186,8 @@ def test_a_resumed_guarded_run_recovers_from_a_fault_at_the_runs_step_numbers(tm
     replay, the trainer redoes step 4 (sdc.jsonl) and the run ends bitwise where an unfaulted one does."""
     recipe = small_recipe("steps=4", "checkpoint_every=2", "guard.check_every=1")
     train(recipe, tmp_path / "whole")
-    original_step, original_clip = Trainer.train_step, Trainer._clip
-
-    def crash_at_step_2(self, step):
-        if step == 2:
-            raise KeyboardInterrupt("simulated crash")
-        return original_step(self, step)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_at_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(recipe, tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "train_step", original_step)
-    clips = []
+    _train_until_crash(recipe, tmp_path / "cut", 2, monkeypatch)
+    original_clip, clips = Trainer._clip, []
 
     def clip_with_a_fault_in_step_4(self):
         norm = original_clip(self)

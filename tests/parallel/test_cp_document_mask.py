@@ -13,7 +13,9 @@ from iquest_core.train.loader import Row, model_inputs
 from iquest_core.train.recipe import load_recipe
 from iquest_core.train.step import IGNORE_INDEX
 from iquest_core.train.trainer import train
-from tests.train.helpers import assert_same_run, small_recipe, spawn, write_jsonl
+from iquest_core.jsonl import write_jsonl
+from tests.ranks import spawn
+from tests.train.helpers import assert_same_run, small_recipe
 
 # Adam's update of a gradient entry that nearly cancels (|g| << eps) is lr * g / eps: the summation-order
 # rounding of such entries is amplified by lr / eps. On these short documents eps = 1e-5 (as in

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.parallel import apply_cp, zigzag_shard, zigzag_unshard
 
-from .ranks import run_on_ranks
+from tests.ranks import run_on_ranks
 
 WORLD = 2
 LENGTH = 96  # 4 zigzag chunks of 24 tokens >= window - 1

@@ -9,7 +9,7 @@ import torch.distributed as dist
 from iquest_core.ops import attention_with_lse, loop_attention
 from iquest_core.parallel import ring_attention, ring_loop_attention, zigzag_positions, zigzag_shard, zigzag_unshard
 
-from .ranks import run_on_ranks
+from tests.ranks import run_on_ranks
 
 LOOP_CASES = [
     # (B, L, H, Hkv, D, window)

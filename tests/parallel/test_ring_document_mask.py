@@ -15,7 +15,7 @@ from iquest_core.ops.reference import attention_with_lse_reference, loop_attenti
 from iquest_core.parallel import ring_attention, ring_loop_attention, zigzag_shard, zigzag_unshard
 from iquest_core.parallel.documents import block_calls
 
-from .ranks import run_on_ranks
+from tests.ranks import run_on_ranks
 
 TOL = 1e-5
 

@@ -1,17 +1,14 @@
 """Cross-replica checks with 3 gloo ranks on the CPU (loopback): after the gradient all-reduce some
 rank's gradient (or parameter) is corrupted; every rank raises the same error naming that rank."""
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from iquest_core.reliability.errors import SilentDataCorruptionError
 from iquest_core.reliability.faults import flip_bit
 from iquest_core.reliability.replicas import check_replicas, compare_across_ranks
+from tests.ranks import run_on_ranks
 from tests.reliability.models import small_model, step_fn
 
 WORLD = 3
@@ -25,41 +22,32 @@ SCENARIOS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def worker(rank: int, port: int, results):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        for scenario, (faults, _) in SCENARIOS.items():
-            torch.manual_seed(0)
-            model = small_model()  # the same initial weights everywhere
-            torch.manual_seed(100 + rank)
-            step_fn(model, torch.randn(8, 8))()  # different data on every rank
-            for p in model.parameters():
-                dist.all_reduce(p.grad)
-                p.grad /= WORLD
-            if rank in faults:
-                target, bit = faults[rank]
-                flip_bit(model[4].weight.grad if target == "grad" else model[0].bias.detach(), 1, bit)
-            try:
-                check_replicas(model, step=5, params=True)
-                results[scenario, rank] = None
-            except SilentDataCorruptionError as e:
-                results[scenario, rank] = (e.step, e.tensor, e.rank, e.kind, e.persistent)
-    finally:
-        dist.destroy_process_group()
+def scenario_reports() -> dict:
+    """scenario -> what check_replicas raised on this rank (as a tuple) or None."""
+    reports = {}
+    for scenario, (faults, _) in SCENARIOS.items():
+        torch.manual_seed(0)
+        model = small_model()  # the same initial weights everywhere
+        torch.manual_seed(100 + dist.get_rank())
+        step_fn(model, torch.randn(8, 8))()  # different data on every rank
+        for p in model.parameters():
+            dist.all_reduce(p.grad)
+            p.grad /= WORLD
+        if dist.get_rank() in faults:
+            target, bit = faults[dist.get_rank()]
+            flip_bit(model[4].weight.grad if target == "grad" else model[0].bias.detach(), 1, bit)
+        try:
+            check_replicas(model, step=5, params=True)
+            reports[scenario] = None
+        except SilentDataCorruptionError as e:
+            reports[scenario] = (e.step, e.tensor, e.rank, e.kind, e.persistent)
+    return reports
 
 
 @pytest.fixture(scope="module")
 def reports():
-    results = mp.Manager().dict()
-    mp.spawn(worker, args=(free_port(), results), nprocs=WORLD, join=True)
-    return dict(results)
+    return {(scenario, rank): report for rank, per_rank in run_on_ranks(WORLD, scenario_reports).items()
+            for scenario, report in per_rank.items()}
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -1,15 +1,9 @@
-"""Small recipes and multi-process launching for the trainer tests."""
+"""Small recipes and run comparisons for the trainer tests."""
 
 from __future__ import annotations
 
 import json
-import socket
-from datetime import timedelta
 from pathlib import Path
-
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.recipe import load_recipe
@@ -22,11 +16,6 @@ SMALL = ["seq_len=64", "batch_tokens=256", "steps=3", "checkpoint_every=0", "sch
 
 def small_recipe(*overrides: str) -> dict:
     return load_recipe("tiny", [*SMALL, *overrides])
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def losses(output: Path) -> list[float]:
@@ -44,25 +33,3 @@ def assert_same_run(reference: Path, output: Path, tol: float = 1e-5, steps: int
     for name in ref:
         err = ((got[name] - ref[name]).abs().max() / ref[name].abs().max()).item()
         assert err <= tol, (name, err)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, timeout: float, fn, args) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=timeout))
-    try:
-        fn(*args)
-    finally:
-        dist.destroy_process_group()
-
-
-def spawn(world: int, fn, *args, timeout: float = 120) -> None:
-    """Run fn(*args) on `world` gloo ranks (fn must be a module-level function); a collective that
-    waits longer than `timeout` seconds (a rank left behind: a hang) raises on the ranks waiting."""
-    mp.spawn(_worker, args=(world, _free_port(), timeout, fn, args), nprocs=world, join=True)

@@ -10,7 +10,9 @@ from torch.distributed.tensor import Replicate, Shard
 from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.trainer import Trainer, train
 
-from .helpers import assert_same_run, losses, small_recipe, spawn
+from tests.ranks import spawn
+
+from .helpers import assert_same_run, losses, small_recipe
 
 TOL = 1e-5
 # Adam's update g / (sqrt(v) + eps) of a gradient entry that nearly cancels (|g| << eps) is lr * g / eps, so

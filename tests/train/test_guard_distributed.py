@@ -13,7 +13,9 @@ import torch.multiprocessing as mp
 from iquest_core.reliability.faults import flip_bit
 from iquest_core.train.trainer import Trainer, train
 
-from .helpers import assert_same_run, small_recipe, spawn
+from tests.ranks import spawn
+
+from .helpers import assert_same_run, small_recipe
 
 RECIPE = ("seed=14", "optim.lr=3e-3", "optim.eps=1e-5")  # eps: see test_distributed.LR
 TIMEOUT = 60  # seconds a collective may wait: a rank that runs on alone fails the test instead of hanging it

@@ -204,3 +204,29 @@ def test_a_resumed_guarded_run_recovers_from_a_fault_at_the_runs_step_numbers(tm
     whole = load_checkpoint_model(tmp_path / "whole" / "checkpoints" / "step-4").state_dict()
     cut = load_checkpoint_model(tmp_path / "cut" / "checkpoints" / "step-4").state_dict()
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+def test_a_checkpoint_step_is_verified_before_it_is_written(tmp_path, monkeypatch):
+    """check_every=10 but checkpoint_every=2: a fault in step 2's live run is caught by the verification that
+    precedes step-2's checkpoint, the steps since the last verified state are redone, and the run ends
+    bitwise where an unfaulted one does."""
+    recipe = small_recipe("steps=4", "checkpoint_every=2", "guard.check_every=10")
+    train(recipe, tmp_path / "clean")
+    original_clip, clips = Trainer._clip, []
+
+    def clip_with_a_fault_in_step_2(self):
+        norm = original_clip(self)
+        clips.append(None)
+        if len(clips) == 2:  # the live runs of steps 1 and 2
+            next(self.model.parameters()).grad.view(-1)[0] *= 2
+        return norm
+
+    monkeypatch.setattr(Trainer, "_clip", clip_with_a_fault_in_step_2)
+    train(recipe, tmp_path / "faulty")
+    events = [json.loads(line) for line in (tmp_path / "faulty" / "sdc.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["kind"], e["action"]) for e in events] == [(2, "replay", "redo from step 1")]
+    assert losses(tmp_path / "faulty") == losses(tmp_path / "clean")
+    for step in (2, 4):
+        clean = load_checkpoint_model(tmp_path / "clean" / "checkpoints" / f"step-{step}").state_dict()
+        faulty = load_checkpoint_model(tmp_path / "faulty" / "checkpoints" / f"step-{step}").state_dict()
+        assert all(torch.equal(clean[k], faulty[k]) for k in clean)

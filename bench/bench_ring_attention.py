@@ -1,5 +1,5 @@
 """Context-parallel loop attention: forward+backward with cp=2 gloo ranks of one thread each against one
-process with one thread, on the same full problem (B=1, L=8192, H=8, D=128, W=64, fp32); and the bytes
+process with one thread (the same work per core) and with two (the same cores), on the same full problem (B=1, L=8192, H=8, D=128, W=64, fp32); and the bytes
 each rank sends per step. The ranks live in persistent worker processes so that process start-up and
 group creation stay outside the timed step. A second group runs the same row as 16 packed documents
 (cu_seqlens, no attention across them) through the ring, against the ring on the whole row and one
@@ -95,29 +95,30 @@ def test_cp2_documents_forward_backward(benchmark, record_median, ranks):
     record_median(DOCS_GROUP, "ring_cp2_documents", benchmark, subject=True)
 
 
-def test_single_process_one_thread(benchmark, record_median):
+def _single_process(benchmark, threads, step):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, CP])
+def test_single_process(benchmark, record_median, threads):
     full, grad_out = _inputs()
     leaves = [t.requires_grad_() for t in full]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        benchmark.group = f"fwd+bwd fp32 L={L} (1 thread per rank)"
-        benchmark.pedantic(lambda: loop_attention(*leaves, window=W).backward(grad_out), rounds=3, warmup_rounds=1)
-    finally:
-        torch.set_num_threads(threads)
-    record_median(benchmark.group, "single_process", benchmark)
+    benchmark.group = f"fwd+bwd fp32 L={L} (1 thread per rank)"
+    _single_process(benchmark, threads, lambda: loop_attention(*leaves, window=W).backward(grad_out))
+    record_median(benchmark.group, f"single_process_{threads}_threads", benchmark)
 
 
-def test_single_process_documents_one_thread(benchmark, record_median):
+@pytest.mark.parametrize("threads", [1, CP])
+def test_single_process_documents(benchmark, record_median, threads):
     full, grad_out = _inputs()
     leaves = [t[0].clone().requires_grad_() for t in full[:5]] + [t.requires_grad_() for t in full[5:]]
     cu_seqlens = _cu_seqlens()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        benchmark.group = DOCS_GROUP
-        benchmark.pedantic(lambda: loop_attention(*leaves, window=W, cu_seqlens=cu_seqlens).backward(grad_out[0]),
-                           rounds=3, warmup_rounds=1)
-    finally:
-        torch.set_num_threads(threads)
-    record_median(DOCS_GROUP, "single_process_documents", benchmark)
+    benchmark.group = DOCS_GROUP
+    _single_process(benchmark, threads,
+                    lambda: loop_attention(*leaves, window=W, cu_seqlens=cu_seqlens).backward(grad_out[0]))
+    record_median(DOCS_GROUP, f"single_process_documents_{threads}_threads", benchmark)

@@ -19,7 +19,7 @@ import pytest
 
 from iquest_core.sandbox import run_many
 from iquest_core.sandbox.isolate import sandbox_runtime
-from iquest_core.train import humaneval
+from iquest_core.eval import humaneval
 
 WORKERS = 2
 PROBLEMS = list(humaneval.load_problems().values())[:40]

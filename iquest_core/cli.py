@@ -1,16 +1,9 @@
-"""The `iquest` command: one entry point for the package's runnable jobs.
+"""The `iquest` command: one table of subcommands, one error convention.
 
-    iquest demo      train a tiny LoopCoder on the package's own sources
-    iquest drill     silent-data-corruption drill
-    iquest selftest  kernel self-test against the float64 reference
-    iquest data      data jobs: fim, filter, tokenize, evolution, dedup, decontam (`iquest data --help`)
-    iquest train     stage recipes (pretrain, anneal, midtrain, sft, tiny) on one process or torchrun
-    iquest export    a training checkpoint to the Hugging Face layout
-    iquest eval      evaluation (HumanEval pass@k)
-    iquest rl        GRPO reinforcement learning with test-pass rewards
-    iquest scaling   multilingual code scaling laws: fit, mix, sweep
-
-Arguments after the subcommand go to that job (`iquest drill --help`).
+Every entry of COMMANDS maps a command path ("demo", "data fim", ...) to the `module:function` that
+runs it (function `main` when omitted) and a one-line help. The function takes the remaining argv and
+returns an exit status. Adding a command is one entry. Bad arguments and failed jobs print one line
+`iquest <cmd>: error: ...` on stderr and exit with status 2 (`iquest_core.command_line`).
 """
 
 from __future__ import annotations
@@ -18,26 +11,60 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {
-    "demo": "iquest_core.train.demo",
-    "drill": "iquest_core.train.drill",
-    "selftest": "iquest_core.train.selftest",
-    "data": "iquest_core.data.cli",
-    "train": "iquest_core.train.cli",
-    "export": "iquest_core.train.export",
-    "eval": "iquest_core.train.evaluate",
-    "rl": "iquest_core.train.rl_cli",
-    "scaling": "iquest_core.scaling.cli",
+import iquest_core
+from iquest_core.command_line import fail, run_command
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("iquest_core.jobs.demo", "train a tiny LoopCoder on the package's own sources"),
+    "pipeline": ("iquest_core.jobs.pipeline", "the Code-Flow pipeline end to end on the package's sources"),
+    "drill": ("iquest_core.jobs.drill", "silent-data-corruption drill"),
+    "selftest": ("iquest_core.ops.selftest", "kernel self-test against the float64 reference"),
+    "data fim": ("iquest_core.data.jobs.fim", "fill-in-the-middle examples (file and repository level)"),
+    "data filter": ("iquest_core.data.jobs.filter", "drop files that do not parse (syntax validity)"),
+    "data tokenize": ("iquest_core.data.jobs.tokenize", "token shards (uint32 .npy + document index)"),
+    "data evolution": ("iquest_core.data.jobs.evolution", "repository-evolution triples from git history"),
+    "data dedup": ("iquest_core.data.jobs.dedup", "exact and MinHash-LSH near-duplicate removal"),
+    "data decontam": ("iquest_core.data.jobs.decontam", "benchmark decontamination by n-gram overlap"),
+    "train": ("iquest_core.train.cli", "stage recipes on one process or torchrun"),
+    "export": ("iquest_core.train.export", "a training checkpoint to the Hugging Face layout"),
+    "eval humaneval": ("iquest_core.eval.harness", "HumanEval pass@k"),
+    "rl": ("iquest_core.rl.cli", "GRPO reinforcement learning with test-pass rewards"),
+    "scaling fit": ("iquest_core.scaling.cli:fit_main", "fit per-language scaling laws to runs.csv"),
+    "scaling mix": ("iquest_core.scaling.cli:mix_main", "the optimal language mixture under a law"),
+    "scaling sweep": ("iquest_core.jobs.sweep_cli", "tiny real training runs -> runs.csv, then the fit"),
 }
+
+
+def resolve(name: str):
+    """The function of command `name` (a key of COMMANDS)."""
+    module, _, function = COMMANDS[name][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")
+
+
+def usage(group: str = "") -> str:
+    """The listing of the commands under `group` ("" for all)."""
+    prefix = f"{group} " if group else ""
+    rows = [f"    iquest {name:<16} {help}" for name, (_, help) in COMMANDS.items() if name.startswith(prefix)]
+    return f"usage: iquest {prefix}COMMAND [ARGS ...]   (iquest {prefix}COMMAND --help)\n\n" + "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(__doc__, file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    result = importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
-    return int(result or 0)
+    if argv[:1] == ["--version"]:
+        print(f"iquest {iquest_core.__version__}")
+        return 0
+    for length in (2, 1):
+        name = " ".join(argv[:length])
+        if len(argv) >= length and name in COMMANDS:
+            return run_command(f"iquest {name}", lambda: resolve(name)(argv[length:]))
+    group = argv[0] if argv and any(n.startswith(f"{argv[0]} ") for n in COMMANDS) else ""
+    helping = argv[len(group.split()):][:1] in (["-h"], ["--help"])
+    print(usage(group), file=sys.stdout if helping else sys.stderr)
+    if helping:
+        return 0
+    if argv[len(group.split()):]:
+        return fail(f"iquest {group}".strip(), f"unknown command {' '.join(argv[len(group.split()):][:1])!r}")
+    return 2
 
 
 if __name__ == "__main__":

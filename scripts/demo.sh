@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m iquest_core.train.pipeline "$@"
+.venv/bin/python -m iquest_core.jobs.pipeline "$@"

@@ -1,6 +1,6 @@
 """Silent-data-corruption defences: tensor fingerprints, model/optimizer fingerprints, the SDC guard
 (at-rest, cross-replica and deterministic-replay checks with rollback), fingerprinted checkpoints and
-the fault-injection harness that `iquest drill` (iquest_core.train.drill) exercises them with."""
+the fault-injection harness and the drill that exercises them (`reliability.drill`, `iquest drill`)."""
 
 from iquest_core.reliability.checkpoint import load_checkpoint, save_checkpoint
 from iquest_core.reliability.errors import SilentDataCorruptionError

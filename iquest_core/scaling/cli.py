@@ -1,4 +1,5 @@
-"""`iquest scaling`: fit per-language laws, plan a mixture, run a sweep of tiny training runs.
+"""`iquest scaling fit` and `iquest scaling mix`: fit per-language laws, plan a mixture (the sweep of tiny
+training runs that makes runs.csv is `iquest scaling sweep`, iquest_core.jobs.sweep).
 
     iquest scaling fit runs.csv --output DIR [--bootstrap 200]
         fits L = A N^-alpha + B D^-beta + E per language; writes DIR/law.json, DIR/loss.png, DIR/iso_loss.png
@@ -12,72 +13,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from iquest_core.command_line import CommandParser, run_command
 from iquest_core.scaling import io, plots
 from iquest_core.scaling.fit import fit_power_law
 from iquest_core.scaling.law import MultilingualLaw
-from iquest_core.scaling.sweep import LANGUAGES, Grid, run_sweep
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="iquest scaling", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    fit = commands.add_parser("fit", help="fit per-language laws to runs.csv")
-    fit.add_argument("runs", type=Path, help="CSV with columns language, params, tokens, loss")
-    fit.add_argument("--output", type=Path, required=True, help="folder for law.json and the plots")
-    add_fit_options(fit)
-
-    mix = commands.add_parser("mix", help="optimal mixture under a law")
-    mix.add_argument("--law", type=Path, required=True, help="law.json written by `fit`")
-    mix.add_argument("--params", type=float, required=True, help="model parameters N")
-    mix.add_argument("--tokens", type=float, required=True, help="training tokens D of the whole mixture")
-    mix.add_argument("--languages", default=None, help="comma-separated languages (default: all in the law)")
-    mix.add_argument("--min-share", type=float, default=0.0, help="smallest share of every listed language")
-    mix.add_argument("--output", type=Path, default=None, help="also write mixture.json and mixture.png here")
-
-    sweep = commands.add_parser("sweep", help="tiny real training runs -> runs.csv, then the fit",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    grid = Grid()
-    sweep.add_argument("--output", type=Path, required=True, help="folder for data, runs, runs.csv, law.json, plots")
-    sweep.add_argument("--languages", default=",".join(grid.languages), help=f"comma-separated, from {', '.join(LANGUAGES)}")
-    sweep.add_argument("--sizes", default=",".join(f"{h}x{n}" for h, n in grid.sizes),
-                       help="comma-separated HIDDENxLAYERS model sizes")
-    sweep.add_argument("--tokens", default=",".join(map(str, grid.tokens)), help="comma-separated tokens per run")
-    sweep.add_argument("--batch-tokens", type=int, default=grid.batch_tokens, help="tokens per optimizer step")
-    sweep.add_argument("--lr", type=float, default=grid.lr, help="peak learning rate of the cosine schedule")
-    sweep.add_argument("--corpus-bytes", type=float, default=grid.corpus_bytes, help="training text per language")
-    sweep.add_argument("--eval-tokens", type=int, default=grid.eval_tokens, help="held-out tokens per language")
-    sweep.add_argument("--jobs", type=int, default=grid.jobs, help="runs at a time")
-    sweep.add_argument("--threads", type=int, default=grid.threads, help="threads per run")
-    add_fit_options(sweep)
-    return parser.parse_args(argv)
+def fit_parser() -> argparse.ArgumentParser:
+    parser = CommandParser(prog="iquest scaling fit", description="fit per-language laws to runs.csv")
+    parser.add_argument("runs", type=Path, help="CSV with columns language, params, tokens, loss")
+    parser.add_argument("--output", type=Path, required=True, help="folder for law.json and the plots")
+    add_fit_options(parser)
+    return parser
 
 
-def _size(text: str) -> tuple[int, int]:
-    hidden, layers = text.split("x")  # ValueError unless exactly HIDDENxLAYERS
-    return int(hidden), int(layers)
-
-
-def sweep_grid(args: argparse.Namespace) -> Grid:
-    """The Grid of the `sweep` arguments; ValueError naming a malformed list."""
-
-    def items(name: str, convert):
-        try:
-            return tuple(convert(s.strip()) for s in getattr(args, name).split(",") if s.strip())
-        except ValueError:
-            raise ValueError(f"--{name}: cannot read {getattr(args, name)!r}") from None
-
-    return Grid(languages=items("languages", str), sizes=items("sizes", _size),
-                tokens=items("tokens", lambda s: int(float(s))), batch_tokens=args.batch_tokens, lr=args.lr,
-                corpus_bytes=int(args.corpus_bytes), eval_tokens=args.eval_tokens, seed=args.seed, jobs=args.jobs,
-                threads=args.threads)
+def mix_parser() -> argparse.ArgumentParser:
+    parser = CommandParser(prog="iquest scaling mix", description="optimal mixture under a law")
+    parser.add_argument("--law", type=Path, required=True, help="law.json written by `fit`")
+    parser.add_argument("--params", type=float, required=True, help="model parameters N")
+    parser.add_argument("--tokens", type=float, required=True, help="training tokens D of the whole mixture")
+    parser.add_argument("--languages", default=None, help="comma-separated languages (default: all in the law)")
+    parser.add_argument("--min-share", type=float, default=0.0, help="smallest share of every listed language")
+    parser.add_argument("--output", type=Path, default=None, help="also write mixture.json and mixture.png here")
+    return parser
 
 
 def add_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -139,25 +101,14 @@ def mix(args: argparse.Namespace) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        if args.command == "fit":
-            fit_runs(args.runs, args.output, args.bootstrap, args.confidence, args.seed)
-        elif args.command == "mix":
-            print(json.dumps(mix(args), indent=2))
-        else:
-            grid = sweep_grid(args)
-            began = time.perf_counter()
-            runs_csv = run_sweep(args.output, grid)
-            print(f"{runs_csv}: {len(grid.languages) * len(grid.sizes) * len(grid.tokens)} runs, "
-                  f"{time.perf_counter() - began:.0f} s")
-            fit_runs(runs_csv, args.output, args.bootstrap, args.confidence, args.seed)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"iquest scaling {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+def fit_main(argv: list[str] | None = None) -> int:
+    args = fit_parser().parse_args(argv)
+
+    def job() -> None:
+        fit_runs(args.runs, args.output, args.bootstrap, args.confidence, args.seed)
+    return run_command("iquest scaling fit", job)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def mix_main(argv: list[str] | None = None) -> int:
+    args = mix_parser().parse_args(argv)
+    return run_command("iquest scaling mix", lambda: print(json.dumps(mix(args), indent=2)))

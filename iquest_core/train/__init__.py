@@ -1,2 +1,2 @@
-"""Runnable jobs and the training loop: the shared language-model step, trainer, recipes, evaluation,
-RL, demo, drill and self-test."""
+"""The training loop only: the trainer, recipes, schedules, the shared training step, checkpoints, metrics
+and export."""

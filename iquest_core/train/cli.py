@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iquest_core.command_line import CommandParser
 from iquest_core.train.recipe import BUNDLED, load_recipe
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="iquest train", description=__doc__.split("\n")[0],
+    parser = CommandParser(prog="iquest train", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
     parser.add_argument("--recipe", required=True, help=f"bundled ({', '.join(BUNDLED)}) or a .toml path")

@@ -12,7 +12,6 @@ a temporary directory and renamed into place.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.distributed.checkpoint as dcp
 
+from iquest_core.command_line import CommandParser
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.train.checkpoint import quiet_single_process, read_trainer_state, verify
 
@@ -71,7 +71,7 @@ def export(checkpoint: str | Path, target: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iquest export", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="iquest export", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a training checkpoint directory (RUN/checkpoints/step-N)")
     parser.add_argument("hf_dir", help="the Hugging Face directory to write (absent or empty)")
     args = parser.parse_args(argv)

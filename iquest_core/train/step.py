@@ -1,28 +1,13 @@
-"""The one language-model training step shared by every job (trainer, demo, drill, benchmarks).
-
-`next_token_loss` is the objective; `train_step` is forward + backward + clip + optimizer step.
-"""
+"""The one language-model training step shared by the trainer, RL, the demo and the benchmarks: forward +
+backward (`iquest_core.model.loss.next_token_loss`) + clip + optimizer step."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-IGNORE_INDEX = -100
-
-
-def next_token_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, *,
-                    reduction: str = "mean", **model_kwargs) -> torch.Tensor:
-    """Mean (reduction="sum": summed) cross-entropy over the positions whose label is not IGNORE_INDEX
-    (-100), in float32.
-
-    input_ids (B, L) int64; labels (B, L) int64, labels[b, i] the token expected after input_ids[b, i]
-    (already shifted). model_kwargs (position_ids, cu_seqlens, max_seqlen, ...) go to the model."""
-    logits = model(input_ids, **model_kwargs).logits
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
-                           reduction=reduction)
+from iquest_core.model.loss import next_token_loss
 
 
 @dataclass

@@ -38,11 +38,12 @@ from iquest_core.parallel import apply_cp, zigzag_shard
 from iquest_core.reliability import SDCGuard, SilentDataCorruptionError
 from iquest_core.parallel.fsdp import World, build_mesh, init_distributed, shard_model
 from iquest_core.train import checkpoint
-from iquest_core.train.loader import BatchLoader, model_inputs, open_sources, rank_rows, source_texts
+from iquest_core.data.loader import BatchLoader, model_inputs, open_sources, rank_rows, source_texts
 from iquest_core.train.metrics import MetricsWriter
 from iquest_core.train.recipe import RecipeError, model_config
 from iquest_core.train.schedule import lr_at
-from iquest_core.train.step import IGNORE_INDEX, next_token_loss
+from iquest_core.data.packing import IGNORE_INDEX
+from iquest_core.model.loss import next_token_loss
 
 
 def resolve_tokenizer(recipe: dict[str, Any], output: Path, world: World) -> Path | None:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from iquest_core.cli import main as iquest
 from iquest_core.data import engine
-from iquest_core.data.cli import COMMANDS
-from iquest_core.data.cli import main as data_main
 from tests.data.conftest import FILES, STDLIB
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,17 +40,6 @@ def test_chunks():
     assert engine.chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
     with pytest.raises(ValueError, match="^size:"):
         engine.chunks([1], 0)
-
-
-def test_data_cli_help_and_unknown_command(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        data_main(["--help"])
-    assert exit_.value.code == 0
-    assert data_main(["nope"]) == 2
-    for command in ("evolution", "dedup", "decontam"):
-        with pytest.raises(SystemExit) as exit_:
-            data_main([command, "--help"])
-        assert exit_.value.code == 0 and command in COMMANDS
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +84,13 @@ def test_every_data_command_gives_identical_output_on_ray(ray_session, tmp_path,
         "tokenize": [str(corpus), "--tokenizer", str(tmp_path / "tok"), "--docs-per-shard", "4", "--output"],
     }
     for command, args in commands.items():
-        if command not in COMMANDS:
-            continue
         results = {}
         for run_engine in ("local", "ray"):
             out = tmp_path / f"{command}-{run_engine}"
             argv = [a.format(out=out) for a in args] + [str(out), "--engine", run_engine]
             if run_engine == "local":
                 argv += ["--workers", "2"]
-            assert data_main([command, *argv]) == 0, command
+            assert iquest(["data", command, *argv]) == 0, command
             results[run_engine] = {s: outputs(f"{out}{s}") for s in ("", ".removed", ".flagged")
                                    if Path(f"{out}{s}").exists()}
         assert results["local"] == results["ray"], command

@@ -88,7 +88,7 @@ def test_stdlib_token_lengths_fill_95_percent(tokenizer):
 
 def test_packed_loss_equals_weighted_mean_of_documents_alone():
     from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
-    from iquest_core.train.step import next_token_loss
+    from iquest_core.model.loss import next_token_loss
 
     torch.manual_seed(0)
     # large initial weights: at the default scale the loss barely depends on context, and a wrong mask or

@@ -12,7 +12,7 @@ import threading
 import pytest
 import torch
 
-from iquest_core.train import selftest
+from iquest_core.ops import selftest
 from iquest_core.ops import attention_with_lse, cuda_selfcheck, loop_attention
 from iquest_core.ops.cuda_selfcheck import CudaKernelSelfCheckError, check_cuda_kernels, run_cases
 from tests.helpers import CUDA_DTYPES, CUDA_HEAD_DIMS, CUDA_ONLY

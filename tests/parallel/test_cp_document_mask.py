@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 import iquest_core
-from iquest_core.train.loader import Row, model_inputs
+from iquest_core.data.loader import Row, model_inputs
 from iquest_core.train.recipe import load_recipe
-from iquest_core.train.step import IGNORE_INDEX
+from iquest_core.data.packing import IGNORE_INDEX
 from iquest_core.train.trainer import train
 from iquest_core.jsonl import write_jsonl
 from tests.ranks import spawn

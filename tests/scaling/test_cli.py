@@ -7,7 +7,7 @@ import pytest
 
 from iquest_core.scaling import MultilingualLaw, PowerLawFit
 from iquest_core.scaling import io
-from iquest_core.scaling.cli import main
+from iquest_core.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TRUE = {"python": dict(A=60.0, alpha=0.45, B=25.0, beta=0.22, E=0.8),
@@ -27,7 +27,7 @@ def write_synthetic_runs(path, rng):
 
 def test_fit_writes_a_law_that_recovers_each_language_and_its_plots(tmp_path, capsys):
     write_synthetic_runs(tmp_path / "runs.csv", np.random.default_rng(1))
-    assert main(["fit", str(tmp_path / "runs.csv"), "--output", str(tmp_path / "out"), "--bootstrap", "8"]) == 0
+    assert main(["scaling", "fit", str(tmp_path / "runs.csv"), "--output", str(tmp_path / "out"), "--bootstrap", "8"]) == 0
     law = io.load_law(tmp_path / "out" / "law.json")
     assert law.languages == ["python", "c"] and law.gamma == 0.0 and law.tau == {}
     for lang, true in TRUE.items():
@@ -46,7 +46,7 @@ def test_mix_prints_a_mixture_better_than_uniform_and_single_languages(tmp_path,
             "c": PowerLawFit(A=500, alpha=0.36, B=300, beta=0.26, E=1.74)}
     io.save_law(tmp_path / "law.json", MultilingualLaw(fits, tau={("python", "java"): 0.6, ("java", "c"): 0.4},
                                                        gamma=1.0))
-    argv = ["mix", "--law", str(tmp_path / "law.json"), "--params", "1e9", "--tokens", "2e10",
+    argv = ["scaling", "mix", "--law", str(tmp_path / "law.json"), "--params", "1e9", "--tokens", "2e10",
             "--languages", "python,java,c", "--min-share", "0.05", "--output", str(tmp_path / "mix")]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
@@ -74,18 +74,18 @@ def test_law_json_round_trip_keeps_fits_intervals_and_transfer():
 ])
 def test_fit_refuses_bad_csv_naming_the_problem(tmp_path, capsys, rows, match):
     (tmp_path / "runs.csv").write_text(rows)
-    assert main(["fit", str(tmp_path / "runs.csv"), "--output", str(tmp_path / "out")]) == 2
+    assert main(["scaling", "fit", str(tmp_path / "runs.csv"), "--output", str(tmp_path / "out")]) == 2
     assert re.search(match, capsys.readouterr().err)
 
 
 def test_mix_refuses_an_unknown_language_and_a_bad_law_file(tmp_path, capsys):
     fit = PowerLawFit(A=1.5, alpha=0.3, B=2.5, beta=0.2, E=0.7)
     io.save_law(tmp_path / "law.json", MultilingualLaw({"go": fit}))
-    assert main(["mix", "--law", str(tmp_path / "law.json"), "--params", "1e9", "--tokens", "1e9",
+    assert main(["scaling", "mix", "--law", str(tmp_path / "law.json"), "--params", "1e9", "--tokens", "1e9",
                  "--languages", "go,cobol"]) == 2
     assert "cobol" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text('{"per_language": {"go": {"A": 1}}}')
-    assert main(["mix", "--law", str(tmp_path / "bad.json"), "--params", "1e9", "--tokens", "1e9"]) == 2
+    assert main(["scaling", "mix", "--law", str(tmp_path / "bad.json"), "--params", "1e9", "--tokens", "1e9"]) == 2
     assert "per_language['go']" in capsys.readouterr().err
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from iquest_core.command_line import CommandParser
 from iquest_core.jsonl import write_jsonl
 from iquest_core.data.decontam import BenchmarkIndex
 from iquest_core.data.engine import chunks, map_shards
@@ -22,7 +23,7 @@ def match_shard(shard: tuple[list[BenchmarkIndex], list[str]]) -> list[list[str]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iquest data decontam", description=__doc__,
+    p = CommandParser(prog="iquest data decontam", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_arguments(p)
     p.add_argument("--output", required=True, help="JSONL of the clean documents (path, content, repo)")

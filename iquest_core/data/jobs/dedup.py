@@ -14,6 +14,7 @@ from collections import Counter
 
 import numpy as np
 
+from iquest_core.command_line import CommandParser
 from iquest_core.jsonl import write_jsonl
 from iquest_core.data import dedup
 from iquest_core.data.engine import chunks, map_shards
@@ -27,7 +28,7 @@ def signature_shard(shard: tuple[list[str], int, int]) -> np.ndarray:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iquest data dedup", description=__doc__,
+    p = CommandParser(prog="iquest data dedup", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_arguments(p)
     p.add_argument("--output", required=True, help="JSONL of the kept documents (path, content, repo)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from iquest_core.command_line import CommandParser
 from iquest_core.jsonl import write_jsonl
 from iquest_core.data import evolution
 from iquest_core.data.engine import add_engine_arguments, map_shards
@@ -46,7 +47,7 @@ def repo_shard(shard: tuple[str, dict]) -> tuple[list[dict], dict[str, int]]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iquest data evolution", description=__doc__,
+    p = CommandParser(prog="iquest data evolution", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repos", nargs="+", help="git repositories (working trees or bare)")
     p.add_argument("--output", required=True, help="JSONL of triples")

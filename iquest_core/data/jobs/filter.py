@@ -12,6 +12,7 @@ import argparse
 import functools
 from collections import Counter
 
+from iquest_core.command_line import CommandParser
 from iquest_core.jsonl import write_jsonl
 from iquest_core.data import syntax
 from iquest_core.data.engine import chunks, map_shards
@@ -35,7 +36,7 @@ def _shard(max_error_share: float, docs: list[Document]) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iquest data filter", description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog="iquest data filter", description=__doc__.split("\n\n")[0])
     add_input_arguments(p)
     p.add_argument("--output", required=True, help="output .jsonl")
     p.add_argument("--max-error-share", type=unit_interval, default=0.0,

@@ -20,6 +20,7 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 
+from iquest_core.command_line import CommandParser
 from iquest_core.jsonl import write_jsonl
 from iquest_core.data import fim, syntax
 from iquest_core.data.engine import chunks, map_shards
@@ -110,7 +111,7 @@ def make_shards(docs: list[Document], with_context: bool) -> list[tuple[list[Doc
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iquest data fim", description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog="iquest data fim", description=__doc__.split("\n\n")[0])
     add_input_arguments(p)
     p.add_argument("--output", required=True, help="output .jsonl")
     p.add_argument("--fim-rate", type=unit_interval, default=0.5, help="share of documents turned into FIM examples")

@@ -20,6 +20,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from iquest_core.command_line import CommandParser
 from iquest_core.atomic_io import public_mode
 from iquest_core.data.engine import chunks, map_shards
 from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main
@@ -53,7 +54,7 @@ def _shard(tokenizer: str, directory: str, job: tuple[int, list[Document]]) -> d
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iquest data tokenize", description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog="iquest data tokenize", description=__doc__.split("\n\n")[0])
     add_input_arguments(p)
     p.add_argument("--tokenizer", required=True, help="tokenizer directory (tokenizer.json)")
     p.add_argument("--output", required=True, help="shard directory to create")

@@ -1,4 +1,4 @@
-"""`iquest drill`: the silent-data-corruption drill.
+"""The silent-data-corruption drill run by `iquest drill`.
 
 Trains the "tiny" LoopCoder (gated loop attention through the fused op) on the package's own source
 text as R data-parallel replicas simulated in one process (default 2; the gradient all-reduce is a ring
@@ -26,41 +26,32 @@ the guard's overhead per step on `small-cpu` and a larger CPU shape.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as safetensors_load
 from tqdm import tqdm
 
 import iquest_core
-from iquest_core.atomic_io import write_atomic
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
+from iquest_core.model.loss import next_token_loss
 from iquest_core.reliability.checkpoint import load_checkpoint, save_checkpoint
+from iquest_core.reliability.drill.checkpoint_file import file_bit_field, unverified_contents
+from iquest_core.reliability.drill.injection import Injection
+from iquest_core.reliability.drill.report import SITES, summarise
 from iquest_core.reliability.errors import SilentDataCorruptionError
-from iquest_core.reliability.faults import FIELDS, OpFaultMode, bit_field, flip_bit
+from iquest_core.reliability.faults import bit_field, flip_bit
 from iquest_core.reliability.guard import SDCGuard, TrainingState
 from iquest_core.reliability.replay_state import RngState, deterministic_algorithms
 from iquest_core.reliability.simulated_dp import PHASES, MessageFault, ring_allreduce_mean
 from iquest_core.reliability.state import digests_of, optimizer_tensors
-from iquest_core.train.step import next_token_loss
-
-SITES = ("compute", "compute_recurring", "allreduce", "optimizer", "weights", "checkpoint")
-SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-                      "BOOL": torch.bool}
 
 
 def corpus_tokens() -> torch.Tensor:
@@ -68,54 +59,6 @@ def corpus_tokens() -> torch.Tensor:
     root = Path(iquest_core.__file__).parent
     text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py")))
     return torch.tensor([min(ord(c), 127) for c in text], dtype=torch.int64)
-
-
-@dataclass
-class Injection:
-    """One fault, fired at most `shots` times (1: transient, math.inf: recurring). For op faults,
-    `target` None only counts the ops (`count`)."""
-
-    site: str
-    replica: int
-    target: int | None = None
-    element: float = 0.0
-    bit: float = 0.0
-    message: MessageFault | None = None
-    shots: float = 1
-    count: int = 0
-    where: str | None = None
-    field: str | None = None
-
-    def fire(self, site: str, replica: int) -> bool:
-        return self.site == site and self.replica == replica and self.shots > 0
-
-    def mode(self) -> OpFaultMode:
-        return OpFaultMode(self.target, self.element, self.bit)
-
-    def fired(self, mode: OpFaultMode) -> None:
-        self.count = mode.count
-        if self.target is not None:
-            self.shots -= 1
-            if mode.hit is not None:
-                self.where, self.field = mode.hit.op, mode.hit.field
-
-
-@dataclass
-class SiteCounts:
-    injected: int = 0
-    effective: int = 0
-    masked: int = 0
-    detected_before_update: int = 0
-    detected_later: int = 0
-    missed: int = 0
-
-    def add(self, record: dict) -> None:
-        self.injected += 1
-        if record["effective"]:
-            self.effective += 1
-            setattr(self, record["outcome"], getattr(self, record["outcome"]) + 1)
-        else:
-            self.masked += 1
 
 
 class Drill:
@@ -342,40 +285,6 @@ class Drill:
         return record
 
 
-def _header(raw: bytes) -> tuple[int, dict]:
-    size = int.from_bytes(raw[:8], "little")
-    return size, json.loads(raw[8:8 + size])
-
-
-def file_bit_field(raw: bytes, byte: int, bit: int) -> tuple[str, str]:
-    """(tensor name or "header", bit field) of bit `bit` of byte `byte` of a safetensors file."""
-    size, header = _header(raw)
-    offset = byte - 8 - size
-    if offset < 0:
-        return "header", "header"
-    for name, info in header.items():
-        if name != "__metadata__" and info["data_offsets"][0] <= offset < info["data_offsets"][1]:
-            dtype = SAFETENSORS_DTYPES[info["dtype"]]
-            within = (offset - info["data_offsets"][0]) % torch.empty(0, dtype=dtype).element_size()
-            return name, "integer" if dtype == torch.bool else bit_field(dtype, within * 8 + bit)
-    return "header", "header"
-
-
-def unverified_contents(raw: bytes):
-    """What a reader without fingerprint checks would load from a checkpoint's bytes: its tensors (as raw
-    bytes, dtype and shape) and its metadata other than the fingerprints; None if it does not parse."""
-    try:
-        tensors = safetensors_load(raw)
-        metadata = _header(raw)[1].get("__metadata__", {})
-    except Exception:  # noqa: BLE001  (any parse failure makes the file unusable)
-        return None
-    return ({k: (v.dtype, tuple(v.shape), v.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-             for k, v in tensors.items()}, {k: v for k, v in metadata.items() if "fingerprint" not in k})
-
-
-# -- the run and its report -----------------------------------------------------------------------------
-
-
 def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1, replicas: int = 2,
               progress: bool = True) -> dict:
     """Runs the drill; returns the JSON-able report (schema: see `summarise`)."""
@@ -411,179 +320,3 @@ def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1,
                   omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
                   model={"preset": "tiny", "seq_len": drill.seq_len, "rows_per_replica": 1})
     return report
-
-
-def summarise(records: list[dict], clean_runs: list[dict], false_positive_messages: list[str]) -> dict:
-    """sites: site -> {injected, effective, masked, detected_before_update, detected_later, missed,
-    by_field: field -> the same counts (by_kind: "update"/"state" -> the same, for the optimizer),
-    latency_steps: latency -> count (detected effective faults),
-    detected_by: check kind -> count, masked_flagged: masked faults the guard raised on anyway};
-    false_positives, clean_steps, clean_runs; missed_faults: the records of missed effective faults."""
-    sites = {}
-    for site in SITES:
-        mine = [r for r in records if r["site"] == site]
-        counts = SiteCounts()
-        by_field: dict[str, SiteCounts] = {}
-        for r in mine:
-            counts.add(r)
-            by_field.setdefault(r["field"] or "unknown", SiteCounts()).add(r)
-        by_kind: dict[str, SiteCounts] = {}
-        for r in mine:
-            if r["kind"] is not None:
-                by_kind.setdefault(r["kind"], SiteCounts()).add(r)
-        detected = [r for r in mine if r["effective"] and r["outcome"] != "missed"]
-        sites[site] = {**vars(counts), "by_field": {f: vars(c) for f, c in sorted(by_field.items(), key=_field_order)},
-                       **({"by_kind": {k: vars(c) for k, c in sorted(by_kind.items())}} if by_kind else {}),
-                       "latency_steps": dict(sorted(Counter(r["latency"] for r in detected).items())),
-                       "detected_by": dict(Counter(r["detected_by"] for r in detected)),
-                       "masked_flagged": sum(1 for r in mine if not r["effective"] and r["flagged"]),
-                       "rolled_back_clean": sum(1 for r in detected if r.get("rolled_back", True)),
-                       "named_fault_step": sum(1 for r in detected if r.get("named_step", True))}
-    return {"sites": sites, "false_positives": len(false_positive_messages),
-            "clean_steps": sum(run["steps"] for run in clean_runs), "clean_runs": clean_runs,
-            "false_positive_messages": false_positive_messages,
-            "missed_faults": [r for r in records if r["effective"] and r["outcome"] == "missed"]}
-
-
-def _field_order(item) -> int:
-    order = (*FIELDS, "header", "unknown")
-    return order.index(item[0]) if item[0] in order else len(order)
-
-
-def format_table(report: dict) -> str:
-    head = f"{'site':<19}{'injected':>9}{'effective':>10}{'masked':>8}{'before upd':>11}{'later':>7}{'missed':>8}" \
-           f"{'detected':>10}"
-    lines = [head]
-
-    def row(label: str, c: dict) -> str:
-        rate = (c["detected_before_update"] + c["detected_later"]) / c["effective"] if c["effective"] else float("nan")
-        return (f"{label:<19}{c['injected']:>9}{c['effective']:>10}{c['masked']:>8}{c['detected_before_update']:>11}"
-                f"{c['detected_later']:>7}{c['missed']:>8}{rate:>10.1%}")
-
-    for site, c in report["sites"].items():
-        lines.append(row(site, c))
-    totals: dict[str, dict] = {}
-    for c in report["sites"].values():
-        for f, fc in c["by_field"].items():
-            t = totals.setdefault(f, dict.fromkeys(fc, 0))
-            for k, v in fc.items():
-                t[k] += v
-    lines.append("by bit field, all sites:")
-    for f, c in sorted(totals.items(), key=_field_order):
-        lines.append(row(f"  {f}", c))
-    latencies = Counter()
-    for c in report["sites"].values():
-        latencies.update({int(k): v for k, v in c["latency_steps"].items()})
-    lines.append(f"detection latency (steps after the fault): {dict(sorted(latencies.items()))}; check_every="
-                 f"{report['check_every']}, {report['replicas']} replicas")
-    runs = ", ".join(f"{r['false_positives']}/{r['steps']} with {r['threads']} threads" for r in report["clean_runs"])
-    lines.append(f"false positives over clean steps: {runs}")
-    if "overhead" in report:
-        for shape in report["overhead"]:
-            lines.append(f"overhead {shape['shape']}: plain step {shape['plain_ms']:.1f} ms; always-on "
-                         f"{shape['always_on']:+.1%} (its fingerprints alone {shape['always_on_fingerprint_ms']:.1f} ms"
-                         f" = {shape['always_on_fingerprint_share']:.2%}); check step (replay) "
-                         f"{shape['check_step']:+.1%}")
-    return "\n".join(lines)
-
-
-# -- overhead -------------------------------------------------------------------------------------------
-
-OVERHEAD_SHAPES = {
-    "small-cpu L=512": ("small-cpu", {}, 512),
-    "hidden 512, 4 layers, L=512": ("small-cpu", dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
-                                                     num_attention_heads=8, num_key_value_heads=2), 512),
-}
-
-
-def measure_overhead(rounds: int, shapes=OVERHEAD_SHAPES) -> list[dict]:
-    """Per shape (one replica, one row, AdamW): medians over `rounds` of a plain step (forward, backward,
-    optimizer), a guarded step with only the always-on checks, and a guarded check step (always-on +
-    replay with its snapshot), interleaved in random order so that machine load hits all alike."""
-    results = []
-    for label, (preset, overrides, length) in shapes.items():
-        torch.manual_seed(0)
-        config = LoopCoderConfig.preset(preset, **overrides)
-        rows = torch.randint(config.vocab_size, (1, length + 1))
-        kinds = {}
-        for kind in ("plain", "always_on", "check_step"):  # each trains its own copy of the same model
-            torch.manual_seed(0)
-            model = LoopCoderForCausalLM(config)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-            def step_fn(model=model):
-                loss = next_token_loss(model, rows[:, :-1], rows[:, 1:])
-                loss.backward()
-                return loss
-
-            def plain(step_fn=step_fn, model=model, optimizer=optimizer):
-                step_fn()
-                optimizer.step()
-                model.zero_grad(set_to_none=True)
-
-            every = 2**62 if kind == "always_on" else 1
-            guard = None if kind == "plain" else SDCGuard(model, optimizer, check_every=every)
-            kinds[kind] = plain if guard is None else (lambda guard=guard, step_fn=step_fn: guard.step(step_fn))
-        times = {k: [] for k in kinds}
-        order = random.Random(0)
-        for i in range(rounds + 1):  # round 0 warms up
-            for kind in order.sample(list(kinds), len(kinds)):
-                began = time.perf_counter()
-                kinds[kind]()
-                if i:
-                    times[kind].append(time.perf_counter() - began)
-        medians = {k: statistics.median(v) for k, v in times.items()}
-        fingerprinting = _always_on_fingerprint_seconds(model, optimizer, rounds)
-        results.append({"shape": label, "parameters": sum(p.numel() for p in model.parameters()), "rounds": rounds,
-                        "threads": torch.get_num_threads(), "plain_ms": medians["plain"] * 1e3,
-                        "always_on": medians["always_on"] / medians["plain"] - 1,
-                        "check_step": medians["check_step"] / medians["plain"] - 1,
-                        "always_on_fingerprint_ms": fingerprinting * 1e3,
-                        "always_on_fingerprint_share": fingerprinting / medians["plain"]})
-    return results
-
-
-def _always_on_fingerprint_seconds(model, optimizer, rounds: int) -> float:
-    """Median time of what the always-on checks fingerprint in one step, measured alone (the difference
-    of two step timings drowns in noise): parameters + optimizer state twice (at rest, after the update)
-    and the gradients once (stand-ins of the parameters' shapes)."""
-    state = list(model.parameters()) + list(optimizer_tensors(optimizer).values())
-    grads = [torch.randn_like(p) for p in model.parameters()]
-    times = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        digests_of(state)
-        digests_of(grads)
-        digests_of(state)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iquest drill", description=__doc__.split("\n")[0])
-    parser.add_argument("--faults", type=int, default=1000, help="injected faults, spread over the sites (1000)")
-    parser.add_argument("--clean-steps", type=int, default=1000,
-                        help="clean guarded steps with the default thread count, and as many with 2 threads (1000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--check-every", type=int, default=1, help="the guard's check interval (1)")
-    parser.add_argument("--replicas", type=int, default=2, help="simulated data-parallel replicas (2)")
-    parser.add_argument("--overhead-rounds", type=int, default=0,
-                        help="also time the guard on small-cpu and a larger shape, this many rounds (0: skip)")
-    parser.add_argument("--json", default="sdc-drill.json", help="where to write the report (sdc-drill.json)")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    for name, low in (("faults", 0), ("clean_steps", 0), ("check_every", 1), ("replicas", 2), ("overhead_rounds", 0)):
-        if getattr(args, name) < low:
-            parser.error(f"--{name.replace('_', '-')}: expected an integer >= {low}, got {getattr(args, name)}")
-    report = run_drill(faults=args.faults, clean_steps=args.clean_steps, seed=args.seed, check_every=args.check_every,
-                       replicas=args.replicas, progress=not args.no_progress)
-    if args.overhead_rounds:
-        report["overhead"] = measure_overhead(args.overhead_rounds)
-    print(format_table(report))
-    write_atomic(args.json, json.dumps(report, indent=2))
-    print(f"report written to {args.json}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

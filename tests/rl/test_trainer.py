@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
-from iquest_core.train import rl, rl_cli, rl_tasks
+from iquest_core.rl import cli as rl_cli, grpo as rl, tasks as rl_tasks
 from iquest_core.train.metrics import read_metrics
 from iquest_core.train.recipe import RecipeError
 

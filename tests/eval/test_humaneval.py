@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from iquest_core.train import evaluate, humaneval
+from iquest_core.eval import harness as evaluate, humaneval
 
 
 def test_pass_at_k_matches_exact_binomial_ratio():
@@ -53,7 +53,7 @@ def test_truncate_at_stop_sequences():
 
 
 def test_canonical_solutions_all_pass(tmp_path):
-    assert evaluate.main(["humaneval", "--canonical", "--output", str(tmp_path)]) == 0
+    assert evaluate.main(["--canonical", "--output", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["problems"] == 164 and summary["samples"] == 164
     assert summary["pass@1"] == 1.0
@@ -70,7 +70,7 @@ def test_wrong_completions_all_fail(tmp_path):
     completions = tmp_path / "wrong.jsonl"
     completions.write_text("".join(json.dumps({"task_id": t, "completion": wrong[i % len(wrong)]}) + "\n"
                                    for i, t in enumerate(problems)))
-    assert evaluate.main(["humaneval", "--completions", str(completions), "--output", str(tmp_path / "out")]) == 0
+    assert evaluate.main(["--completions", str(completions), "--output", str(tmp_path / "out")]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["problems"] == 164 and summary["pass@1"] == 0.0
     statuses = {json.loads(line)["status"] for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()}
@@ -89,7 +89,7 @@ def test_several_samples_per_problem_give_pass_at_k(tmp_path):
             lines.append(json.dumps({"task_id": problem["task_id"], "completion": completion}))
     path = tmp_path / "samples.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    assert evaluate.main(["humaneval", "--completions", str(path), "--limit", "4", "--k", "1,3",
+    assert evaluate.main(["--completions", str(path), "--limit", "4", "--k", "1,3",
                           "--output", str(tmp_path / "out")]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["problems"] == 4 and summary["samples"] == 20
@@ -100,19 +100,19 @@ def test_several_samples_per_problem_give_pass_at_k(tmp_path):
 def test_bad_completion_files_are_reported(tmp_path, capsys):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"task_id": "HumanEval/0", "completion": "    return 1\\n"}\nnot json\n')
-    assert evaluate.main(["humaneval", "--completions", str(path), "--output", str(tmp_path / "o")]) == 2
+    assert evaluate.main(["--completions", str(path), "--output", str(tmp_path / "o")]) == 2
     assert "line 2" in capsys.readouterr().err
     path.write_text('{"task_id": "NoSuch/1", "completion": ""}\n')
-    assert evaluate.main(["humaneval", "--completions", str(path), "--output", str(tmp_path / "o")]) == 2
+    assert evaluate.main(["--completions", str(path), "--output", str(tmp_path / "o")]) == 2
     path.write_text('{"task_id": "HumanEval/0", "completion": "    return 1\\n"}\n')
-    assert evaluate.main(["humaneval", "--completions", str(path), "--limit", "1", "--k", "1,2",
+    assert evaluate.main(["--completions", str(path), "--limit", "1", "--k", "1,2",
                           "--output", str(tmp_path / "o")]) == 2
     assert "samples per problem" in capsys.readouterr().err
-    assert evaluate.main(["humaneval", "--completions", str(tmp_path / "missing.jsonl"),
+    assert evaluate.main(["--completions", str(tmp_path / "missing.jsonl"),
                           "--output", str(tmp_path / "o")]) == 2
     assert "--completions: cannot read" in capsys.readouterr().err
-    assert evaluate.main(["humaneval", "--model", str(tmp_path / "no_model"), "--output", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.startswith("iquest eval: --model: ")
+    assert evaluate.main(["--model", str(tmp_path / "no_model"), "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("iquest eval humaneval: error: --model: ")
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
@@ -126,7 +126,7 @@ def test_model_generation_runs_end_to_end(tmp_path):
     model.save_pretrained(tmp_path / "model")
     tokenizer.save(tmp_path / "model")
     out = tmp_path / "out"
-    assert evaluate.main(["humaneval", "--model", str(tmp_path / "model"), "--limit", "2", "--samples", "3",
+    assert evaluate.main(["--model", str(tmp_path / "model"), "--limit", "2", "--samples", "3",
                           "--temperature", "0.8", "--max-new-tokens", "12", "--k", "1,2", "--output", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problems"] == 2 and summary["samples"] == 6 and 0 <= summary["pass@2"] <= 1

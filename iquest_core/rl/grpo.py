@@ -21,9 +21,11 @@ from typing import Any
 
 import torch
 
-from iquest_core.train import checkpoint, rl_tasks
+from iquest_core.rl import tasks as rl_tasks
+from iquest_core.train import checkpoint
 from iquest_core.train.metrics import MetricsWriter
-from iquest_core.train.step import IGNORE_INDEX, train_step
+from iquest_core.data.packing import IGNORE_INDEX
+from iquest_core.train.step import train_step
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -234,7 +236,7 @@ def plot_rewards(records: list[dict], path: Path) -> Path:
 
 
 def train_rl(cfg: dict[str, Any], output: str | Path, *, resume: bool = False) -> list[dict]:
-    """Run the RL recipe cfg (see rl_cli.RL_DEFAULTS) into output: metrics.jsonl, loss.png, reward.png,
+    """Run the RL recipe cfg (see iquest_core.rl.cli.RL_DEFAULTS) into output: metrics.jsonl, loss.png, reward.png,
     checkpoints/step-N (DCP), policy/ (Hugging Face layout), summary.json (with cfg["greedy_eval"], the
     greedy test-pass share over all tasks before and after). The policy starts from
     model.init_from, or from a preset pre-trained briefly on the toy task family (saved to pretrained/).

@@ -1,4 +1,4 @@
-"""Kernel self-test of this machine: `python -m iquest_core.train.selftest`.
+"""Kernel self-test of this machine: `python -m iquest_core.ops.selftest`.
 
 Runs the attention kernels (`loop_attention`, `attention_with_lse`), forward and backward, on small
 random problems against the float64 reference of `iquest_core.ops.reference`, twice each to check
@@ -10,11 +10,11 @@ Exit status 0 when every case passed, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 
+from iquest_core.command_line import CommandParser
 import iquest_core  # noqa: F401  (registers the kernels)
 from iquest_core.ops import cuda_selfcheck
 from iquest_core.ops.cuda_selfcheck import CaseResult
@@ -44,7 +44,7 @@ def _table(results: list[CaseResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iquest_core.train.selftest", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="iquest selftest", description=__doc__.splitlines()[0])
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU kernels")
     args = parser.parse_args(argv)
 

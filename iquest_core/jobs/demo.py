@@ -1,7 +1,7 @@
 """Train a tiny LoopCoder for a few dozen steps on this package's own Python source (byte-level tokens),
 printing the loss and tokens/s, then sample a completion of a prompt with the decode caches.
 
-    python -m iquest_core.train.demo [--steps 40] [--seq-len 256] [--batch-size 4] [--save DIR]
+    python -m iquest_core.jobs.demo [--steps 40] [--seq-len 256] [--batch-size 4] [--save DIR]
 
 Everything is local: the corpus is the iquest_core/*.py files of this package. The step is the shared
 language-model step of iquest_core.train.step.
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from iquest_core.command_line import CommandParser
 import iquest_core
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.train.step import train_step
@@ -34,7 +35,7 @@ def random_batch(corpus: torch.Tensor, batch_size: int, seq_len: int, generator:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="iquest demo", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)

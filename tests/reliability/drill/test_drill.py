@@ -6,7 +6,7 @@ import json
 import pytest
 
 from iquest_core.cli import main as iquest
-from iquest_core.train.drill import SITES, run_drill
+from iquest_core.reliability.drill import SITES, run_drill
 
 COUNTS = ("injected", "effective", "masked", "detected_before_update", "detected_later", "missed")
 

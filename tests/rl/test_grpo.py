@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from iquest_core.train.rl import group_advantages, grpo_loss, overlong_penalty
+from iquest_core.rl.grpo import group_advantages, grpo_loss, overlong_penalty
 
 
 def _reference_advantages(rewards: list[float], group: int) -> list[float]:

@@ -15,7 +15,7 @@ history and the Python standard library. Each stage's output feeds the next:
                 cosine with a low-LR tail, 3-stage curriculum by function length
     export      the last checkpoint in the Hugging Face layout (+ tokenizer), then sampled completions
 
-    python -m iquest_core.train.pipeline --output runs/codeflow [--scale 1.0]
+    python -m iquest_core.jobs.pipeline --output runs/codeflow [--scale 1.0]
 
 Every stage is `iquest train --recipe R --set ...` with the overrides printed; the model is the tiny
 LoopCoder of the `tiny` recipe. OUTPUT/loss.png plots all stages' losses; a stage whose output
@@ -24,7 +24,6 @@ exists is skipped, so a re-run continues where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import random
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from iquest_core.command_line import CommandParser
 import iquest_core
 from iquest_core.jsonl import read_jsonl, write_jsonl
 from iquest_core.train.metrics import plot_stages, read_metrics
@@ -99,10 +99,10 @@ def collect_corpus(out: Path, scale: float) -> tuple[Path, Path]:
 
 def data_job(*argv: str) -> None:
     """Run `iquest data ARGV...` in this process; raise if it fails."""
-    from iquest_core.data.cli import main
+    from iquest_core.cli import main
 
     print("$ iquest data " + " ".join(argv), flush=True)
-    code = main(list(argv))
+    code = main(["data", *argv])
     if code:
         raise RuntimeError(f"iquest data {argv[0]} failed with exit code {code}")
 
@@ -268,7 +268,7 @@ def sample(model_dir: Path, tokenizer_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="iquest pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--output", type=Path, default=Path("runs/codeflow"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps and the corpus")
     args = parser.parse_args(argv)

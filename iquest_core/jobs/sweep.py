@@ -42,9 +42,9 @@ from iquest_core.data.tokenizer import load_tokenizer, train_tokenizer
 from iquest_core.scaling.io import RUN_COLUMNS, write_runs
 from iquest_core.train.checkpoint import checkpoints
 from iquest_core.train.export import load_checkpoint_model
-from iquest_core.train.loader import EOS
+from iquest_core.data.tokenizer import EOS_TOKEN
 from iquest_core.train.metrics import read_metrics
-from iquest_core.train.step import next_token_loss
+from iquest_core.model.loss import next_token_loss
 
 VOCAB_SIZE = 512
 SEQ_LEN = 256
@@ -260,7 +260,7 @@ class HeldOutLoss:
 
     def __init__(self, eval_jsonl: Path, tokenizer_dir: Path, eval_tokens: int) -> None:
         tokenizer = load_tokenizer(tokenizer_dir)
-        eos = tokenizer.special_id(EOS)
+        eos = tokenizer.special_id(EOS_TOKEN)
         docs = [tokenizer.encode(r["text"]) + [eos] for _, r in read_jsonl(eval_jsonl, "sweep data")]
         per_doc = [[d[i:i + SEQ_LEN + 1] for i in range(0, len(d) - SEQ_LEN, SEQ_LEN)] for d in docs]
         windows = []

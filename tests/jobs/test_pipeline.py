@@ -3,8 +3,8 @@ elsewhere): documented functions become SFT and agent records that render with t
 
 import json
 
-from iquest_core.train.chat import chat_text
-from iquest_core.train.pipeline import build_chat_data, functions_of
+from iquest_core.data.chat import chat_text
+from iquest_core.jobs.pipeline import build_chat_data, functions_of
 
 SOURCE = '''def add(a, b):
     """Add two numbers."""

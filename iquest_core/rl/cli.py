@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import Any
 
+from iquest_core.command_line import CommandParser
 from iquest_core.train.recipe import RecipeError, read_recipe
 
 RL_DEFAULTS: dict[str, Any] = {
@@ -61,7 +62,7 @@ def _validate(recipe: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iquest rl", description=__doc__.split("\n")[0],
+    parser = CommandParser(prog="iquest rl", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
     parser.add_argument("--recipe", required=True, help="'rl' (bundled) or a .toml path")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a recipe key by its dotted path (repeatable), e.g. rl.group_size=16")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
     args = parser.parse_args(argv)
-    from iquest_core.train.rl import train_rl
+    from iquest_core.rl.grpo import train_rl
 
     try:
         records = train_rl(load_rl_recipe(args.recipe, args.overrides), args.output, resume=args.resume)

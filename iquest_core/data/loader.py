@@ -3,7 +3,7 @@
 Sources (recipe ``data.sources``): token shards written by `iquest data tokenize` (read memory-mapped),
 JSONL records ({"text": ...} or {"messages": [...]}, optional "difficulty"; tokenized when opened), or
 this package's own source files ("package"). Text documents end with <|endoftext|>; chat records are
-rendered by `train.chat` and, with ``loss_on = "assistant"``, carry a mask so that only assistant tokens
+rendered by `data.chat` and, with ``loss_on = "assistant"``, carry a mask so that only assistant tokens
 are targets.
 
 Every step draws documents until they fill the step's rows: a source is picked with probability
@@ -28,14 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from iquest_core.data.packing import pack_documents
+from iquest_core.data.chat import render_chat
+from iquest_core.data.curriculum import active_stage, stage_of
+from iquest_core.data.packing import IGNORE_INDEX, pack_documents
 from iquest_core.data.shards import INDEX, TokenShards
+from iquest_core.data.tokenizer import EOS_TOKEN
 from iquest_core.jsonl import read_jsonl
-from iquest_core.train.chat import render_chat
-from iquest_core.train.curriculum import active_stage, stage_of
-from iquest_core.train.step import IGNORE_INDEX
-
-EOS = "<|endoftext|>"
 
 
 @dataclass
@@ -96,7 +94,7 @@ def source_texts(spec: dict[str, Any], template: str, where: str) -> list[str]:
         return package_texts()
     if kind == "shards":
         return []
-    from iquest_core.train.chat import chat_text
+    from iquest_core.data.chat import chat_text
     return [r["text"] if "text" in r else chat_text(r["messages"], template)
             for r in read_records(_existing(spec["path"], where), where)]
 
@@ -129,7 +127,7 @@ class TextSource:
     """Documents of text / chat records, tokenized when opened."""
 
     def __init__(self, records: list[dict[str, Any]], tokenizer, template: str, loss_on: str) -> None:
-        eos = tokenizer.special_id(EOS)
+        eos = tokenizer.special_id(EOS_TOKEN)
         self.documents = []
         for record in records:
             if "messages" in record:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from iquest_core.data.tokenizer import train_tokenizer
-from iquest_core.train.chat import chat_text, render_chat
-from iquest_core.train.loader import BatchLoader, TextSource, model_inputs, rank_rows
+from iquest_core.data.chat import chat_text, render_chat
+from iquest_core.data.loader import BatchLoader, TextSource, model_inputs, rank_rows
 
 WORDS = "def return class import yield lambda while for if else try except raise with as pass None True".split()
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from iquest_core.scaling import io
-from iquest_core.scaling.cli import main
+from iquest_core.cli import main
 from iquest_core.data.tokenizer import load_tokenizer
-from iquest_core.scaling.sweep import (CHUNK_BYTES, EVAL_SHARE, SEQ_LEN, Grid, HeldOutLoss, _path_hash, _chunks, build_corpus, run_name, run_sweep,
+from iquest_core.jobs.sweep import (CHUNK_BYTES, EVAL_SHARE, SEQ_LEN, Grid, HeldOutLoss, _path_hash, _chunks, build_corpus, run_name, run_sweep,
                                        source_files, train_command)
 from iquest_core.train.recipe import load_recipe, model_config
 
@@ -86,9 +86,9 @@ def test_bad_grid_raises_value_error_naming_it(kwargs, match):
 
 
 def test_cli_sweep_refuses_malformed_lists(tmp_path, capsys):
-    assert main(["sweep", "--output", str(tmp_path), "--sizes", "32"]) == 2
+    assert main(["scaling", "sweep", "--output", str(tmp_path), "--sizes", "32"]) == 2
     assert "--sizes" in capsys.readouterr().err
-    assert main(["sweep", "--output", str(tmp_path), "--languages", "python,fortran"]) == 2
+    assert main(["scaling", "sweep", "--output", str(tmp_path), "--languages", "python,fortran"]) == 2
     assert "fortran" in capsys.readouterr().err
 
 
@@ -142,7 +142,7 @@ def test_cli_sweep_collects_finished_runs_and_fits_them(one_run_sweep, capsys):
             loss = 30 * params ** -0.4 + 20 * t ** -0.3 + 1.5
             (output / "runs" / name / "result.json").write_text(json.dumps(
                 {"language": "python", "params": params, "tokens": t, "loss": loss, "run": name}))
-    argv = ["sweep", "--output", str(output), "--languages", "python", "--sizes", "16x1,32x1", "--tokens",
+    argv = ["scaling", "sweep", "--output", str(output), "--languages", "python", "--sizes", "16x1,32x1", "--tokens",
             "1024,2048,4096", "--batch-tokens", "512", "--corpus-bytes", "2e5", "--eval-tokens", "2048",
             "--bootstrap", "0"]
     assert main(argv) == 0  # every run is finished already: nothing trains

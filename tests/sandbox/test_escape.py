@@ -13,6 +13,7 @@ import pytest
 
 from iquest_core.sandbox import run_tests
 from iquest_core.sandbox.execute import _RUNNER
+from iquest_core.sandbox.interpreter import sandbox_python
 
 SLACK_S = 2.0  # sandbox start-up and tear-down on a busy shared machine
 
@@ -151,7 +152,9 @@ def test_planted_host_file_cannot_be_read(tmp_path):
         assert secret not in verdict.stdout + verdict.stderr
     listing = run_tests("import os\nprint(sorted(os.listdir('/')))", "")
     assert listing.passed
-    assert set(eval(listing.stdout)) <= {"bin", "dev", "lib", "lib32", "lib64", "proc", "sandbox", "sbin", "usr"}
+    interpreter_roots = {Path(prefix).parts[1] for prefix in sandbox_python().prefixes}  # e.g. root for pyenv
+    assert set(eval(listing.stdout)) <= {"bin", "dev", "lib", "lib32", "lib64", "proc", "sandbox", "sbin", "usr",
+                                         *interpreter_roots}
 
 
 def test_writing_outside_the_working_directory_fails(tmp_path):
@@ -210,14 +213,14 @@ def test_verdict_returns_promptly_after_a_timeout():
 
 
 def test_the_namespace_init_is_found_and_awaited(monkeypatch):
-    from iquest_core.sandbox import execute
-    found, open_init = [], execute._open_init
+    from iquest_core.sandbox import launch
+    found, open_init = [], launch._open_init
 
     def spy(fd, timeout_s):
         found.append(open_init(fd, timeout_s))
         return found[-1]
 
-    monkeypatch.setattr(execute, "_open_init", spy)
+    monkeypatch.setattr(launch, "_open_init", spy)
     run_tests("x = 1", "")
     run_tests("while True:\n    pass\n", "", timeout_s=0.5)
     assert len(found) == 2 and all(pidfd is not None for pidfd in found)

@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scaling fit": ("iquest_core.scaling.cli:fit_main", "fit per-language scaling laws to runs.csv"),
     "scaling mix": ("iquest_core.scaling.cli:mix_main", "the optimal language mixture under a law"),
     "scaling sweep": ("iquest_core.jobs.sweep_cli", "tiny real training runs -> runs.csv, then the fit"),
+    "swe env": ("iquest_core.swe.cli:env_main", "a repository's declared requirements in a venv of its own"),
+    "swe mine": ("iquest_core.swe.cli:mine_main", "SWE tasks (FAIL_TO_PASS / PASS_TO_PASS) from git history"),
+    "swe validate": ("iquest_core.swe.cli:validate_main", "gold patch resolves 3/3, empty patch 0/3"),
 }
 
 

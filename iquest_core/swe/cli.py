@@ -1,0 +1,71 @@
+"""`iquest swe ...`: SWE-RL tasks from git histories, their environments, validation.
+
+    iquest swe env REPO_DIR --output ENV_DIR          the repository's declared requirements + pytest in a venv
+    iquest swe mine REPO_DIR --output tasks.jsonl [--mode head|base] [--max-tasks N] [--env ENV_DIR]
+    iquest swe validate tasks.jsonl --output DIR [--env ENV_DIR]   gold 3/3 and empty 0/3 -> DIR/summary.json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from iquest_core.command_line import CommandParser
+from iquest_core.jsonl import write_jsonl
+
+
+def mine_main(argv: list[str]) -> int:
+    parser = CommandParser(prog="iquest swe mine", description="SWE tasks from a git repository's history")
+    parser.add_argument("repo", metavar="REPO_DIR")
+    parser.add_argument("--output", required=True, help="tasks.jsonl (TASKS.summary.json is written beside it)")
+    parser.add_argument("--mode", default="head", choices=("head", "base"))
+    parser.add_argument("--max-tasks", type=int)
+    parser.add_argument("--max-commits", type=int, help="look at the newest N first-parent commits only")
+    parser.add_argument("--env", help="the repository's environment (iquest swe env); default: this interpreter")
+    parser.add_argument("--commit-message", action="store_true", help="add the fix's subject to problem statements")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    from iquest_core.atomic_io import write_atomic
+    from iquest_core.swe import RepoEnvironment, mine_repository
+
+    output = Path(args.output)
+    if output.is_dir():
+        raise ValueError(f"--output: {output} is a directory; expected a .jsonl path")
+    report = mine_repository(args.repo, mode=args.mode, max_tasks=args.max_tasks, max_commits=args.max_commits,
+                             environment=RepoEnvironment.load(args.env), commit_message=args.commit_message,
+                             workers=args.workers)
+    write_jsonl(output, [t.to_dict() for t in report.tasks])
+    summary = json.dumps(report.summary())
+    write_atomic(output.with_name(output.stem + ".summary.json"), summary + "\n")
+    print(summary)
+    return 0
+
+
+def validate_main(argv: list[str]) -> int:
+    parser = CommandParser(prog="iquest swe validate", description="gold patch 3/3 resolved, empty patch 0/3")
+    parser.add_argument("tasks", help="tasks.jsonl")
+    parser.add_argument("--output", required=True, help="directory for validation.jsonl and summary.json")
+    parser.add_argument("--env", help="the repository's environment (iquest swe env); default: this interpreter")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    from iquest_core.swe import RepoEnvironment, load_tasks
+    from iquest_core.swe.validate import validate_tasks
+
+    tasks = load_tasks(args.tasks)
+    print(json.dumps(validate_tasks(tasks, args.output, environment=RepoEnvironment.load(args.env),
+                                    runs=args.runs, workers=args.workers)))
+    return 0
+
+
+def env_main(argv: list[str]) -> int:
+    parser = CommandParser(prog="iquest swe env", description="a repository's declared requirements in a venv")
+    parser.add_argument("repo", metavar="REPO_DIR")
+    parser.add_argument("--output", required=True, help="the environment's directory (new or empty)")
+    args = parser.parse_args(argv)
+    from iquest_core.swe import create_environment
+    from iquest_core.swe.gitrepo import check_repository
+
+    env = create_environment(check_repository(args.repo), args.output)
+    print(f"environment for {args.repo}: {env.prefix}")
+    return 0

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from iquest_core.model.config import LoopCoderConfig
-
-if TYPE_CHECKING:
-    from iquest_core.model.model import LoopCoderForCausalLM
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -72,8 +68,10 @@ def check_keys(expected: dict[str, tuple[int, ...]], stored: dict[str, tuple[int
         raise CheckpointMismatchError(missing, unexpected, mis_shaped)
 
 
-def load_pretrained(cls: type[LoopCoderForCausalLM], path: str | Path, *, dtype: torch.dtype | None,
-                    device: torch.device | str, attn_implementation: str) -> LoopCoderForCausalLM:
+def load_pretrained(cls: type[torch.nn.Module], path: str | Path, *, dtype: torch.dtype | None,
+                    device: torch.device | str, attn_implementation: str) -> torch.nn.Module:
+    """An instance of `cls` (the model class, passed in: this module does not import the model), built as
+    cls(config, attn_implementation=...) on the meta device, with the weights of the directory `path`."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"path: expected a local directory with config.json and safetensors weights, got {path}")
@@ -96,7 +94,7 @@ def load_pretrained(cls: type[LoopCoderForCausalLM], path: str | Path, *, dtype:
     return model
 
 
-def save_pretrained(model: LoopCoderForCausalLM, path: str | Path, *, max_shard_bytes: int | None = None) -> None:
+def save_pretrained(model: torch.nn.Module, path: str | Path, *, max_shard_bytes: int | None = None) -> None:
     """Write config.json and the weights; shards (model-0000i-of-0000n.safetensors + index) when the
     weights exceed max_shard_bytes. Weight files of an earlier save in the directory are removed first.
     Tied lm_head.weight is not written (as Hugging Face does)."""

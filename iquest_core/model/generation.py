@@ -7,12 +7,8 @@ Every sequence in the batch has the same prompt length (no padding).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
-
-if TYPE_CHECKING:
-    from iquest_core.model.model import LoopCoderForCausalLM
 
 
 def _check_args(input_ids, max_new_tokens, do_sample, temperature, top_p, top_k) -> None:
@@ -47,12 +43,13 @@ def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float, top_k
 
 
 @torch.no_grad()
-def generate(model: LoopCoderForCausalLM, input_ids: torch.Tensor, max_new_tokens: int, *, do_sample: bool = False,
+def generate(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, *, do_sample: bool = False,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
              eos_token_id: int | list[int] | None = None, generator: torch.Generator | None = None,
              stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
              return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (B, P + n), prompt included, n <= max_new_tokens new tokens.
+    """Token ids (B, P + n), prompt included, n <= max_new_tokens new tokens. `model`: a LoopCoderForCausalLM
+    (passed in: this module does not import the model).
 
     Greedy unless do_sample. eos_token_id (default: the config's): a sequence that emitted it is
     continued with that eos token, and decoding stops early once every sequence has. stop, if given, is

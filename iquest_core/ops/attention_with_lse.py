@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from iquest_core.ops import cuda_selfcheck
+import iquest_core.ops.cuda_selfcheck as cuda_selfcheck
 from iquest_core.ops.cuda_dispatch import register_checked_cuda_kernel
 from iquest_core.ops.input_checks import (
     check_cu_seqlens,
@@ -157,7 +157,12 @@ def _backward(ctx, grad_out, grad_lse):
 
 
 torch.library.register_autograd("iquest::attention_with_lse", _backward, setup_context=_setup_context)
-# On CUDA the first call per device, dtype and head_dim checks the kernel against float64 (cuda_selfcheck).
-register_checked_cuda_kernel("attention_with_lse", lambda q, *_: cuda_selfcheck.check_once("attention_with_lse", q))
-register_checked_cuda_kernel("attention_with_lse_backward",
-                             lambda grad_out, grad_lse, q, *_: cuda_selfcheck.check_once("attention_with_lse", q))
+
+
+def _check(q: torch.Tensor) -> None:
+    """On CUDA the first call per device, dtype and head_dim checks the kernel against float64 (cuda_selfcheck)."""
+    cuda_selfcheck.check_once("attention_with_lse", q, attention_with_lse)
+
+
+register_checked_cuda_kernel("attention_with_lse", lambda q, *_: _check(q))
+register_checked_cuda_kernel("attention_with_lse_backward", lambda grad_out, grad_lse, q, *_: _check(q))

@@ -22,6 +22,7 @@ lse in absolute terms at a float32-accumulation tolerance, gradients relative to
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -137,22 +138,6 @@ def _abs_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (actual[finite] - expected[finite]).abs().max().item() if finite.any() else 0.0
 
 
-# -- the kernels under check (module functions so that tests can substitute mutated kernels) -------------
-
-
-def _loop_kernel(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, *, window, scale, cu_seqlens,
-                 max_seqlen):
-    from iquest_core.ops.loop_attention import loop_attention
-    return loop_attention(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window=window,
-                          scale=scale, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen)
-
-
-def _attention_kernel(q, k, v, *, q_start, k_start, window, scale, cu_seqlens):
-    from iquest_core.ops.attention_with_lse import attention_with_lse
-    return attention_with_lse(q, k, v, q_start=q_start, k_start=k_start, window=window, scale=scale,
-                              cu_seqlens=cu_seqlens)
-
-
 def _leaves(tensors, device, dtype):
     return [t.detach().to(device=device, dtype=dtype).requires_grad_() for t in tensors]
 
@@ -219,7 +204,7 @@ def _inputs(case: Case, head_dim: int, dtype: torch.dtype, seed: int, count: int
     return q, kv, randn(*lead, case.heads, head_dim), gen, cu
 
 
-def _loop_case(case: Case, device, dtype, head_dim, seed) -> CaseResult:
+def _loop_case(kernel, case: Case, device, dtype, head_dim, seed) -> CaseResult:
     result = CaseResult("loop_attention", case.name, str(device), dtype, head_dim)
     (q,), kvs, grad_out, gen, cu = _inputs(case, head_dim, dtype, seed, 1, 4)
     gate_w = (torch.randn(case.heads, head_dim, generator=gen, dtype=torch.float64) * head_dim**-0.5).to(dtype).double()
@@ -235,8 +220,8 @@ def _loop_case(case: Case, device, dtype, head_dim, seed) -> CaseResult:
 
     def run():
         leaves = _leaves(inputs, device, dtype)
-        out = _loop_kernel(*leaves, window=case.window, scale=scale, cu_seqlens=None if cu is None else cu.to(device),
-                           max_seqlen=max_seqlen)
+        out = kernel(*leaves, window=case.window, scale=scale, cu_seqlens=None if cu is None else cu.to(device),
+                     max_seqlen=max_seqlen)
         if case.production:
             return [out.detach()]
         out.backward(grad_out.to(device=device, dtype=dtype))
@@ -247,7 +232,7 @@ def _loop_case(case: Case, device, dtype, head_dim, seed) -> CaseResult:
     return _judge(result, run, expected, None, list(zip(names, references)))
 
 
-def _attention_case(case: Case, device, dtype, head_dim, seed) -> CaseResult:
+def _attention_case(kernel, case: Case, device, dtype, head_dim, seed) -> CaseResult:
     result = CaseResult("attention_with_lse", case.name, str(device), dtype, head_dim)
     (q,), (k, v), grad_out, gen, cu = _inputs(case, head_dim, dtype, seed, 1, 2)
     lse_shape = (case.heads, q.shape[0]) if case.packed else (q.shape[0], case.heads, q.shape[1])
@@ -263,7 +248,7 @@ def _attention_case(case: Case, device, dtype, head_dim, seed) -> CaseResult:
 
     def run():
         leaves = _leaves((q, k, v), device, dtype)
-        out, lse = _attention_kernel(*leaves, cu_seqlens=None if cu is None else cu.to(device), **kwargs)
+        out, lse = kernel(*leaves, cu_seqlens=None if cu is None else cu.to(device), **kwargs)
         if case.production:
             return [out.detach(), lse.detach()]
         visible = torch.isfinite(lse)
@@ -311,26 +296,27 @@ def _judge(result: CaseResult, run, out_ref, lse_ref, grad_refs) -> CaseResult:
     return result
 
 
-def run_cases(op: str, device: torch.device | str, dtype: torch.dtype, head_dim: int, *,
+def run_cases(op: str, kernel: Callable, device: torch.device | str, dtype: torch.dtype, head_dim: int, *,
               production: bool | None = None) -> list[CaseResult]:
-    """All self-check cases of one op for one (device, dtype, head_dim); the production-like case too when
-    `production` (default: on CUDA devices only)."""
+    """All self-check cases of op `op`, computed by `kernel` (the public op, or a stand-in with its
+    signature), for one (device, dtype, head_dim); the production-like case too when `production`
+    (default: on CUDA devices only)."""
     if op not in OPS:
         raise ValueError(f"op: expected one of {OPS}, got {op!r}")
     device = torch.device(device)
     cases = list(LOOP_CASES if op == "loop_attention" else ATTENTION_CASES)
     if production if production is not None else device.type == "cuda":
         cases.append(PRODUCTION_CASES[op])
-    return [run_case(op, case, device, dtype, head_dim, seed) for seed, case in enumerate(cases, start=1)]
+    return [run_case(op, kernel, case, device, dtype, head_dim, seed) for seed, case in enumerate(cases, start=1)]
 
 
-def run_case(op: str, case: Case, device: torch.device | str, dtype: torch.dtype, head_dim: int,
+def run_case(op: str, kernel: Callable, case: Case, device: torch.device | str, dtype: torch.dtype, head_dim: int,
              seed: int = 0) -> CaseResult:
-    """One case of `op` (a Case of LOOP_CASES / ATTENTION_CASES / PRODUCTION_CASES) with inputs drawn from
-    `seed`."""
+    """One case of `op` computed by `kernel` (a Case of LOOP_CASES / ATTENTION_CASES / PRODUCTION_CASES) with
+    inputs drawn from `seed`."""
     run = _loop_case if op == "loop_attention" else _attention_case
     with torch.inference_mode(False), torch.enable_grad(), _inside_check():
-        return run(case, torch.device(device), dtype, head_dim, seed)
+        return run(kernel, case, torch.device(device), dtype, head_dim, seed)
 
 
 # -- the entry point ------------------------------------------------------------------------------------
@@ -350,9 +336,10 @@ class _inside_check:
         _active_checks -= 1
 
 
-def check_once(op: str, q: torch.Tensor) -> None:
+def check_once(op: str, q: torch.Tensor, kernel: Callable) -> None:
     """Self-checks the CUDA kernel of `op` for q's device, dtype and head_dim, once per process; the op's
-    CUDA implementation calls it before the kernel.
+    CUDA implementation calls it before the kernel, passing the public op as `kernel` (this module does
+    not import the ops it checks).
 
     Does nothing for configurations the CUDA kernels do not take (they raise ValueError themselves),
     while a CUDA graph is being captured and while a check runs. Raises CudaKernelSelfCheckError on a
@@ -367,7 +354,7 @@ def check_once(op: str, q: torch.Tensor) -> None:
     with _lock:
         if key in _checked:
             return
-        failures = [r for r in run_cases(op, torch.device("cuda", index), q.dtype, q.shape[-1]) if not r.passed]
+        failures = [r for r in run_cases(op, kernel, torch.device("cuda", index), q.dtype, q.shape[-1]) if not r.passed]
         if failures:
             details = "\n  ".join(r.describe() for r in failures)
             raise CudaKernelSelfCheckError(
@@ -377,7 +364,8 @@ def check_once(op: str, q: torch.Tensor) -> None:
         _checked.add(key)
 
 
-def check_cuda_kernels(device: torch.device | str = "cuda") -> list[CaseResult]:
-    """Every self-check case of both ops for every supported dtype and head_dim on `device`."""
+def check_cuda_kernels(kernels: Mapping[str, Callable], device: torch.device | str = "cuda") -> list[CaseResult]:
+    """Every self-check case of both ops (`kernels`: op name -> the public op) for every supported dtype and
+    head_dim on `device`."""
     return [r for op in OPS for dtype in CUDA_DTYPES for head_dim in CUDA_HEAD_DIMS
-            for r in run_cases(op, device, dtype, head_dim)]
+            for r in run_cases(op, kernels[op], device, dtype, head_dim)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from iquest_core.ops import cuda_selfcheck
+import iquest_core.ops.cuda_selfcheck as cuda_selfcheck
 from iquest_core.ops.cuda_dispatch import register_checked_cuda_kernel
 from iquest_core.ops.input_checks import (
     check_cu_seqlens,
@@ -126,7 +126,12 @@ def _backward(ctx, grad_out, *unused_aux_grads):
 
 
 torch.library.register_autograd("iquest::loop_attention", _backward, setup_context=_setup_context)
-# On CUDA the first call per device, dtype and head_dim checks the kernel against float64 (cuda_selfcheck).
-register_checked_cuda_kernel("loop_attention", lambda q, *_: cuda_selfcheck.check_once("loop_attention", q))
-register_checked_cuda_kernel("loop_attention_backward",
-                             lambda grad_out, q, *_: cuda_selfcheck.check_once("loop_attention", q))
+
+
+def _check(q: torch.Tensor) -> None:
+    """On CUDA the first call per device, dtype and head_dim checks the kernel against float64 (cuda_selfcheck)."""
+    cuda_selfcheck.check_once("loop_attention", q, loop_attention)
+
+
+register_checked_cuda_kernel("loop_attention", lambda q, *_: _check(q))
+register_checked_cuda_kernel("loop_attention_backward", lambda grad_out, q, *_: _check(q))

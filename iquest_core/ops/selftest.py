@@ -15,12 +15,11 @@ import sys
 import torch
 
 from iquest_core.command_line import CommandParser
-import iquest_core  # noqa: F401  (registers the kernels)
-from iquest_core.ops import cuda_selfcheck
-from iquest_core.ops.cuda_selfcheck import CaseResult
+from iquest_core.ops import attention_with_lse, cuda_selfcheck, loop_attention
+from iquest_core.ops.cuda_selfcheck import OPS, CaseResult
 
 CPU_DTYPES = (torch.float32, torch.bfloat16)
-OPS = ("loop_attention", "attention_with_lse")
+KERNELS = {"loop_attention": loop_attention, "attention_with_lse": attention_with_lse}
 
 
 def _cpu_results() -> list[CaseResult]:
@@ -28,7 +27,7 @@ def _cpu_results() -> list[CaseResult]:
     for op in OPS:
         for dtype in CPU_DTYPES:
             for head_dim in cuda_selfcheck.CUDA_HEAD_DIMS:
-                results += cuda_selfcheck.run_cases(op, "cpu", dtype, head_dim)
+                results += cuda_selfcheck.run_cases(op, KERNELS[op], "cpu", dtype, head_dim)
     return results
 
 
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             notes.append(f"cuda:{index}: {torch.cuda.get_device_name(index)}")
-            results += cuda_selfcheck.check_cuda_kernels(torch.device("cuda", index))
+            results += cuda_selfcheck.check_cuda_kernels(KERNELS, torch.device("cuda", index))
     else:
         notes.append("CUDA: not available on this machine (no device or a CPU-only torch): "
                      "the CUDA kernels were NOT tested here")

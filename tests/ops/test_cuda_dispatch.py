@@ -45,7 +45,7 @@ def _args(op):
 @pytest.mark.parametrize("op", OPS)
 def test_the_cuda_implementation_checks_then_calls_the_unchecked_kernel(op, monkeypatch):
     events = []
-    monkeypatch.setattr(cuda_selfcheck, "check_once", lambda name, q: events.append(("check", name, q)))
+    monkeypatch.setattr(cuda_selfcheck, "check_once", lambda name, q, kernel: events.append(("check", name, q)))
     monkeypatch.setattr(ops_fingerprint, "_verify_device", lambda tensors: events.append(("check", op, tensors)))
 
     def unchecked(name):

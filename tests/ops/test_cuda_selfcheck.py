@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from iquest_core.ops import selftest
+from iquest_core.ops.selftest import KERNELS
 from iquest_core.ops import attention_with_lse, cuda_selfcheck, loop_attention
 from iquest_core.ops.cuda_selfcheck import CudaKernelSelfCheckError, check_cuda_kernels, run_cases
 from tests.helpers import CUDA_DTYPES, CUDA_HEAD_DIMS, CUDA_ONLY
@@ -44,7 +45,7 @@ def test_selfcheck_configurations_are_the_cuda_kernels():
 @pytest.mark.parametrize("op", OPS)
 def test_selfcheck_accepts_the_cpu_kernels(op, dtype, head_dim):
     """The cases and tolerances of the self-check pass a correct kernel (the CPU one) in the CUDA dtypes."""
-    results = run_cases(op, "cpu", dtype, head_dim)
+    results = run_cases(op, KERNELS[op], "cpu", dtype, head_dim)
     cases = cuda_selfcheck.LOOP_CASES if op == "loop_attention" else cuda_selfcheck.ATTENTION_CASES
     assert [r.case for r in results] == [c.name for c in cases]
     for r in results:
@@ -68,33 +69,31 @@ def test_the_cases_cover_the_edges():
 @pytest.mark.parametrize("op", OPS)
 def test_production_like_case_accepts_the_cpu_kernel(op):
     """H=40, Hkv=8, D=128, L=2048 against a float32 reference, per row (forward only)."""
-    r = cuda_selfcheck.run_case(op, cuda_selfcheck.PRODUCTION_CASES[op], "cpu", torch.bfloat16, 128)
+    r = cuda_selfcheck.run_case(op, KERNELS[op], cuda_selfcheck.PRODUCTION_CASES[op], "cpu", torch.bfloat16, 128)
     assert r.passed, r.describe()
     assert set(r.errors) == ({"out (per row)", "lse (abs)"} if op == "attention_with_lse" else {"out (per row)"})
 
 
 @pytest.mark.parametrize("op", OPS)
 def test_selfcheck_flags_a_kernel_that_disagrees(op, wrong_references):
-    for r in run_cases(op, "cpu", torch.bfloat16, 64):
+    for r in run_cases(op, KERNELS[op], "cpu", torch.bfloat16, 64):
         assert not r.passed and r.deterministic and r.exception is None
         assert r.errors["out (per row)"] > r.tolerances["out (per row)"]
         assert "error above tolerance" in r.describe() and op in r.describe()
 
 
-def test_selfcheck_flags_a_kernel_with_an_off_by_one_window(monkeypatch):
+def test_selfcheck_flags_a_kernel_with_an_off_by_one_window():
     """Mutations run through the check on the CPU: the window branch sees one key too many."""
-    loop, attention = cuda_selfcheck._loop_kernel, cuda_selfcheck._attention_kernel
-    monkeypatch.setattr(cuda_selfcheck, "_loop_kernel", lambda *a, window, **k: loop(*a, window=window + 1, **k))
-    monkeypatch.setattr(cuda_selfcheck, "_attention_kernel",
-                        lambda *a, window, **k: attention(*a, window=window and window + 1, **k))
+    mutated = {"loop_attention": lambda *a, window, **k: loop_attention(*a, window=window + 1, **k),
+               "attention_with_lse": lambda *a, window, **k: attention_with_lse(*a, window=window and window + 1, **k)}
     for op, cases in zip(OPS, (cuda_selfcheck.LOOP_CASES, cuda_selfcheck.ATTENTION_CASES)):
-        results = {r.case: r for r in run_cases(op, "cpu", torch.bfloat16, 64)}
+        results = {r.case: r for r in run_cases(op, mutated[op], "cpu", torch.bfloat16, 64)}
         narrow = [c.name for c in cases if c.window is not None and c.window < max(c.lengths)]
         assert narrow and all(not results[name].passed for name in narrow), op
         assert any(c.window == 1 and c.name in narrow for c in cases)
 
 
-def test_selfcheck_flags_a_kernel_with_a_nan_row(monkeypatch):
+def test_selfcheck_flags_a_kernel_with_a_nan_row():
     def nan_row(kernel):
         def mutated(*args, **kwargs):
             result = kernel(*args, **kwargs)
@@ -105,10 +104,8 @@ def test_selfcheck_flags_a_kernel_with_a_nan_row(monkeypatch):
             return (out, *result[1:]) if isinstance(result, tuple) else out
         return mutated
 
-    for name in ("_loop_kernel", "_attention_kernel"):
-        monkeypatch.setattr(cuda_selfcheck, name, nan_row(getattr(cuda_selfcheck, name)))
     for op in OPS:
-        for r in run_cases(op, "cpu", torch.float16, 128):
+        for r in run_cases(op, nan_row(KERNELS[op]), "cpu", torch.float16, 128):
             assert not r.passed and r.errors["out (per row)"] == float("inf"), r.describe()
 
 
@@ -122,15 +119,15 @@ def test_check_once_checks_once_and_is_silent_while_a_check_runs(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     q = torch.empty(1, 8, 2, 64, dtype=torch.bfloat16, device="meta")
     with cuda_selfcheck._inside_check():
-        cuda_selfcheck.check_once("loop_attention", q)
-        worker = threading.Thread(target=cuda_selfcheck.check_once, args=("loop_attention", q))
+        cuda_selfcheck.check_once("loop_attention", q, loop_attention)
+        worker = threading.Thread(target=cuda_selfcheck.check_once, args=("loop_attention", q, loop_attention))
         worker.start()
         worker.join(timeout=10)
         assert not worker.is_alive()
     assert calls == []
     for _ in range(2):
-        cuda_selfcheck.check_once("loop_attention", q)
-    cuda_selfcheck.check_once("loop_attention", q.float())  # float32 runs on the CPU kernels: not checked
+        cuda_selfcheck.check_once("loop_attention", q, loop_attention)
+    cuda_selfcheck.check_once("loop_attention", q.float(), loop_attention)  # float32 runs on the CPU kernels: not checked
     assert calls == ["loop_attention"]
 
 
@@ -148,14 +145,14 @@ def test_selfcheck_flags_a_nondeterministic_kernel(op, monkeypatch):
         return result
 
     monkeypatch.setattr(cuda_selfcheck, "_leaves", leaves_changing_on_the_second_run)
-    for r in run_cases(op, "cpu", torch.float16, 64):
+    for r in run_cases(op, KERNELS[op], "cpu", torch.float16, 64):
         assert not r.deterministic and not r.passed, r.describe()
         assert "different bits" in r.describe()
 
 
 @pytest.mark.parametrize("device", CUDA_ONLY, indirect=True)
 def test_cuda_kernels_pass_the_selfcheck(device):
-    results = check_cuda_kernels(device)
+    results = check_cuda_kernels(KERNELS, device)
     covered = {(r.op, r.dtype, r.head_dim) for r in results}
     assert covered == {(op, d, h) for op in OPS for d in CUDA_DTYPES for h in CUDA_HEAD_DIMS}
     failures = [r.describe() for r in results if not r.passed]
@@ -207,7 +204,7 @@ def test_selfcheck_runs_once_per_op_dtype_and_head_dim(device, op, monkeypatch):
     monkeypatch.setattr(cuda_selfcheck, "run_cases", counting_run_cases)
     for dtype, head_dim in [(torch.bfloat16, 64), (torch.bfloat16, 64), (torch.float16, 128), (torch.float16, 128)]:
         _call(op, device, dtype, head_dim)
-    assert [(a[0], a[2], a[3]) for a in calls] == [(op, torch.bfloat16, 64), (op, torch.float16, 128)]
+    assert [(a[0], a[3], a[4]) for a in calls] == [(op, torch.bfloat16, 64), (op, torch.float16, 128)]
     assert len(cuda_selfcheck._checked) == 2
 
 
@@ -246,5 +243,5 @@ def test_compiled_graphs_run_the_selfcheck_once(device, op, monkeypatch):
     compiled = _compiled(op)
     for _ in range(2):
         compiled(*_compiled_inputs(device)).float().sum().backward()
-    assert [(a[0], a[2], a[3]) for a in calls] == [(op, torch.bfloat16, 64)]
+    assert [(a[0], a[3], a[4]) for a in calls] == [(op, torch.bfloat16, 64)]
     assert cuda_selfcheck._checked == {(op, torch.cuda.current_device(), torch.bfloat16, 64)}

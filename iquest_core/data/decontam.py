@@ -4,10 +4,15 @@
     index = BenchmarkIndex.from_jsonl("bench.jsonl")  # any JSONL of benchmark items
     index.matches(text)                               # ids of the items sharing an ngram-token run with text
 
-Tokens (`code_tokens`): identifiers/numbers (runs of [A-Za-z0-9_]) and every other non-whitespace
-character on its own. Whitespace never makes a token, so re-indentation, tabs vs spaces, line breaks and
-spacing around operators do not change the token sequence. An item with fewer tokens than `ngram`
-matches only where its whole token sequence occurs.
+Tokens (`code_tokens`): the maximal runs of ASCII [A-Za-z0-9_] (identifiers, keywords, numbers), case kept.
+Every other character (whitespace, punctuation, operators, brackets, quotes, non-ASCII letters) only
+separates tokens and is dropped, so re-indentation, tabs vs spaces, line ends, spacing, and changed or added
+punctuation (`a+b` vs `(a - b)`, quote styles, trailing commas) leave the token sequence unchanged.
+
+A text matches an item when they share a run of `ngram` consecutive tokens (an item with fewer tokens than
+`ngram` matches only where its whole token sequence occurs). A copy in which no `ngram` consecutive tokens
+survive is not caught: identifiers renamed, keywords or numbers changed, or a foreign token inserted after
+every `ngram - 1` tokens.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_]+")
 
 
 def code_tokens(text: str) -> list[str]:
-    """The whitespace-insensitive token sequence of text (module docstring)."""
+    """The token sequence of text (module docstring)."""
     return _TOKEN.findall(text)
 
 
@@ -71,6 +76,8 @@ class BenchmarkIndex:
 
     def matches(self, text: str) -> list[str]:
         """Sorted ids of the items that share an ngram-token run with text (or occur whole, when shorter)."""
+        if not isinstance(text, str):
+            raise ValueError(f"text: expected str, got {type(text).__name__}")
         tokens = code_tokens(text)
         found: set[str] = set()
         for length, runs in self._runs.items():

@@ -35,6 +35,8 @@ _TOKEN = re.compile(rb"[A-Za-z0-9_\x80-\xff]+")
 
 def shingles(text: str, ngram: int = 5) -> set[bytes]:
     """The shingle set of `text` (rules in the module docstring)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text: expected str, got {type(text).__name__}")
     _check_ngram(ngram)
     tokens = _TOKEN.findall(text.encode("utf-8"))
     if len(tokens) <= ngram:

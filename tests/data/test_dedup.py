@@ -114,3 +114,9 @@ def test_bad_signatures():
     with pytest.raises(ValueError, match="^signatures:"):
         dedup.near_duplicate_groups_of_signatures(["a", "b"], dedup.minhash_signatures(["a"]), threshold=0.8,
                                                   ngram=5, seed=1)
+
+
+@pytest.mark.parametrize("text", [None, b"def f(): pass", 3])
+def test_shingles_want_str(text):
+    with pytest.raises(ValueError, match="^text: expected str, got "):
+        dedup.shingles(text)

@@ -15,6 +15,9 @@ def run_many(jobs: Iterable[tuple[str, str]], *, workers: int | None = None, tim
     """Verdicts of run_tests(program, tests, ...) for each (program, tests) pair, in input order, with at
     most `workers` (default: the CPU count) sandboxes at a time."""
     jobs = list(jobs)
+    for i, job in enumerate(jobs):
+        if not (isinstance(job, (tuple, list)) and len(job) == 2 and all(isinstance(part, str) for part in job)):
+            raise ValueError(f"jobs: expected (program, tests) pairs of str, got {job!r:.80} at index {i}")
     workers = os.cpu_count() or 1 if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: expected a positive int, got {workers!r}")

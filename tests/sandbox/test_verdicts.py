@@ -106,3 +106,9 @@ def test_bad_program_type_and_pool_size():
         run_tests("x = 1", None)
     with pytest.raises(ValueError, match="workers"):
         run_many([("x = 1", "")], workers=0)
+
+
+@pytest.mark.parametrize("job", [("x = 1",), ("x = 1", "", ""), "x = 1", ("x = 1", None), (b"x = 1", "")])
+def test_run_many_checks_every_job_before_running_any(job):
+    with pytest.raises(ValueError, match=r"^jobs: expected \(program, tests\) pairs of str, got .* at index 1$"):
+        run_many([("x = 1", "assert x == 1"), job])

@@ -3,7 +3,7 @@ forward+backward; fp32, bf16:
   unfused         two scaled_dot_product_attention calls + gate mix (iquest_core.ops.reference): the
                   window branch as an L x L masked SDPA, as inference engines without a sliding-window
                   kernel run it;
-  unfused_banded  the same, with the window branch banded, O(L*W): queries in blocks of W, each block's
+  unfused_banded  the same, with the window branch banded, O(L*W) (ops.reference.loop_attention_banded): queries in blocks of W, each block's
                   SDPA over its W + W - 1 keys under a local mask (what a sliding-window flash kernel
                   computes; the best unfused path a user could write);
   sdpa_causal     one causal SDPA call on the same q/k/v (the floor: the fused op does that work plus the
@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from iquest_core.ops import loop_attention
-from iquest_core.ops.gate import gate_mix
-from iquest_core.ops.reference import loop_attention_reference
+from iquest_core.ops.reference import loop_attention_banded, loop_attention_reference
 
 B, H, D, W = 1, 8, 128, 64
 
@@ -26,38 +25,10 @@ def causal_sdpa(q, k_global, v_global, *unused):
                                           is_causal=True, enable_gqa=True).transpose(1, 2)
 
 
-def banded_window_attention(q, k, v, window):
-    """Sliding-window attention (key j visible to query i iff i - window < j <= i), (B, L, H, D) inputs
-    with GQA, in O(L * window): blocks of `window` queries, each over the 2 * window - 1 keys that end
-    with the block, under a band mask."""
-    batch, length, heads, dim = q.shape
-    blocks = -(-length // window)
-    pad_q = blocks * window - length
-    q = F.pad(q, (0, 0, 0, 0, 0, pad_q))
-    k, v = (F.pad(t, (0, 0, 0, 0, window - 1, pad_q)) for t in (k, v))
-    span = 2 * window - 1
-    kb, vb = (t.unfold(1, span, window).permute(0, 1, 4, 2, 3) for t in (k, v))  # (B, blocks, span, Hkv, D)
-    qb = q.view(batch, blocks, window, heads, dim)
-    s = torch.arange(window)[:, None]
-    t = torch.arange(span)[None, :]
-    band = (t >= s) & (t <= s + window - 1)  # query s of a block sees its key slots s .. s + window - 1
-    first = band & (t >= window - 1)  # block 0: the slots before the sequence are padding
-    mask = torch.stack([first] + [band] * (blocks - 1))[None, :, None]  # (1, blocks, 1, window, span)
-    out = F.scaled_dot_product_attention(qb.transpose(2, 3), kb.transpose(2, 3), vb.transpose(2, 3),
-                                         attn_mask=mask.to(q.device), enable_gqa=True)
-    return out.transpose(2, 3).reshape(batch, blocks * window, heads, dim)[:, :length]
-
-
-def banded_loop_attention(q, k_global, v_global, k_local, v_local, gate_weight, gate_bias, window=W):
-    out_global = causal_sdpa(q, k_global, v_global)
-    out_local = banded_window_attention(q, k_local, v_local, window)
-    return gate_mix(q, out_global, out_local, gate_weight, gate_bias)
-
-
 IMPLS = {
     "fused": lambda *a: loop_attention(*a, window=W),
     "unfused": lambda *a: loop_attention_reference(*a, window=W),
-    "unfused_banded": banded_loop_attention,
+    "unfused_banded": lambda *a: loop_attention_banded(*a, window=W),
     "sdpa_causal": causal_sdpa,
 }
 

@@ -6,8 +6,9 @@
   sliding window including itself) with g = sigmoid(q . w[h] + b[h]) per head, before o_proj.
 
 The attention itself runs on the layer's backend (iquest_core.model.backends): by default
-`LocalAttention`, whose gated loop attention is the fused op (``attn_implementation="fused"``) or the
-unfused reference composition of two SDPA calls (``"reference"``, the baseline inference engines use).
+`LocalAttention`, whose gated loop attention is the fused op (``attn_implementation="fused"``), the
+unfused reference composition of two SDPA calls (``"reference"``, the baseline inference engines use), or
+the same with the window branch banded in O(L * W) (``"banded"``, the best unfused composition).
 """
 
 from __future__ import annotations

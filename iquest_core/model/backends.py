@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from iquest_core.model.cache import LoopCache
 from iquest_core.ops import attention_with_lse, loop_attention
 from iquest_core.ops.gate import gate_mix
-from iquest_core.ops.reference import loop_attention_reference
+from iquest_core.ops.reference import loop_attention_banded, loop_attention_reference
 
 
 @dataclass
@@ -78,12 +78,18 @@ def packed_position_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
     return idx - cu_seqlens.long()[doc]
 
 
-def _unfused_loop_attention(*args, max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
-    """loop_attention_reference behind loop_attention's signature (max_seqlen is only a hint)."""
-    return loop_attention_reference(*args, **kwargs)
+def _without_max_seqlen(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """fn behind loop_attention's signature (max_seqlen is only a hint)."""
+    def call(*args, max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
+        return fn(*args, **kwargs)
+    return call
 
 
-LOOP_ATTENTION: dict[str, Callable[..., torch.Tensor]] = {"fused": loop_attention, "reference": _unfused_loop_attention}
+# The gated loop attention of loops >= 2, by `attn_implementation`: the fused op; the unfused composition
+# with an L x L window mask, as inference engines run it; the unfused composition with a banded window.
+LOOP_ATTENTION: dict[str, Callable[..., torch.Tensor]] = {"fused": loop_attention,
+                                                          "reference": _without_max_seqlen(loop_attention_reference),
+                                                          "banded": _without_max_seqlen(loop_attention_banded)}
 
 
 class DenseAttention(AttentionBackend):

@@ -95,7 +95,8 @@ class CausalLMOutput:
 
 class LoopCoderForCausalLM(nn.Module):
     """LoopCoder with its LM head. `attn_implementation` picks the gated loop attention of loops >= 2:
-    "fused" (iquest_core.ops.loop_attention) or "reference" (two SDPA calls + gate mix)."""
+    "fused" (iquest_core.ops.loop_attention), "reference" (two SDPA calls + gate mix) or "banded" (the same
+    with the window branch banded, iquest_core.ops.reference.loop_attention_banded)."""
 
     def __init__(self, config: LoopCoderConfig, attn_implementation: str = "fused") -> None:
         super().__init__()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from iquest_core.model import LoopCoderConfig
+from iquest_core.model.backends import LOOP_ATTENTION
 from iquest_core.train.schedule import lr_at
 
 BUNDLED = ("pretrain", "anneal", "midtrain-32k", "midtrain-128k", "sft-thinking", "sft-instruct", "tiny")
@@ -32,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {
         "preset": "tiny",         # a LoopCoderConfig preset, or ...
         "init_from": "",          # ... a Hugging Face directory (export of an earlier stage) to continue from
-        "attn_implementation": "fused",  # loop attention of loops >= 2: "fused" or "reference"
+        "attn_implementation": "fused",  # loop attention of loops >= 2: "fused", "reference" or "banded"
     },
     "data": {
         # Each source: {path, weight, kind}. kind "shards": a directory from `iquest data tokenize`;
@@ -209,8 +210,8 @@ def validate(recipe: dict[str, Any]) -> None:
         raise RecipeError(f"schedule.{e}") from None
     if recipe["train"]["dtype"] not in ("auto", "float32", "bfloat16"):
         raise RecipeError(f"train.dtype: expected auto, float32 or bfloat16, got {recipe['train']['dtype']!r}")
-    if recipe["model"]["attn_implementation"] not in ("fused", "reference"):
-        raise RecipeError(f"model.attn_implementation: expected fused or reference, got "
+    if recipe["model"]["attn_implementation"] not in LOOP_ATTENTION:
+        raise RecipeError(f"model.attn_implementation: expected one of {sorted(LOOP_ATTENTION)}, got "
                           f"{recipe['model']['attn_implementation']!r}")
     parallel = recipe["parallel"]
     if parallel["cp"] < 1 or parallel["dp"] < 0 or parallel["replicate"] < 1:

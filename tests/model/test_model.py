@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from iquest_core.model import LoopCoderForCausalLM
+from iquest_core.model.backends import LOOP_ATTENTION
 from tests.helpers import max_err, rel_err
 from tests.model.conftest import make_model
 
@@ -41,9 +42,10 @@ def test_loop_two_changes_the_output_and_uses_the_gates(tiny_model):
     assert max_err(before, dense) > 1e-3
 
 
+@pytest.mark.parametrize("unfused", sorted(set(LOOP_ATTENTION) - {"fused"}))
 @pytest.mark.parametrize("loop_num", [2, 3])
-def test_fused_and_reference_paths_agree_forward_and_backward(loop_num):
-    fused, other = make_model(loop_num=loop_num), make_model(loop_num=loop_num, attn_implementation="reference")
+def test_fused_and_unfused_paths_agree_forward_and_backward(loop_num, unfused):
+    fused, other = make_model(loop_num=loop_num), make_model(loop_num=loop_num, attn_implementation=unfused)
     ids = torch.randint(0, fused.config.vocab_size, (2, 40))
     grads = []
     for model in (fused, other):
@@ -56,7 +58,7 @@ def test_fused_and_reference_paths_agree_forward_and_backward(loop_num):
         assert max_err(grad, other_grads[name]) <= 1e-4 * max(1.0, grad.abs().max().item()), name
 
 
-@pytest.mark.parametrize("attn_implementation", ["fused", "reference"])
+@pytest.mark.parametrize("attn_implementation", sorted(LOOP_ATTENTION))
 def test_packed_documents_equal_separate_documents(attn_implementation):
     model = make_model(attn_implementation=attn_implementation)
     window = model.config.loop_window_size

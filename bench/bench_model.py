@@ -1,6 +1,8 @@
 """Training-step throughput of a small LoopCoder on the CPU: the model on the fused gated loop attention
-op against the same model (same weights, same data) on the unfused reference path (two SDPA calls +
-gate mix, as inference engines run loop attention). One step = iquest_core.train.step.train_step
+op against the same model (same weights, same data) on the two unfused compositions: "unfused" (two SDPA
+calls, the window branch under an L x L mask, + gate mix, as inference engines run loop attention) and
+"unfused_banded" (causal SDPA + the window branch banded in O(L*W) + gate mix, the best unfused
+composition; ops.reference.loop_attention_banded). One step = iquest_core.train.step.train_step
 (forward, cross-entropy, backward, AdamW update, no clipping) on one row of L byte tokens; preset
 "small-cpu" (hidden 256, 4 heads of 64, 2 KV heads, 2 layers x 2 loops, window 64), float32. tokens/s = L / median step time (in extra_info and printed)."""
 
@@ -10,7 +12,7 @@ import torch
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.train.step import train_step
 
-IMPLS = {"fused": "fused", "unfused": "reference"}
+IMPLS = {"fused": "fused", "unfused": "reference", "unfused_banded": "banded"}
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))

@@ -3,7 +3,9 @@ backward, clipping, AdamW), in tokens/s = batch_tokens / median step time.
 
 - "tiny": the `tiny` recipe as shipped (hidden 64, 2 layers x 2 loops, rows of 256, 2048 tokens a step);
   "small-cpu": hidden 256, 4 heads of 64, window 64, rows of 2048, 4096 tokens a step. Each with the
-  fused gated loop attention (subject) and the unfused reference path (two SDPA calls + gate mix).
+  fused gated loop attention (subject), the unfused reference path (two SDPA calls, the window branch
+  under an L x L mask, + gate mix) and the banded unfused path (the window branch in O(L*W), the best
+  unfused composition; ops.reference.loop_attention_banded).
 - dp scaling: the small-cpu shape with the same global batch on dp=1 (one process, both cores) and dp=2
   (two gloo processes with FSDP2, one thread each); the step time of dp=2 includes the IPC that starts
   and waits for the step in both workers (~1 ms).
@@ -26,7 +28,7 @@ SHAPES = {
                   "model.hidden_size=256", "model.intermediate_size=512", "model.head_dim=64",
                   "model.loop_window_size=64", "model.max_position_embeddings=4096"],
 }
-IMPLS = {"fused": "fused", "unfused": "reference"}
+IMPLS = {"fused": "fused", "unfused": "reference", "unfused_banded": "banded"}
 
 
 def _tokens_per_s(benchmark, recipe) -> float:

@@ -37,6 +37,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
             or rewards.numel() % group_size:
         raise ValueError(f"rewards: expected a 1-D float tensor whose length is a multiple of {group_size}, got "
                          f"{getattr(rewards, 'dtype', type(rewards).__name__)} {tuple(getattr(rewards, 'shape', ()))}")
+    _check_finite(rewards, "rewards")
     groups = rewards.view(-1, group_size)
     return ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-6)).view(-1)
 
@@ -48,7 +49,8 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
     logprobs, old_logprobs (B, T): log-probabilities of the sampled tokens under the current policy and
     the rollout policy; advantages (B,) per sequence or (B, T) per token; mask (B, T) bool or 0/1, true on
     response tokens. Per token: -min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A) with
-    ratio = exp(logprobs - old_logprobs). No KL term."""
+    ratio = exp(logprobs - old_logprobs). No KL term. Non-finite log-probabilities or advantages, or a mask
+    with values other than 0 and 1, raise ValueError naming the argument."""
     if not isinstance(logprobs, torch.Tensor) or logprobs.dim() != 2 or not logprobs.dtype.is_floating_point:
         raise ValueError(f"logprobs: expected a float tensor (B, T), got {getattr(logprobs, 'shape', logprobs)!r}")
     if not isinstance(old_logprobs, torch.Tensor) or old_logprobs.shape != logprobs.shape:
@@ -61,6 +63,10 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
                          f"{tuple(getattr(advantages, 'shape', ()))}")
     if not (0 <= eps_low < 1 and eps_high >= 0):
         raise ValueError(f"eps_low, eps_high: expected 0 <= eps_low < 1 and eps_high >= 0, got {eps_low}, {eps_high}")
+    if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
+        raise ValueError(f"mask: expected bool or 0/1 values, got {sorted(set(mask.unique().tolist()) - {0, 1})[:3]}")
+    for tensor, name in ((logprobs, "logprobs"), (old_logprobs, "old_logprobs"), (advantages, "advantages")):
+        _check_finite(tensor, name)
     mask = mask.to(logprobs.dtype)
     if not mask.sum() > 0:
         raise ValueError("mask: expected at least one unmasked token")
@@ -68,6 +74,13 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
     ratio = torch.exp(logprobs - old_logprobs.detach())
     per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - eps_low, 1 + eps_high) * adv)
     return (per_token * mask).sum() / mask.sum()
+
+
+def _check_finite(tensor: torch.Tensor, name: str) -> None:
+    bad = (~torch.isfinite(tensor)).nonzero()
+    if len(bad):
+        where = tuple(bad[0].tolist())
+        raise ValueError(f"{name}: expected finite values, got {tensor[where].item()} at index {where}")
 
 
 def overlong_penalty(lengths: torch.Tensor, max_len: int, cache_len: int) -> torch.Tensor:

@@ -50,8 +50,10 @@ def test_group_advantages_keep_float32_and_reject_bad_input():
     assert group_advantages(torch.rand(6), 3).dtype == torch.float32
     for rewards, group, name in ((torch.rand(7), 3, "rewards"), (torch.rand(4, 2), 2, "rewards"),
                                  (torch.arange(4), 2, "rewards"), (torch.rand(4), 1, "group_size"),
-                                 (torch.rand(4), True, "group_size")):
-        with pytest.raises(ValueError, match=name):
+                                 (torch.rand(4), True, "group_size"),
+                                 (torch.tensor([0.5, float("nan"), 1.0, 0.0]), 2,
+                                  r"rewards: expected finite values, got nan at index \(1,\)")):
+        with pytest.raises(ValueError, match=f"^{name}"):
             group_advantages(rewards, group)
 
 
@@ -124,14 +126,26 @@ def test_clip_higher_is_asymmetric(ratio, advantage, clipped, value):
     (dict(logprobs=torch.zeros(3)), "logprobs"), (dict(old_logprobs=torch.zeros(2, 3)), "old_logprobs"),
     (dict(advantages=torch.zeros(3)), "advantages"), (dict(mask=torch.ones(2, 5, dtype=torch.bool)), "mask"),
     (dict(mask=torch.zeros(2, 4, dtype=torch.bool)), "mask"), (dict(eps_low=1.0), "eps_low"),
+    (dict(mask=torch.full((2, 4), 0.5)), r"mask: expected bool or 0/1 values, got \[0.5\]"),
+    (dict(mask=torch.tensor([[1, 2, 0, 1], [1, 1, 1, 1]])), r"mask: expected bool or 0/1 values, got \[2\]"),
+    (dict(logprobs=torch.tensor([[0.0, float("nan"), 0.0, 0.0]] * 2)), r"logprobs: expected finite values, got nan at index \(0, 1\)"),
+    (dict(old_logprobs=torch.tensor([[0.0] * 4, [0.0, 0.0, 0.0, -float("inf")]])), "old_logprobs: expected finite"),
+    (dict(advantages=torch.tensor([0.0, float("nan")])), r"advantages: expected finite values, got nan at index \(1,\)"),
 ])
 def test_grpo_loss_rejects_bad_input(bad, name):
     args = dict(logprobs=torch.zeros(2, 4), old_logprobs=torch.zeros(2, 4), advantages=torch.zeros(2),
                 mask=torch.ones(2, 4, dtype=torch.bool))
     eps = {k: bad.pop(k) for k in list(bad) if k.startswith("eps")}
     args.update(bad)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=f"^{name}"):
         grpo_loss(args["logprobs"], args["old_logprobs"], args["advantages"], args["mask"], **eps)
+
+
+def test_grpo_loss_takes_a_0_1_float_mask_like_a_bool_one():
+    logprobs, old = torch.randn(2, 4), torch.randn(2, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 1]])
+    args = (logprobs, old, torch.tensor([1.0, -0.5]))
+    assert grpo_loss(*args, mask.float()) == grpo_loss(*args, mask.bool())
 
 
 def test_overlong_penalty_is_dapo_soft_punishment():

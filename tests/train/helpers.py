@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from iquest_core.train.export import load_checkpoint_model
+from iquest_core.train.metrics import read_metrics
 from iquest_core.train.recipe import load_recipe
 
 # A few-thousand-parameter LoopCoder over a 300-token BPE, 4 rows of 64 tokens per step.
@@ -19,14 +19,29 @@ def small_recipe(*overrides: str) -> dict:
 
 
 def losses(output: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (output / "metrics.jsonl").read_text().splitlines()]
+    return [record["loss"] for record in read_metrics(output)]
+
+
+WALL_CLOCK = {"tokens_per_s"}  # logged metrics that measure the machine, not the run
+
+
+def assert_same_metrics(reference: Path, output: Path, tol: float = 1e-5, steps: int = 3) -> None:
+    """Both runs logged `steps` records with the same keys and every metric equal (floats within `tol`
+    relative, everything else exactly), the wall-clock ones aside."""
+    a, b = read_metrics(reference), read_metrics(output)
+    assert len(a) == len(b) == steps
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys(), (x, y)
+        for key in sorted(x.keys() - WALL_CLOCK):
+            if isinstance(x[key], float):
+                assert abs(x[key] - y[key]) <= tol * abs(x[key]), (x["step"], key, x[key], y[key])
+            else:
+                assert x[key] == y[key], (x["step"], key, x[key], y[key])
 
 
 def assert_same_run(reference: Path, output: Path, tol: float = 1e-5, steps: int = 3) -> None:
-    """Both runs logged `steps` losses and saved step-`steps` weights, equal within `tol` relative."""
-    a, b = losses(reference), losses(output)
-    assert len(a) == len(b) == steps
-    assert max(abs(x - y) / abs(x) for x, y in zip(a, b)) <= tol, (a, b)
+    """assert_same_metrics, and the step-`steps` weights equal within `tol` relative."""
+    assert_same_metrics(reference, output, tol, steps)
     ref = load_checkpoint_model(reference / "checkpoints" / f"step-{steps}").state_dict()
     got = load_checkpoint_model(output / "checkpoints" / f"step-{steps}").state_dict()
     assert ref.keys() == got.keys()

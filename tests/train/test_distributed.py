@@ -1,5 +1,5 @@
 """FSDP2 over gloo ranks: dp=2, dp=2 x cp=2 and HSDP (dp=2 as 2 replicas) train the same global batches
-as one process and end at the same losses and parameters (1e-5)."""
+as one process and end at the same parameters and logged metrics (loss, grad_norm, lr, token counts; 1e-5)."""
 
 import shutil
 

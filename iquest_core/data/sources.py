@@ -22,11 +22,11 @@ import gzip
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SKIP_REASONS = ("binary", "not_utf8", "unreadable", "bad_record")
+SKIP_REASONS = ("binary", "not_utf8", "unreadable", "bad_record", "corrupt")
 
 
 @dataclass(frozen=True)
@@ -86,27 +86,39 @@ def read_documents(inputs: Sequence[str | Path], *, skipped: Skipped | None = No
             raise ValueError(f"inputs: expected a directory, .jsonl, .jsonl.gz or .parquet, got {source}")
 
 
-def _read_directory(root: Path, skipped: Skipped) -> Iterator[Document]:
-    repo = root.resolve().name
+def directory_files(root: Path) -> Iterator[Path]:
+    """The files of a repository directory in reading order: sorted paths, `.git` and symlinks skipped."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != ".git" and not os.path.islink(os.path.join(dirpath, d)))
         for filename in sorted(filenames):
             full = Path(dirpath, filename)
-            if full.is_symlink():
-                continue
-            try:
-                data = full.read_bytes()
-            except OSError:
-                skipped.add("unreadable")
-                continue
-            text, reason = decode_content(data)
-            if text is None:
-                skipped.add(reason)
-                continue
-            yield Document(full.relative_to(root).as_posix(), text, repo)
+            if not full.is_symlink():
+                yield full
 
 
-def _record_document(record: object, skipped: Skipped) -> Document | None:
+def file_document(root: Path, full: Path, skipped: Skipped) -> Document | None:
+    """The document of file `full` of repository directory `root`, or None (counted in skipped)."""
+    try:
+        data = full.read_bytes()
+    except OSError:
+        skipped.add("unreadable")
+        return None
+    text, reason = decode_content(data)
+    if text is None:
+        skipped.add(reason)
+        return None
+    return Document(full.relative_to(root).as_posix(), text, root.resolve().name)
+
+
+def _read_directory(root: Path, skipped: Skipped) -> Iterator[Document]:
+    for full in directory_files(root):
+        doc = file_document(root, full, skipped)
+        if doc is not None:
+            yield doc
+
+
+def record_document(record: object, skipped: Skipped) -> Document | None:
+    """The document of one JSONL / Parquet record, or None (counted in skipped)."""
     if not isinstance(record, dict):
         skipped.add("bad_record")
         return None
@@ -132,18 +144,22 @@ def _record_document(record: object, skipped: Skipped) -> Document | None:
     return Document(path, content, repo, special)
 
 
+def line_records(lines: Iterable[bytes], skipped: Skipped) -> Iterator[object]:
+    """The JSON value of every non-blank line; lines that are not UTF-8 JSON counted as "bad_record"."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            skipped.add("bad_record")
+
+
 def _read_jsonl(source: Path, skipped: Skipped) -> Iterator[Document]:
     opener = gzip.open if source.name.lower().endswith(".gz") else open
     with opener(source, "rb") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                skipped.add("bad_record")
-                continue
-            doc = _record_document(record, skipped)
+        for record in line_records(handle, skipped):
+            doc = record_document(record, skipped)
             if doc is not None:
                 yield doc
 
@@ -155,6 +171,6 @@ def _read_parquet(source: Path, skipped: Skipped) -> Iterator[Document]:
     columns = [c for c in ("path", "content", "text", "repo", "special") if c in parquet.schema_arrow.names]
     for batch in parquet.iter_batches(columns=columns, batch_size=1024):
         for record in batch.to_pylist():
-            doc = _record_document(record, skipped)
+            doc = record_document(record, skipped)
             if doc is not None:
                 yield doc

@@ -6,13 +6,13 @@ Shared here: reading the inputs, per-document random generators and the closing 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from iquest_core.data import steps
 from iquest_core.data.engine import add_engine_arguments
 from iquest_core.data.sources import Document, Skipped, read_documents
 
@@ -39,8 +39,7 @@ def load_documents(inputs: list[str], skipped: Skipped) -> list[Document]:
 def document_rng(seed: int, doc: Document) -> random.Random:
     """A generator that depends only on the seed and the document's identity (repo, path), so a job's
     output does not depend on how documents are spread over workers."""
-    key = f"{seed}\0{doc.repo}\0{doc.path}".encode()
-    return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+    return steps.document_rng(seed, {"repo": doc.repo, "path": doc.path})
 
 
 @dataclass

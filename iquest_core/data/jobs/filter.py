@@ -14,21 +14,17 @@ from collections import Counter
 
 from iquest_core.command_line import CommandParser
 from iquest_core.jsonl import write_jsonl
-from iquest_core.data import syntax
 from iquest_core.data.engine import chunks, map_shards
 from iquest_core.data.jobs import Summary, add_input_arguments, load_documents, run_main, unit_interval
 from iquest_core.data.sources import Document, Skipped
+from iquest_core.data.steps.code import syntax_verdict
 
 DOCS_PER_SHARD = 256
 
 
 def verdict(doc: Document, max_error_share: float) -> str:
     """"kept:<language>", "dropped:<language>" or "kept:unchecked"."""
-    language = syntax.language_of(doc.path)
-    if language is None:
-        return "kept:unchecked"
-    share = syntax.parse(doc.content, language).error_share()
-    return f"{'kept' if share <= max_error_share else 'dropped'}:{language}"
+    return syntax_verdict(doc.path, doc.content, max_error_share)
 
 
 def _shard(max_error_share: float, docs: list[Document]) -> list[str]:

@@ -48,7 +48,8 @@ class Utf8Bytes:
 
 
 @functools.lru_cache(maxsize=2)
-def _counter(tokenizer: str | None):
+def context_counter(tokenizer: str | None):
+    """What counts context tokens: the tokenizer directory's tokenizer, else UTF-8 bytes."""
     if tokenizer is None:
         return Utf8Bytes()
     from iquest_core.data.tokenizer import load_tokenizer
@@ -86,7 +87,7 @@ def transform(doc: Document, settings: Settings, context: fim.ContextIndex | Non
 
 def _shard(settings: Settings, shard: tuple[list[Document], dict[str, str] | None]) -> tuple[list[dict], Counter]:
     docs, files = shard
-    context = fim.ContextIndex(files, _counter(settings.tokenizer)) if files is not None else None
+    context = fim.ContextIndex(files, context_counter(settings.tokenizer)) if files is not None else None
     records, outcomes = [], Counter()
     for doc in docs:
         record, outcome = transform(doc, settings, context if doc.path in (files or ()) else None)

@@ -1,0 +1,124 @@
+"""The code-data steps of `iquest data`: syntax filter, decontamination, FIM (one document at a time, or
+one shard's repositories at a time for repository-level FIM).
+
+    syntax_filter  max_error_share        drops files in syntax.LANGUAGES whose parse has a larger share
+                                          of ERROR/MISSING nodes; outcomes kept:<lang> / dropped:<lang> /
+                                          kept:unchecked (other languages)
+    decontam       benchmarks, ngram,     drops documents sharing an ngram-token run with a benchmark item
+                   id_key, text_keys      (iquest_core.data.decontam); outcomes kept / flagged
+    fim            fim_rate, modes, ...   FIM templates (iquest_core.data.jobs.fim.transform): "content"
+                                          becomes the template text, "special" its special-token spans,
+                                          plus "mode", "level", "language"; outcomes <level>:<mode> or
+                                          plain:<reason>. Repository-level context comes from the
+                                          repository's code files in the same shard, so the step holds
+                                          one shard's documents.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from iquest_core.data import syntax
+from iquest_core.data.steps import Doc, ShardContext, register
+
+
+def syntax_verdict(path: str, content: str, max_error_share: float) -> str:
+    """"kept:<language>", "dropped:<language>" or "kept:unchecked"."""
+    language = syntax.language_of(path)
+    if language is None:
+        return "kept:unchecked"
+    share = syntax.parse(content, language).error_share()
+    return f"{'kept' if share <= max_error_share else 'dropped'}:{language}"
+
+
+@register
+@dataclass
+class SyntaxFilter:
+    name: ClassVar[str] = "syntax_filter"
+    max_error_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_error_share <= 1.0:
+            raise ValueError(f"max_error_share: expected a value in [0, 1], got {self.max_error_share!r}")
+
+    def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
+        for doc in docs:
+            verdict = syntax_verdict(doc["path"], doc["content"], self.max_error_share)
+            ctx.count(verdict)
+            if verdict.startswith("kept"):
+                yield doc
+
+
+@functools.lru_cache(maxsize=4)
+def benchmark_indexes(benchmarks: tuple[str, ...], ngram: int, id_key: str, text_keys: tuple[str, ...]):
+    """The BenchmarkIndex of every benchmark ("humaneval" or a JSONL file), built once per process."""
+    from iquest_core.data.decontam import BenchmarkIndex
+
+    return [BenchmarkIndex.humaneval(ngram=ngram) if name == "humaneval" else
+            BenchmarkIndex.from_jsonl(name, ngram=ngram, id_key=id_key, text_keys=text_keys) for name in benchmarks]
+
+
+@register
+@dataclass
+class Decontam:
+    name: ClassVar[str] = "decontam"
+    benchmarks: list[str] = field(default_factory=lambda: ["humaneval"])
+    ngram: int = 13
+    id_key: str = "task_id"
+    text_keys: list[str] = field(default_factory=lambda: ["prompt", "canonical_solution"])
+
+    def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
+        indexes = benchmark_indexes(tuple(self.benchmarks), self.ngram, self.id_key, tuple(self.text_keys))
+        for doc in docs:
+            if any(index.matches(doc["content"]) for index in indexes):
+                ctx.count("flagged")
+                continue
+            ctx.count("kept")
+            yield doc
+
+
+@register
+@dataclass
+class Fim:
+    name: ClassVar[str] = "fim"
+    fim_rate: float = 0.5
+    modes: list[str] | None = None
+    repo_level_rate: float = 0.0
+    context_tokens: int = 4096
+    tokenizer: str | None = None
+
+    def settings(self, seed: int):
+        from iquest_core.data import fim
+        from iquest_core.data.jobs.fim import Settings
+
+        if self.context_tokens < 0:
+            raise ValueError(f"context_tokens: expected >= 0, got {self.context_tokens}")
+        modes = tuple(fim.check_mode(m) for m in (self.modes or fim.MODES))
+        return Settings(self.fim_rate, modes, self.repo_level_rate, self.context_tokens, self.tokenizer, seed)
+
+    def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
+        from iquest_core.data import fim
+        from iquest_core.data.jobs.fim import context_counter, transform
+        from iquest_core.data.sources import Document
+
+        settings = self.settings(ctx.seed)
+        docs = list(docs)
+        contexts: dict[str | None, fim.ContextIndex] = {}
+        if self.repo_level_rate > 0:
+            code: dict[str, dict[str, str]] = {}
+            for doc in docs:
+                if doc.get("repo") is not None and syntax.language_of(doc["path"]) is not None:
+                    code.setdefault(doc["repo"], {})[doc["path"]] = doc["content"]
+            counter = context_counter(self.tokenizer)
+            contexts = {repo: fim.ContextIndex(files, counter) for repo, files in code.items()}
+        for doc in docs:
+            special = tuple(tuple(span) for span in doc.get("special", ()))
+            document = Document(doc["path"], doc["content"], doc.get("repo"), special)
+            context = contexts.get(doc.get("repo"))
+            record, outcome = transform(document, settings, context if context and doc["path"] in context.files
+                                        else None)
+            ctx.count(outcome)
+            yield {**doc, "content": record.pop("text"), **record}

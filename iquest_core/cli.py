@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "swe env": ("iquest_core.swe.cli:env_main", "a repository's declared requirements in a venv of its own"),
     "swe mine": ("iquest_core.swe.cli:mine_main", "SWE tasks (FAIL_TO_PASS / PASS_TO_PASS) from git history"),
     "swe validate": ("iquest_core.swe.cli:validate_main", "gold patch resolves 3/3, empty patch 0/3"),
+    "serve": ("iquest_core.serve.server", "the package's model behind the OpenAI API (batched)"),
 }
 
 

@@ -6,7 +6,7 @@ parameter's position in `optimizer.state_dict()["state"]` (param_groups order)."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch.distributed.tensor import DTensor
@@ -71,3 +71,17 @@ def fingerprint_module(model: torch.nn.Module, *, params: bool = True, grads: bo
 def fingerprint_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """name -> (2,) int64 CPU digest of the optimizer's per-parameter state ("state.<index>.<key>")."""
     return fingerprint_named(optimizer_tensors(optimizer))
+
+
+def same_bits(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> bool:
+    """Whether two lists of tensors are bitwise equal, pair by pair: same dtype, shape and bytes (torch.equal
+    of byte views, so a NaN equals the same NaN and -0.0 differs from 0.0)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return False
+        if not torch.equal(x.detach().contiguous().reshape(-1).view(torch.uint8),
+                           y.detach().contiguous().reshape(-1).view(torch.uint8)):
+            return False
+    return True

@@ -5,7 +5,7 @@ import torch
 
 from iquest_core.reliability import fingerprint
 from iquest_core.reliability.faults import flip_bit
-from iquest_core.reliability.state import digests_of, fingerprint_module, fingerprint_optimizer
+from iquest_core.reliability.state import digests_of, fingerprint_module, fingerprint_optimizer, same_bits
 from tests.reliability.models import small_model, step_fn
 
 
@@ -54,3 +54,24 @@ def test_bad_arguments():
         fingerprint_module(torch.zeros(1))
     with pytest.raises(ValueError, match="optimizer"):
         fingerprint_optimizer(small_model())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_same_bits_is_bitwise_equality(dtype):
+    tensors = [torch.randn(5, 3).to(dtype), torch.randn(7).to(dtype)[::2], torch.tensor(3.0).to(dtype)]
+    copies = [t.clone() for t in tensors]
+    assert same_bits(tensors, copies)
+    flip_bit(copies[1], 2, 0)  # the lowest bit of one element of a strided view
+    assert not same_bits(tensors, copies)
+    flip_bit(copies[1], 2, 0)
+    assert same_bits(tensors, copies)
+    assert not same_bits(tensors, copies[:2]) and not same_bits(tensors, [c.to(torch.float64) for c in copies])
+    assert not same_bits(tensors, [copies[0].T, *copies[1:]])
+
+
+def test_same_bits_is_not_float_equality():
+    """torch.equal on the values would call these the other way round."""
+    nan = torch.tensor([1.0, float("nan")])
+    assert same_bits([nan], [nan.clone()]) and not torch.equal(nan, nan.clone())
+    assert not same_bits([torch.tensor([0.0])], [torch.tensor([-0.0])]) and torch.equal(torch.tensor([0.0]),
+                                                                                      torch.tensor([-0.0]))

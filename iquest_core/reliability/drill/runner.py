@@ -16,7 +16,8 @@ injects single-bit faults where hardware makes them, each at a random step of a 
   checkpoint         one bit of a saved checkpoint file, anywhere in the file.
 
 Every fault is classified by experiment: the same steps from the same state with and without it,
-unguarded; if the parameters and optimizer state come out bitwise equal it is masked, else effective.
+unguarded; if the parameters and optimizer state come out bitwise equal it is masked, else effective
+(`same_bits`: torch.equal of the tensors' bytes, never the guard's own fingerprint).
 Then the guarded steps run with it: detected before the update (raised in the step the fault struck,
 the guard rolling back to its last verified state), detected later (at the window's check), or missed
 (the drill then goes on from the fault-free state, so that later faults strike a healthy run).
@@ -51,7 +52,7 @@ from iquest_core.reliability.faults import bit_field, flip_bit
 from iquest_core.reliability.guard import SDCGuard, TrainingState
 from iquest_core.reliability.replay_state import RngState, deterministic_algorithms
 from iquest_core.reliability.simulated_dp import PHASES, MessageFault, ring_allreduce_mean
-from iquest_core.reliability.state import digests_of, optimizer_tensors
+from iquest_core.reliability.state import optimizer_tensors, same_bits
 
 
 def corpus_tokens() -> torch.Tensor:
@@ -150,10 +151,14 @@ class Drill:
         saved[0].restore(self.models, self.optimizers)
         saved[1].restore()
 
-    def digest(self) -> torch.Tensor:
-        """Digests of every replica's parameters and optimizer state."""
-        return torch.cat([digests_of(list(m.parameters()) + list(optimizer_tensors(o).values()))
-                          for m, o in zip(self.models, self.optimizers)])
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every replica's parameters and optimizer state, as they are now."""
+        return [t.detach() for m, o in zip(self.models, self.optimizers)
+                for t in (*m.parameters(), *optimizer_tensors(o).values())]
+
+    def snapshot(self) -> list[torch.Tensor]:
+        """Copies of state_tensors(), to compare with same_bits."""
+        return [t.clone() for t in self.state_tensors()]
 
     # -- experiments ---------------------------------------------------------------------------------
 
@@ -180,7 +185,7 @@ class Drill:
         injection_site = {"compute_recurring": "compute", "optimizer": f"optimizer_{kind}"}.get(site, site)
         shots = math.inf if site == "compute_recurring" else 1
         at_rest = injection_site in ("weights", "optimizer_state")
-        saved, verified = self.save(), self.digest()
+        saved, verified = self.save(), self.snapshot()
 
         def make() -> Injection | None:
             if at_rest:
@@ -190,7 +195,7 @@ class Drill:
         target, element, bit, message = None, rng.random(), rng.random(), None
         counter = make() if injection_site in ("compute", "optimizer_update") else None  # counts, flips nothing
         self.run_plain(batches[:offset + 1], offset, counter, None)
-        clean, clean_state = self.digest(), self.save()
+        clean, clean_state = self.snapshot(), self.save()
         self.load(saved)
         if counter is not None:
             target = rng.randrange(counter.count)
@@ -205,7 +210,7 @@ class Drill:
             flip_bit(self.at_rest_tensors(injection_site, replica)[name], index, bit_index)
         faulty = make()
         self.run_plain(batches[:offset + 1], offset, faulty, flip_now if at_rest else None)
-        effective = not torch.equal(clean, self.digest())
+        effective = not same_bits(clean, self.state_tensors())
         self.load(saved)
 
         live = make()
@@ -231,7 +236,7 @@ class Drill:
             record.update(outcome="detected_before_update" if detected_at == offset else "detected_later",
                           flagged=True, latency=detected_at - offset, detected_by=error.kind,
                           named_step=error.step == start + offset, tensor=error.tensor,
-                          rolled_back=bool(torch.equal(self.digest(), verified)))
+                          rolled_back=same_bits(verified, self.state_tensors()))
         return record
 
     def run_plain(self, batches, offset: int, injection: Injection | None, flip) -> None:

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
+import torch
+
 from iquest_core.cli import main as iquest
-from iquest_core.reliability.drill import SITES, run_drill
+from iquest_core.reliability.drill import SITES, run_drill, runner
 
 COUNTS = ("injected", "effective", "masked", "detected_before_update", "detected_later", "missed")
 
@@ -61,3 +63,20 @@ def test_bad_arguments_exit_with_usage(capsys):
     with pytest.raises(SystemExit) as e:
         iquest(["drill", "--faults", "-1"])
     assert e.value.code == 2 and "--faults" in capsys.readouterr().err
+
+
+def test_effective_means_the_state_differs_bitwise(monkeypatch):
+    """Whether a fault is effective is decided on the tensors' bits, never on the guard's fingerprint: the
+    decision holds with a fingerprint blind to every difference and with one that sees differences everywhere."""
+    drill = runner.Drill(seed=0)
+    drill.clean_window()
+    blind = lambda tensors: torch.zeros(len(tensors), 2, dtype=torch.int64)  # noqa: E731
+    monkeypatch.setattr(runner, "digests_of", blind, raising=False)
+    record = drill.experiment("weights")  # a flipped weight bit stays in the updated weights
+    assert record["effective"] is True and record["outcome"] == "detected_before_update"
+    assert record["rolled_back"] is True
+    seeing_ghosts = lambda tensors: torch.randint(1 << 62, (len(tensors), 2))  # noqa: E731
+    monkeypatch.setattr(runner, "digests_of", seeing_ghosts, raising=False)
+    monkeypatch.setattr(runner, "flip_bit", lambda *args: None)  # the fault flips nothing: masked
+    record = drill.experiment("weights")
+    assert record["effective"] is False and record["outcome"] == "missed"

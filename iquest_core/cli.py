@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("iquest_core.jobs.pipeline", "the Code-Flow pipeline end to end on the package's sources"),
     "drill": ("iquest_core.jobs.drill", "silent-data-corruption drill"),
     "selftest": ("iquest_core.ops.selftest", "kernel self-test against the float64 reference"),
+    "data run": ("iquest_core.data.jobs.run", "a data pipeline (steps over sharded inputs) from a TOML file"),
     "data fim": ("iquest_core.data.jobs.fim", "fill-in-the-middle examples (file and repository level)"),
     "data filter": ("iquest_core.data.jobs.filter", "drop files that do not parse (syntax validity)"),
     "data tokenize": ("iquest_core.data.jobs.tokenize", "token shards (uint32 .npy + document index)"),

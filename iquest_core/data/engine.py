@@ -38,31 +38,38 @@ def add_engine_arguments(parser: Any) -> None:
 
 
 def map_shards(fn: Callable[[S], R], shards: Sequence[S], *, engine: str = "local", workers: int | None = None,
-               address: str | None = None, desc: str | None = None) -> list[R]:
+               address: str | None = None, desc: str | None = None,
+               on_result: Callable[[R, tqdm], None] | None = None) -> list[R]:
     """[fn(shard) for shard in shards], computed by `engine`, with a progress bar over shards (none when
-    desc is None). An exception raised by fn propagates (on Ray: a RayTaskError that is also an instance
-    of the original exception's type)."""
+    desc is None); on_result(result, bar) sees each result as it arrives (e.g. to set the bar's rates).
+    An exception raised by fn propagates (on Ray: a RayTaskError that is also an instance of the original
+    exception's type)."""
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     progress = tqdm(total=len(shards), desc=desc, unit="shard", disable=desc is None)
+
+    def finished(result: R) -> R:
+        if on_result is not None:
+            on_result(result, progress)
+        progress.update()
+        return result
+
     try:
         if engine == "ray":
-            return _map_ray(fn, shards, address, progress)
+            return _map_ray(fn, shards, address, finished)
         workers = min(workers or os.cpu_count() or 1, max(len(shards), 1))
         if workers == 1:
             results = []
             for shard in shards:
-                results.append(fn(shard))
-                progress.update()
+                results.append(finished(fn(shard)))
             return results
         with ProcessPoolExecutor(workers, initializer=_one_thread_per_worker) as pool:
             futures = [pool.submit(fn, shard) for shard in shards]
             results = []
             for future in futures:
-                results.append(future.result())
-                progress.update()
+                results.append(finished(future.result()))
             return results
     finally:
         progress.close()
@@ -78,7 +85,8 @@ def _apply(fn: Callable[[S], R], shard: S) -> R:
     return fn(shard)
 
 
-def _map_ray(fn: Callable[[S], R], shards: Sequence[S], address: str | None, progress: tqdm) -> list[R]:
+def _map_ray(fn: Callable[[S], R], shards: Sequence[S], address: str | None,
+             finished: Callable[[R], R]) -> list[R]:
     import ray
 
     if not ray.is_initialized():
@@ -91,8 +99,7 @@ def _map_ray(fn: Callable[[S], R], shards: Sequence[S], address: str | None, pro
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         for ref in done:
-            results[index[ref]] = ray.get(ref)
-            progress.update()
+            results[index[ref]] = finished(ray.get(ref))
     return results
 
 

@@ -75,7 +75,7 @@ def test_bad_input_is_counted_with_its_file(tmp_path):
     docs, ctx = read_all(shards)
     before_cut = docs[3:]
     assert docs[:3] == records(3) and 0 < len(before_cut) < 400 and before_cut == records(400)[:len(before_cut)]
-    assert ctx.skipped == {f"bad_record\t{tmp_path / 'a.jsonl'}": 2, f"corrupt\t{tmp_path / 'cut.jsonl.gz'}": 1}
+    assert ctx.skipped == {f"bad_record: {tmp_path / 'a.jsonl'}": 2, f"corrupt: {tmp_path / 'cut.jsonl.gz'}": 1}
 
 
 def test_parquet_row_groups_and_directories(tmp_path):

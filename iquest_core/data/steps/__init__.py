@@ -58,6 +58,7 @@ Doc = dict[str, Any]
 
 STEP_MODULES = (
     "iquest_core.data.steps.code",
+    "iquest_core.data.steps.near_dedup",
 )
 _REGISTRY: dict[str, type] = {}
 
@@ -78,7 +79,7 @@ class ShardContext:
 
     def skip(self, reason: str, source: str | Path) -> None:
         """One unreadable input (a record, a file's rest) of `source`, for `reason` ("bad_record", ...)."""
-        self.skipped[f"{reason}\t{source}"] += 1
+        self.skipped[f"{reason}: {source}"] += 1
 
 
 @runtime_checkable

@@ -1,0 +1,158 @@
+"""The pipeline driver: staged on-disk dedup equals the in-memory dedup, outputs are byte-identical on 1 and
+2 local workers and on Ray, a SIGKILLed job resumes redoing only unfinished shards, a foreign output
+directory is refused, and `iquest data run` reads a TOML file."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from iquest_core.cli import main as iquest
+from iquest_core.data import dedup
+from iquest_core.data.pipeline import Pipeline, load_pipeline, run_pipeline
+from iquest_core.data.steps import make_step
+from iquest_core.data.steps.io import plan_shards, read_shard
+from iquest_core.data.steps import ShardContext
+from iquest_core.data.steps.code import syntax_verdict
+from tests.data.conftest import FILES, STDLIB
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def edit(text, k):
+    """text with k scattered words renamed: a near duplicate for small k."""
+    words = text.split(" ")
+    for i in range(1, k + 1):
+        at = (i * 7919) % len(words)
+        words[at] = f"renamed{i}"
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Two JSONL files (several shards each) of real stdlib modules with planted exact and near duplicates,
+    one bad line and one file with a truncated gzip tail."""
+    root = tmp_path_factory.mktemp("corpus")
+    modules = sorted(STDLIB.glob("[a-c]*.py"))[:40]
+    records = [{"path": p.name, "content": p.read_text(encoding="utf-8"), "repo": "cpython"} for p in modules]
+    planted = [{"path": f"copy_{r['path']}", "content": r["content"], "repo": "fork"} for r in records[:6]]
+    planted += [{"path": f"edit_{r['path']}", "content": edit(r["content"], 3), "repo": "fork"} for r in records[6:14]]
+    planted += [{"path": f"far_{r['path']}", "content": edit(r["content"], 400), "repo": "fork"} for r in records[14:16]]
+    lines = [json.dumps(r).encode() + b"\n" for r in records + planted]
+    (root / "a.jsonl").write_bytes(b"".join(lines[::2]) + b'{"path": "x.py", "content": "\xff"}\n')
+    (root / "b.jsonl").write_bytes(b"".join(lines[1::2]))
+    return [str(root / "a.jsonl"), str(root / "b.jsonl")]
+
+
+def pipeline(inputs, output, steps, **kw):
+    return Pipeline(inputs=inputs, output=str(output), steps=[make_step(s) for s in steps],
+                    shard_bytes=kw.pop("shard_bytes", 150_000), **kw)
+
+
+def read_output(output):
+    shards, _ = plan_shards(sorted(str(p) for p in Path(output).glob("shard-*")), 1 << 40)
+    return [d for s in shards for d in read_shard(s, ShardContext(0, "x"))]
+
+
+def files_of(output):
+    return {p.name: p.read_bytes() for p in sorted(Path(output).glob("shard-*"))}
+
+
+def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path):
+    summary = run_pipeline(pipeline(corpus, tmp_path / "out", [{"name": "dedup"}]), workers=1, progress=False)
+    docs = [d for s in plan_shards(corpus, 1 << 40)[0] for d in read_shard(s, ShardContext(0, "x"))]
+    texts = [d["content"] for d in docs]
+    exact = dedup.exact_duplicate_groups(texts)
+    unique = [i for i in range(len(texts)) if i not in dedup.duplicates_to_drop(exact)]
+    near = dedup.near_duplicate_groups([texts[i] for i in unique])
+    dropped = dedup.duplicates_to_drop(exact) | {unique[j] for j in dedup.duplicates_to_drop(near)}
+    expected = [d for i, d in enumerate(docs) if i not in dropped]
+    assert summary.shards_run > 4  # several shards per file: pairs cross shards
+    assert len(exact) == 6 and len(near) >= 8  # the planted copies and edits are found
+    assert read_output(tmp_path / "out") == expected
+    assert summary.outcomes["dropped:exact"] == 6 and summary.outcomes["dropped:near"] == len(dropped) - 6
+    assert summary.skipped == {f"bad_record: {corpus[0]}": 1}
+    assert not (tmp_path / "out" / ".state").exists()
+
+
+def test_outputs_are_identical_on_one_and_two_workers_and_ray(corpus, tmp_path):
+    ray = pytest.importorskip("ray")
+    steps = [{"name": "syntax_filter", "max_error_share": 0.02}, {"name": "dedup"}, {"name": "decontam"}]
+    outputs = []
+    for name, options in (("w1", {"workers": 1}), ("w2", {"workers": 2}), ("ray", {"engine": "ray"})):
+        if name == "ray":
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
+                     configure_logging=False)
+        try:
+            run_pipeline(pipeline(corpus, tmp_path / name, steps, output_format="parquet"), progress=False,
+                         **options)
+        finally:
+            if name == "ray":
+                ray.shutdown()
+        outputs.append(files_of(tmp_path / name))
+    assert len(outputs[0]) > 4 and outputs[0] == outputs[1] == outputs[2]
+
+
+KILLER = """
+import sys, time
+from iquest_core.data import steps
+from iquest_core.data.pipeline import Pipeline, run_pipeline
+from iquest_core.data.steps import make_step
+original = steps.chain
+def slow_chain(step_list, docs, ctx):
+    time.sleep(0.4)
+    return original(step_list, docs, ctx)
+import iquest_core.data.pipeline as driver
+driver.chain = slow_chain
+run_pipeline(Pipeline(inputs=sys.argv[1:3], output=sys.argv[3], steps=[make_step({"name": "dedup"})],
+                      shard_bytes=150_000), workers=1, progress=False)
+"""
+
+
+def test_a_killed_job_resumes_redoing_only_unfinished_shards(corpus, tmp_path):
+    whole = run_pipeline(pipeline(corpus, tmp_path / "whole", [{"name": "dedup"}]), workers=1, progress=False)
+    total = whole.shards_run
+    out = tmp_path / "killed"
+    job = subprocess.Popen([sys.executable, "-c", KILLER, *corpus, str(out)], env={**os.environ, "PYTHONPATH": str(REPO)})
+    while len(list((out / ".done").glob("pass-0-*"))) < 2 and job.poll() is None:
+        time.sleep(0.05)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    finished = len(list((out / ".done").glob("*shard*")))
+    assert 2 <= finished < total
+    resumed = run_pipeline(pipeline(corpus, out, [{"name": "dedup"}]), workers=2, progress=False)
+    assert (resumed.shards_resumed, resumed.shards_run) == (finished, total - finished)
+    assert files_of(out) == files_of(tmp_path / "whole") and resumed.outcomes == whole.outcomes
+    again = run_pipeline(pipeline(corpus, out, [{"name": "dedup"}]), workers=1, progress=False)
+    assert again.shards_run == 0 and again.outcomes == whole.outcomes
+
+
+def test_an_output_directory_of_another_job_is_refused(corpus, tmp_path):
+    run_pipeline(pipeline(corpus[:1], tmp_path / "out", [{"name": "decontam"}]), workers=1, progress=False)
+    before = files_of(tmp_path / "out")
+    with pytest.raises(ValueError, match="^output: .* holds another job's outputs"):
+        run_pipeline(pipeline(corpus[:1], tmp_path / "out", [{"name": "decontam", "ngram": 8}]), progress=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="^output: .* not a data job's"):
+        run_pipeline(pipeline(corpus[:1], tmp_path / "other", [{"name": "decontam"}]), progress=False)
+    assert files_of(tmp_path / "out") == before
+
+
+def test_data_run_command(corpus, tmp_path, capsys):
+    (tmp_path / "p.toml").write_text(f'inputs = {json.dumps(corpus)}\noutput = "out"\noutput_format = "jsonl"\n'
+                                     'shard_bytes = 150000\n[[steps]]\nname = "syntax_filter"\n')
+    assert load_pipeline(tmp_path / "p.toml").output == str(tmp_path / "out")
+    assert iquest(["data", "run", str(tmp_path / "p.toml"), "--workers", "1", "--no-progress"]) == 0
+    assert "kept:python" in capsys.readouterr().err
+    docs = [d for s in plan_shards(corpus, 1 << 40)[0] for d in read_shard(s, ShardContext(0, "x"))]
+    kept = [d for d in docs if syntax_verdict(d["path"], d["content"], 0.0).startswith("kept")]
+    assert read_output(tmp_path / "out") == kept and 0 < len(kept) < len(docs)
+    (tmp_path / "bad.toml").write_text('inputs = []\noutput = "o"\n[[steps]]\nname = "nope"\n')
+    assert iquest(["data", "run", str(tmp_path / "bad.toml")]) == 2
+    assert "iquest data run: error: name: unknown step 'nope'" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 (at-rest, cross-replica and deterministic-replay checks with rollback), fingerprinted checkpoints and
 the fault-injection harness and the drill that exercises them (`reliability.drill`, `iquest drill`)."""
 
-from iquest_core.reliability.checkpoint import load_checkpoint, save_checkpoint
 from iquest_core.reliability.errors import SilentDataCorruptionError
 from iquest_core.reliability.faults import OpFaultMode, flip_bit
 from iquest_core.reliability.fingerprint import digest_hex, fingerprint, fingerprint_many
@@ -11,5 +10,4 @@ from iquest_core.reliability.replicas import check_replicas, compare_across_rank
 from iquest_core.reliability.state import fingerprint_module, fingerprint_optimizer
 
 __all__ = ["OpFaultMode", "SDCGuard", "SilentDataCorruptionError", "check_replicas", "compare_across_ranks",
-           "digest_hex", "fingerprint", "fingerprint_many", "fingerprint_module", "fingerprint_optimizer", "flip_bit",
-           "load_checkpoint", "save_checkpoint"]
+           "digest_hex", "fingerprint", "fingerprint_many", "fingerprint_module", "fingerprint_optimizer", "flip_bit"]

@@ -1,131 +1,160 @@
-"""Fingerprinted checkpoints: safetensors files whose metadata holds the digest of every tensor and of
-the rest of the metadata (step, optimizer hyperparameters); load verifies every digest before a single
-value reaches the model or the optimizer."""
+"""The one checkpoint format: torch.distributed.checkpoint (DCP) directories, fingerprinted, verified on load.
+
+    DIRECTORY/step-N/
+        .metadata, __R_0.distcp     DCP: model and optimizer state (FSDP2 shards, any world size reads them)
+        rng-rank-R.pt                each rank's torch RNG state
+        trainer.json                 step and the caller's trainer state (loader, stage, model config, ...)
+        fingerprints.json            every other file's 128-bit fingerprint (`fingerprint` of its bytes)
+
+A checkpoint is written to a hidden temporary directory and renamed into place once complete, so a
+crash never leaves a step-N that looks whole. Loading first checks every file's fingerprint (a changed
+byte raises SilentDataCorruptionError naming the file), then reads the state. The trainer
+(`iquest_core.train.checkpoint`) adds its model-shape check; the drill corrupts these files.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import re
+import shutil
+import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
 
-from iquest_core.atomic_io import atomic_path
 from iquest_core.reliability.errors import SilentDataCorruptionError
 from iquest_core.reliability.fingerprint import digest_hex, fingerprint
-from iquest_core.reliability.state import fingerprint_named
 
-FORMAT = "iquest-fingerprinted-checkpoint/1"
-
-
-def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """The optimizer's state dict as tensors ("optimizer.state.<i>.<key>") and a JSON-able rest."""
-    state = optimizer.state_dict()
-    tensors, rest = {}, {"param_groups": state["param_groups"], "state": {}}
-    for index, entries in state["state"].items():
-        for key, value in entries.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.state.{index}.{key}"] = value
-            else:
-                rest["state"].setdefault(str(index), {})[key] = value
-    return tensors, rest
+TRAINER_FILE = "trainer.json"
+FINGERPRINT_FILE = "fingerprints.json"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    *, step: int | None = None) -> None:
-    """Writes the model's state dict (as "model.<name>") and the optimizer's state to one safetensors file
-    with each tensor's fingerprint in its metadata. Atomic: written to a temporary file in the same
-    folder, flushed to disk, then renamed over `path`, so a crash never leaves a half-written file."""
-    if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    optimizer_rest = None
-    if optimizer is not None:
-        optimizer_tensors, optimizer_rest = _optimizer_split(optimizer)
-        tensors.update(optimizer_tensors)
-    tensors = _unshared_cpu(tensors)
-    digests = {name: digest_hex(d) for name, d in fingerprint_named(tensors).items()}
-    metadata = {"format": FORMAT, "fingerprints": json.dumps(digests), "step": json.dumps(step),
-                "optimizer": json.dumps(optimizer_rest)}
-    metadata["metadata_fingerprint"] = _metadata_digest(metadata)
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
-def _metadata_digest(metadata: dict[str, str]) -> str:
-    """Digest of the metadata entries other than itself (the step and the optimizer's hyperparameters
-    live there, outside every tensor)."""
-    text = json.dumps({k: v for k, v in sorted(metadata.items()) if k != "metadata_fingerprint"})
-    return digest_hex(fingerprint(torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8)))
+@contextlib.contextmanager
+def quiet_single_process():
+    """DCP warns that it assumes a single process when there is no process group: that is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
-def _unshared_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous CPU tensors, each with storage of its own (safetensors refuses shared storage, e.g.
-    tied weights); tensors that already qualify are not copied."""
-    out, seen = {}, set()
-    for name, t in tensors.items():
-        t = t.detach().cpu().contiguous()
-        key = t.untyped_storage().data_ptr()
-        if key in seen or t.untyped_storage().nbytes() != t.nbytes:
-            t = t.clone()
-        seen.add(t.untyped_storage().data_ptr())
-        out[name] = t
-    return out
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
 
 
-def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> int | None:
-    """Verifies every tensor of the checkpoint at `path` against its stored fingerprint, then loads the
-    model (strictly) and, if given, the optimizer; returns the saved step. A file that fails to parse,
-    lacks fingerprints, or holds a tensor whose digest differs raises SilentDataCorruptionError
-    (kind="checkpoint", tensor: the first bad tensor) and nothing is loaded."""
-    if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    tensors, metadata = _read_verified(Path(path))
-    rest = json.loads(metadata["optimizer"])
-    if optimizer is not None and rest is None:
-        raise ValueError(f"optimizer: the checkpoint {path} holds no optimizer state")
-    prefix = "model."
-    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
-    if optimizer is not None:
-        state: dict = {int(i): dict(entries) for i, entries in rest["state"].items()}
-        for name, t in tensors.items():
-            if name.startswith("optimizer.state."):
-                index, key = name[len("optimizer.state."):].split(".", 1)
-                state.setdefault(int(index), {})[key] = t
-        optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
-    return json.loads(metadata["step"])
+def checkpoints(directory: str | Path) -> list[Path]:
+    """The complete checkpoints step-N under directory, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
 
 
-def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    def corrupt(tensor: str, why: str) -> SilentDataCorruptionError:
-        return SilentDataCorruptionError(f"checkpoint {path} refused: {why}", step=None, tensor=tensor, rank=None,
+def file_fingerprints(directory: Path) -> dict[str, str]:
+    """name -> fingerprint hex of every file in directory except fingerprints.json."""
+    digests = {}
+    for path in sorted(directory.iterdir()):
+        if path.name != FINGERPRINT_FILE and path.is_file():
+            data = np.fromfile(path, dtype=np.uint8)
+            digests[path.name] = digest_hex(fingerprint(torch.from_numpy(data)))
+    return digests
+
+
+def save(directory: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+         trainer_state: dict[str, Any], keep: int = 0) -> Path:
+    """Write directory/step-{step} (all ranks call this); keep > 0 removes all but the newest `keep`."""
+    directory = Path(directory)
+    final, tmp = directory / f"step-{step}", directory / f".step-{step}.tmp"
+    if _rank() == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    _barrier()
+    state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
+    with quiet_single_process():
+        dcp.save(state, checkpoint_id=str(tmp))
+    torch.save({"cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+               tmp / f"rng-rank-{_rank()}.pt")
+    _barrier()
+    if _rank() == 0:
+        (tmp / TRAINER_FILE).write_text(json.dumps({"step": step, **trainer_state}, indent=1) + "\n")
+        (tmp / FINGERPRINT_FILE).write_text(json.dumps(file_fingerprints(tmp), indent=1) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        if keep > 0:
+            for old in checkpoints(directory)[:-keep]:
+                shutil.rmtree(old)
+    _barrier()
+    return final
+
+
+def read_trainer_state(path: str | Path) -> dict[str, Any]:
+    """trainer.json of a checkpoint directory (ValueError if it is not one)."""
+    path = Path(path)
+    if not (path / TRAINER_FILE).is_file():
+        raise ValueError(f"checkpoint: {path} is not a training checkpoint (no {TRAINER_FILE})")
+    return json.loads((path / TRAINER_FILE).read_text())
+
+
+def verify(path: str | Path) -> None:
+    """Raise SilentDataCorruptionError(kind="checkpoint") if a file of the checkpoint differs from its
+    fingerprint, is missing, or is not listed."""
+    path = Path(path)
+
+    def refuse(name: str, why: str) -> SilentDataCorruptionError:
+        return SilentDataCorruptionError(f"checkpoint {path} refused: {why}", step=None, tensor=name, rank=_rank(),
                                          kind="checkpoint", persistent=True)
 
+    listing = path / FINGERPRINT_FILE
+    if not listing.is_file():
+        raise refuse(FINGERPRINT_FILE, "it has no fingerprints")
     try:
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise corrupt("<file>", f"unreadable ({e})") from e
-    if metadata.get("format") != FORMAT:
-        raise corrupt("<metadata>", f"expected format {FORMAT!r}, got {metadata.get('format')!r}")
-    try:
-        expected = json.loads(metadata["fingerprints"])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise corrupt("<metadata>", "the fingerprints are missing or unreadable") from e
-    if metadata.get("metadata_fingerprint") != _metadata_digest(metadata):
-        raise corrupt("<metadata>", "the metadata (step, optimizer hyperparameters) does not match its fingerprint")
-    if set(expected) != set(tensors):
-        odd = sorted(set(expected) ^ set(tensors))
-        raise corrupt(odd[0], f"tensors and fingerprints do not match one to one ({odd[:5]})")
-    actual = fingerprint_named(tensors)
-    for name, d in actual.items():
-        if digest_hex(d) != expected[name]:
-            raise corrupt(name, f"tensor {name!r} does not match its fingerprint (stored {expected[name]}, "
-                                f"read {digest_hex(d)})")
-    return tensors, metadata
+        expected = json.loads(listing.read_bytes().decode())
+    except ValueError:
+        raise refuse(FINGERPRINT_FILE, f"{FINGERPRINT_FILE} does not parse") from None
+    if not isinstance(expected, dict):
+        raise refuse(FINGERPRINT_FILE, f"{FINGERPRINT_FILE} is not a mapping of file names to fingerprints")
+    actual = file_fingerprints(path)
+    for name in sorted(set(expected) | set(actual)):
+        if expected.get(name) != actual.get(name):
+            why = ("missing" if name not in actual else "not fingerprinted" if name not in expected
+                   else f"stored {expected[name]}, read {actual[name]}")
+            raise refuse(name, f"file {name} does not match its fingerprint ({why})")
+
+
+def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Verify and load a checkpoint into model and optimizer (all ranks call this); returns its trainer
+    state (step, loader, ...). The RNG state is restored when this rank saved one."""
+    verify(path)
+    return read(path, model, optimizer)
+
+
+def read(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """`load` without the verification: what a reader without checks would load (the drill's control)."""
+    path = Path(path)
+    state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
+    with quiet_single_process():
+        dcp.load(state, checkpoint_id=str(path))
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optim"])
+    rng_file = path / f"rng-rank-{_rank()}.pt"
+    if rng_file.is_file():
+        rng = torch.load(rng_file, weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
+    return read_trainer_state(path)

@@ -1,21 +1,17 @@
-"""Fingerprinted checkpoints: a round trip restores model and optimizer exactly; any flipped byte in a
-tensor, or a damaged file, is refused and nothing is loaded."""
-
-import json
-import os
+"""The one checkpoint format (fingerprinted DCP directories): a round trip restores model, optimizer and
+trainer state exactly; a flipped bit in any of its files, a missing or an unlisted file is refused naming
+the file, and nothing is loaded."""
 
 import pytest
 import torch
-from safetensors import safe_open
 
-from iquest_core.reliability.checkpoint import load_checkpoint, save_checkpoint
+from iquest_core.reliability import checkpoint
 from iquest_core.reliability.errors import SilentDataCorruptionError
 from tests.reliability.models import small_model, step_fn
 
 
 def trained():
     model = small_model()
-    model[0].weight.data = model[0].weight.data.to(torch.bfloat16).float()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(2):
         optimizer.zero_grad()
@@ -28,105 +24,52 @@ def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_round_trip(tmp_path):
+def saved(tmp_path):
     model, optimizer = trained()
-    path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(path, model, optimizer, step=7)
-    assert sorted(os.listdir(tmp_path)) == ["ckpt.safetensors"], "no temporary file is left behind"
+    path = checkpoint.save(tmp_path, 7, model, optimizer, trainer_state={"loader": {"cursor": 3}})
+    return model, optimizer, path
+
+
+def test_round_trip(tmp_path):
+    model, optimizer, path = saved(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["step-7"], "no temporary directory is left behind"
+    assert {p.name for p in path.iterdir()} >= {".metadata", "trainer.json", "fingerprints.json", "rng-rank-0.pt"}
     fresh = small_model()
     fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-2)
-    assert load_checkpoint(path, fresh, fresh_optimizer) == 7
+    step_fn(fresh, torch.randn(8, 8))()
+    fresh_optimizer.step()  # the optimizer state exists, with other values
+    assert checkpoint.load(path, fresh, fresh_optimizer) == {"step": 7, "loader": {"cursor": 3}}
     assert states_equal(fresh.state_dict(), model.state_dict())
-    saved, loaded = optimizer.state_dict(), fresh_optimizer.state_dict()
-    assert all(states_equal(saved["state"][i], loaded["state"][i]) for i in saved["state"])
-    assert loaded["param_groups"][0]["lr"] == 1e-2
+    saved_state, loaded = optimizer.state_dict(), fresh_optimizer.state_dict()
+    assert all(states_equal(saved_state["state"][i], loaded["state"][i]) for i in saved_state["state"])
+    assert checkpoint.checkpoints(tmp_path) == [path]
 
 
-def tensor_byte_range(path, name):
-    """(start, end) file offsets of tensor `name`'s bytes in a safetensors file."""
-    with open(path, "rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(header_len))
-    begin, end = header[name]["data_offsets"]
-    return 8 + header_len + begin, 8 + header_len + end
-
-
-@pytest.mark.parametrize("name", ["model.0.weight", "model.1.running_var", "optimizer.state.3.exp_avg_sq"])
-def test_a_flipped_byte_in_a_tensor_is_refused(tmp_path, name):
-    model, optimizer = trained()
-    path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(path, model, optimizer, step=3)
-    begin, end = tensor_byte_range(path, name)
-    offset = torch.randint(begin, end, ()).item()
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 1 << torch.randint(8, ()).item()
-    path.write_bytes(bytes(data))
+@pytest.mark.parametrize("pick", [".distcp", ".metadata", "trainer.json", "rng-rank-0.pt"])
+def test_a_flipped_bit_in_any_file_is_refused(tmp_path, pick):
+    _, _, path = saved(tmp_path)
+    target = next(p for p in path.iterdir() if p.name.endswith(pick))
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 1 << 3
+    target.write_bytes(bytes(data))
     fresh = small_model()
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     with pytest.raises(SilentDataCorruptionError, match="does not match its fingerprint") as caught:
-        load_checkpoint(path, fresh, torch.optim.Adam(fresh.parameters()))
-    assert (caught.value.kind, caught.value.tensor) == ("checkpoint", name)
-    assert states_equal(fresh.state_dict(), before), "nothing may be loaded from a refused file"
+        checkpoint.load(path, fresh, torch.optim.Adam(fresh.parameters()))
+    assert (caught.value.kind, caught.value.tensor) == ("checkpoint", target.name)
+    assert states_equal(fresh.state_dict(), before), "nothing may be loaded from a refused checkpoint"
 
 
-def test_a_damaged_file_is_refused(tmp_path):
-    model, _ = trained()
-    path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(path, model)
-    path.write_bytes(path.read_bytes()[:-5])
+@pytest.mark.parametrize("damage", ["missing", "unlisted", "no fingerprints", "fingerprints do not parse"])
+def test_missing_unlisted_and_unfingerprinted_files_are_refused(tmp_path, damage):
+    _, _, path = saved(tmp_path)
+    if damage == "missing":
+        (path / "trainer.json").unlink()
+    elif damage == "unlisted":
+        (path / "extra.bin").write_bytes(b"x")
+    elif damage == "no fingerprints":
+        (path / "fingerprints.json").unlink()
+    else:
+        (path / "fingerprints.json").write_bytes(b'{"trainer.json": "\xff')
     with pytest.raises(SilentDataCorruptionError, match="refused"):
-        load_checkpoint(path, small_model())
-
-
-def test_a_plain_safetensors_file_is_refused(tmp_path):
-    from safetensors.torch import save_file
-    path = tmp_path / "plain.safetensors"
-    save_file({"model.0.weight": torch.zeros(16, 8)}, path)
-    with pytest.raises(SilentDataCorruptionError, match="format"):
-        load_checkpoint(path, small_model())
-
-
-def test_fingerprints_are_in_the_metadata(tmp_path):
-    model, _ = trained()
-    path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(path, model)
-    with safe_open(path, framework="pt") as f:
-        digests = json.loads(f.metadata()["fingerprints"])
-        assert set(digests) == set(f.keys())
-    assert all(len(d) == 32 for d in digests.values())
-
-
-def test_tied_weights_are_saved(tmp_path):
-    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False))
-    model[1].weight = model[0].weight
-    path = tmp_path / "tied.safetensors"
-    save_checkpoint(path, model)
-    fresh = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False))
-    fresh[1].weight = fresh[0].weight
-    load_checkpoint(path, fresh)
-    assert torch.equal(fresh[0].weight, model[0].weight)
-
-
-def test_optimizer_without_saved_state_is_an_error(tmp_path):
-    model, _ = trained()
-    path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(path, model)
-    with pytest.raises(ValueError, match="optimizer"):
-        load_checkpoint(path, small_model(), torch.optim.Adam(small_model().parameters()))
-
-
-def test_changed_metadata_is_refused(tmp_path):
-    """The optimizer's hyperparameters and the step live in the metadata, outside every tensor."""
-    from safetensors.torch import load_file, save_file
-    model, optimizer = trained()
-    path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(path, model, optimizer, step=3)
-    with safe_open(path, framework="pt") as f:
-        metadata = f.metadata()
-    metadata["optimizer"] = metadata["optimizer"].replace('"lr": 0.01', '"lr": 0.03')
-    assert '"lr": 0.03' in metadata["optimizer"]
-    save_file(load_file(path), path, metadata=metadata)
-    fresh = small_model()
-    with pytest.raises(SilentDataCorruptionError, match="metadata") as caught:
-        load_checkpoint(path, fresh, torch.optim.Adam(fresh.parameters()))
-    assert caught.value.tensor == "<metadata>"
+        checkpoint.verify(path)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from iquest_core.reliability.drill.sites import SITES
 from iquest_core.reliability.faults import FIELDS
-
-SITES = ("compute", "compute_recurring", "allreduce", "optimizer", "weights", "checkpoint")
 
 
 @dataclass

@@ -3,17 +3,9 @@
 Trains the "tiny" LoopCoder (gated loop attention through the fused op) on the package's own source
 text as R data-parallel replicas simulated in one process (default 2; the gradient all-reduce is a ring
 written out message by message, `iquest_core.reliability.simulated_dp`) under an `SDCGuard`, and
-injects single-bit faults where hardware makes them, each at a random step of a check window:
-
-  compute            the output of the k-th op (uniform over the value-computing ops of one replica's
-                     forward + backward, the fused loop-attention kernels and their backward included),
-                     transient: the replay computes it right;
-  compute_recurring  the same, recurring identically in every re-execution (a deterministic defect);
-  allreduce          one message of one rank in the ring all-reduce (reduce-scatter or all-gather);
-  optimizer          the output of the k-th op of one replica's optimizer step ("update"), or a value of
-                     its state at rest before the step that reads it ("state");
-  weights            a parameter of one replica at rest before the step that reads it;
-  checkpoint         one bit of a saved checkpoint file, anywhere in the file.
+injects single-bit faults where hardware makes them, one per experiment, at each fault site of the
+registry `iquest_core.reliability.drill.sites` (compute, compute_recurring, allreduce, optimizer, weights:
+inside a training step; checkpoint: the trainer's checkpoint files), whose modules say what each does.
 
 Every fault is classified by experiment: the same steps from the same state with and without it,
 unguarded; if the parameters and optimizer state come out bitwise equal it is masked, else effective
@@ -28,11 +20,9 @@ the guard's overhead per step on `small-cpu` and a larger CPU shape.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import random
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -43,16 +33,14 @@ from tqdm import tqdm
 import iquest_core
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.model.loss import next_token_loss
-from iquest_core.reliability.checkpoint import load_checkpoint, save_checkpoint
-from iquest_core.reliability.drill.checkpoint_file import file_bit_field, unverified_contents
 from iquest_core.reliability.drill.injection import Injection
-from iquest_core.reliability.drill.report import SITES, summarise
+from iquest_core.reliability.drill.report import summarise
+from iquest_core.reliability.drill.sites import REGISTRY, SITES
 from iquest_core.reliability.errors import SilentDataCorruptionError
-from iquest_core.reliability.faults import bit_field, flip_bit
 from iquest_core.reliability.guard import SDCGuard, TrainingState
 from iquest_core.reliability.replay_state import RngState, deterministic_algorithms
-from iquest_core.reliability.simulated_dp import PHASES, MessageFault, ring_allreduce_mean
-from iquest_core.reliability.state import optimizer_tensors, same_bits
+from iquest_core.reliability.simulated_dp import ring_allreduce_mean
+from iquest_core.reliability.state import optimizer_tensors
 
 
 def corpus_tokens() -> torch.Tensor:
@@ -174,70 +162,8 @@ class Drill:
         return errors
 
     def experiment(self, site: str) -> dict:
-        """Injects one fault of `site` at a random step of the next check window (see the module docstring)."""
-        if site == "checkpoint":
-            return self.checkpoint_experiment()
-        rng, window = self.rng, self.guard.check_every
-        offset = rng.randrange(window)
-        batches = [self.next_batch() for _ in range(window)]
-        replica = rng.randrange(len(self.models))
-        kind = rng.choice(("update", "state")) if site == "optimizer" else None
-        injection_site = {"compute_recurring": "compute", "optimizer": f"optimizer_{kind}"}.get(site, site)
-        shots = math.inf if site == "compute_recurring" else 1
-        at_rest = injection_site in ("weights", "optimizer_state")
-        saved, verified = self.save(), self.snapshot()
-
-        def make() -> Injection | None:
-            if at_rest:
-                return None
-            return Injection(injection_site, replica, target, element, bit, message, shots)
-
-        target, element, bit, message = None, rng.random(), rng.random(), None
-        counter = make() if injection_site in ("compute", "optimizer_update") else None  # counts, flips nothing
-        self.run_plain(batches[:offset + 1], offset, counter, None)
-        clean, clean_state = self.snapshot(), self.save()
-        self.load(saved)
-        if counter is not None:
-            target = rng.randrange(counter.count)
-        if injection_site == "allreduce":
-            world = len(self.models)
-            message = MessageFault(replica, rng.choice(PHASES), rng.randrange(world - 1), element,
-                                   rng.randrange(32))
-        flip = self.pick_at_rest(injection_site, replica) if at_rest else None
-
-        def flip_now() -> None:
-            name, index, bit_index, _ = flip
-            flip_bit(self.at_rest_tensors(injection_site, replica)[name], index, bit_index)
-        faulty = make()
-        self.run_plain(batches[:offset + 1], offset, faulty, flip_now if at_rest else None)
-        effective = not same_bits(clean, self.state_tensors())
-        self.load(saved)
-
-        live = make()
-        start, detected_at, error = self.guard.step_count, None, None
-        for i, batch in enumerate(batches):
-            if i == offset and flip is not None:
-                flip_now()
-            try:
-                self.guarded_step(self.step_fn(batch, live if i == offset else None))
-            except SilentDataCorruptionError as e:
-                detected_at, error = i, e
-                break
-        source = faulty
-        record = {"site": site, "kind": kind, "replica": replica, "step": start + offset,
-                  "where": flip[0] if flip else source.where, "field": flip[3] if flip else source.field,
-                  "effective": effective}
-        if detected_at is None:
-            record.update(outcome="missed", flagged=False)
-            if effective:  # go on from the fault-free state: later faults should strike a healthy run
-                self.load(clean_state)
-                self.guard.reset()
-        else:
-            record.update(outcome="detected_before_update" if detected_at == offset else "detected_later",
-                          flagged=True, latency=detected_at - offset, detected_by=error.kind,
-                          named_step=error.step == start + offset, tensor=error.tensor,
-                          rolled_back=same_bits(verified, self.state_tensors()))
-        return record
+        """Injects one fault of `site` (a name in the site registry) and returns its record."""
+        return REGISTRY[site].experiment(self)
 
     def run_plain(self, batches, offset: int, injection: Injection | None, flip) -> None:
         """Unguarded steps; `injection` fires in step `offset`, `flip()` (an at-rest fault) runs before it."""
@@ -245,49 +171,6 @@ class Drill:
             if i == offset and flip is not None:
                 flip()
             self.plain_step(self.step_fn(batch, injection if i == offset else None))
-
-    def at_rest_tensors(self, site: str, replica: int) -> dict[str, torch.Tensor]:
-        """One replica's parameters ("weights") or optimizer state ("optimizer_state"), by name, as they
-        are now (a rollback or a load replaces the optimizer's state tensors)."""
-        if site == "weights":
-            return {name: p.detach() for name, p in self.models[replica].named_parameters()}
-        return {f"optimizer.{k}": v for k, v in optimizer_tensors(self.optimizers[replica]).items()}
-
-    def pick_at_rest(self, site: str, replica: int) -> tuple[str, int, int, str]:
-        """(name, element, bit, field): a uniformly random bit of one replica's at-rest tensors."""
-        named = self.at_rest_tensors(site, replica)
-        index = self.rng.randrange(sum(t.numel() for t in named.values()))
-        for name, t in named.items():
-            if index < t.numel():
-                bit = self.rng.randrange(t.element_size() * 8)
-                return name, index, bit, bit_field(t.dtype, bit)
-            index -= t.numel()
-        raise AssertionError("unreachable")
-
-    def checkpoint_experiment(self) -> dict:
-        """Saves replica 0 and its optimizer, flips one bit anywhere in the file, loads it into fresh
-        copies: refused (detected), loaded with a different state (missed) or loaded equal (masked)."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "checkpoint.safetensors"
-            save_checkpoint(path, self.models[0], self.optimizers[0], step=self.guard.step_count)
-            clean = path.read_bytes()
-            byte, bit = self.rng.randrange(len(clean)), self.rng.randrange(8)
-            corrupted = bytearray(clean)
-            corrupted[byte] ^= 1 << bit
-            path.write_bytes(bytes(corrupted))
-            where, field_name = file_bit_field(clean, byte, bit)
-            effective = unverified_contents(bytes(corrupted)) != unverified_contents(clean)
-            model = copy.deepcopy(self.models[0])
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            record = {"site": "checkpoint", "kind": None, "replica": 0, "step": self.guard.step_count,
-                      "where": where, "field": field_name, "effective": effective}
-            try:
-                load_checkpoint(path, model, optimizer)
-                record.update(outcome="missed", flagged=False)
-            except SilentDataCorruptionError as e:
-                record.update(outcome="detected_before_update", flagged=True, latency=0, detected_by=e.kind,
-                              tensor=e.tensor)
-        return record
 
 
 def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1, replicas: int = 2,

@@ -37,6 +37,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "swe mine": ("iquest_core.swe.cli:mine_main", "SWE tasks (FAIL_TO_PASS / PASS_TO_PASS) from git history"),
     "swe validate": ("iquest_core.swe.cli:validate_main", "gold patch resolves 3/3, empty patch 0/3"),
     "serve": ("iquest_core.serve.server", "the package's model behind the OpenAI API (batched)"),
+    "synth code": ("iquest_core.synth.cli:code_main", "test-driven code synthesis (CodeT dual agreement)"),
+    "synth perturb": ("iquest_core.synth.cli:perturb_main", "renamed/reordered/re-parameterised verified problems"),
+    "synth reverse": ("iquest_core.synth.cli:reverse_main", "reverse flow: statements for verified code, re-solved"),
+    "synth math": ("iquest_core.synth.cli:math_main", "math solutions checked symbolically against gold answers"),
+    "synth debate": ("iquest_core.synth.cli:debate_main", "preference pairs judged by N debating judges"),
 }
 
 

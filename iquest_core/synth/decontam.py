@@ -61,19 +61,27 @@ class RenamedIndex:
         if isinstance(window, bool) or not isinstance(window, int) or window < 4:
             raise ValueError(f"window: expected an int >= 4, got {window!r}")
         self.window = window
-        self._keys: dict[int, set[str]] = {}
+        self._keys: dict[int, dict[int, set[str]]] = {}  # window length -> canonical hash -> item ids
         for item_id, text in items.items():
             tokens = canonical_tokens(text)
-            for i in range(max(1, len(tokens) - window + 1)):
-                key = _window_key(tokens[i:i + window])
-                if key is not None:
-                    self._keys.setdefault(key, set()).add(item_id)
+            length = min(window, len(tokens))
+            for key in self._window_keys(tokens, length):
+                self._keys.setdefault(length, {}).setdefault(key, set()).add(item_id)
+
+    @staticmethod
+    def _window_keys(tokens: list[tuple[str, str]], length: int):
+        for i in range(len(tokens) - length + 1):
+            key = _window_key(tokens[i:i + length])
+            if key is not None:
+                yield key
 
     def matches(self, text: str) -> list[str]:
+        """Sorted ids of the items sharing a renamed window with text (or occurring whole, when shorter)."""
         tokens = canonical_tokens(text)
         found: set[str] = set()
-        for i in range(max(1, len(tokens) - self.window + 1)):
-            found |= self._keys.get(_window_key(tokens[i:i + self.window]), set())
+        for length, keys in self._keys.items():
+            for key in self._window_keys(tokens, length):
+                found |= keys.get(key, set())
         return sorted(found)
 
 

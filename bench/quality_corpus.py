@@ -1,0 +1,99 @@
+"""Real text documents found on this machine, for the quality measurements (nothing downloaded).
+
+    documents(limit) -> [{"id", "source", "text"}]   stdlib docstrings, README files of installed packages
+                                                      (dist-info/METADATA), installed packages' docstrings
+
+Deterministic: files are walked in sorted order; a document is one docstring (>= 200 characters) or one
+README cut into chunks of whole paragraphs of at most CHUNK characters (the encoder reads ~256 tokens).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sysconfig
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+CHUNK = 1200
+MIN_CHARS = 200
+_SKIPPED = {"test", "tests", "idlelib", "site-packages"}
+
+
+def _docstrings(root: Path):
+    for path in sorted(root.rglob("*.py")):
+        if any(part in _SKIPPED for part in path.relative_to(root).parts):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                text = ast.get_docstring(node)
+                if text and len(text) >= MIN_CHARS:
+                    name = getattr(node, "name", "<module>")
+                    yield f"{root.name}:{path.relative_to(root)}:{name}:{getattr(node, 'lineno', 0)}", text
+
+
+def _readmes(site: Path):
+    for meta in sorted(site.glob("*.dist-info/METADATA")):
+        text = meta.read_text(encoding="utf-8", errors="replace")
+        _, _, body = text.partition("\n\n")
+        chunk: list[str] = []
+        size, part = 0, 0
+        for paragraph in body.split("\n\n"):
+            if size + len(paragraph) > CHUNK and chunk:
+                yield f"readme:{meta.parent.name}:{part}", "\n\n".join(chunk)
+                chunk, size, part = [], 0, part + 1
+            chunk.append(paragraph)
+            size += len(paragraph) + 2
+        if chunk:
+            yield f"readme:{meta.parent.name}:{part}", "\n\n".join(chunk)
+
+
+def documents(limit: int | None = None, *, site: str | None = None) -> list[dict]:
+    """Up to `limit` distinct documents of >= MIN_CHARS characters: stdlib docstrings, READMEs, then the
+    docstrings of installed packages."""
+    site_dir = Path(site or sysconfig.get_paths()["purelib"])
+    out, seen = [], set()
+    for source, pairs in (("stdlib", _docstrings(Path(sysconfig.get_paths()["stdlib"]))),
+                          ("readme", _readmes(site_dir)), ("package", _docstrings(site_dir))):
+        for doc_id, text in pairs:
+            if len(text) >= MIN_CHARS and text not in seen:
+                seen.add(text)
+                out.append({"id": doc_id, "source": source, "text": text})
+                if limit is not None and len(out) >= limit:
+                    return out
+    return out
+
+
+def cached_embeddings(docs: list[dict], name: str) -> np.ndarray:
+    """The encoder's embeddings of docs' texts, computed once and kept in the cache folder (outside the
+    repository) under `name` with the documents' ids; recomputed when the ids differ."""
+    from iquest_core.data.quality import encoder
+
+    folder = encoder.cache_dir() / "quality-bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors_path, ids_path = folder / f"{name}.npy", folder / f"{name}.ids.json"
+    ids = [d["id"] for d in docs]
+    if vectors_path.is_file() and ids_path.is_file() and json.loads(ids_path.read_text()) == ids:
+        return np.load(vectors_path)
+    vectors = encoder.embed(encoder.load_encoder(), [d["text"] for d in docs])
+    np.save(vectors_path, vectors)
+    ids_path.write_text(json.dumps(ids))
+    return vectors
+
+
+if __name__ == "__main__":
+    import collections
+    import sys
+
+    docs = documents(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    print(len(docs), collections.Counter(d["source"] for d in docs))
+    if "--embed" in sys.argv:
+        print(cached_embeddings(docs, f"corpus-{len(docs)}").shape)

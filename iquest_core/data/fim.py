@@ -10,7 +10,9 @@
 Modes: "char" (two random character boundaries), "line" (one to three whole lines starting at a random
 non-blank line), and the syntax levels "expression", "statement", "function": the middle is exactly the
 text of one tree-sitter node of that level (syntax.NODE_TYPES), chosen uniformly among the level's
-nodes; None when the text does not parse cleanly or has no such node. Always prefix + middle + suffix
+nodes that contain no ERROR or MISSING node and touch none of the bytes the parser could not place
+(Parsed.nodes_clear_of_errors), so a file with parse errors (macros in C/C++ headers) still gives splits
+away from them; None when no such node exists. Always prefix + middle + suffix
 == text and the middle is non-empty.
 
 The templates are built from (is_special, string) parts (`file_parts`, `repo_parts`): `render` joins
@@ -103,9 +105,7 @@ def _line_bounds(text: str, rng: random.Random) -> tuple[int, int] | None:
 
 
 def _node_bounds(parsed: syntax.Parsed, level: str, rng: random.Random) -> tuple[int, int] | None:
-    if not parsed.clean:
-        return None
-    nodes = parsed.nodes(level)
+    nodes = parsed.nodes_clear_of_errors(level)
     while nodes:
         node = nodes[rng.randrange(len(nodes))]
         if node.end_byte > node.start_byte:

@@ -11,7 +11,9 @@ source the grammar sees (tree-sitter would call it an error); offsets are shifte
 
 from __future__ import annotations
 
+import bisect
 import importlib
+import itertools
 import operator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -187,6 +189,39 @@ class Parsed:
         nodes = ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node).get("node", [])
         nodes.sort(key=_SPAN)
         return nodes
+
+    def problem_spans(self, *, whole_errors: bool = False) -> list[tuple[int, int]]:
+        """(start_byte, end_byte) by start of the bytes the parser could not place: every MISSING node
+        (empty spans) and the tokens an ERROR node holds directly (its leaf children; the whole node when
+        it has none). Complete subtrees that tree-sitter recovered inside an ERROR node are not problems.
+        whole_errors=True gives every ERROR node's whole span instead."""
+        root = self.tree.root_node
+        if not root.has_error:
+            return []
+        spans = []
+        for node in ts.QueryCursor(_problem_query(self.language)).captures(root).get("problem", []):
+            if node.is_missing or whole_errors or node.child_count == 0:
+                spans.append(_SPAN(node))
+            else:
+                spans.extend(_SPAN(child) for child in node.children if child.child_count == 0)
+        return sorted(spans)
+
+    def nodes_clear_of_errors(self, level: str, *, whole_errors: bool = False) -> list[ts.Node]:
+        """The nodes of `level` that contain no ERROR or MISSING node and whose closed byte interval
+        [start, end] meets no problem span (problem_spans(whole_errors=...)): a MISSING node at either end
+        or an unplaceable token right next to the node disqualifies it."""
+        nodes = [node for node in self.nodes(level) if not node.has_error]
+        spans = self.problem_spans(whole_errors=whole_errors)
+        if not spans:
+            return nodes
+        starts = [start for start, _ in spans]
+        reach = list(itertools.accumulate((end for _, end in spans), max))  # furthest end among the first i
+        clear = []
+        for node in nodes:
+            i = bisect.bisect_right(starts, node.end_byte)
+            if i == 0 or reach[i - 1] < node.start_byte:
+                clear.append(node)
+        return clear
 
     def error_share(self) -> float:
         """(ERROR + MISSING nodes) / all nodes of the tree; 0.0 for a clean parse."""

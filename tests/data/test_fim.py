@@ -30,9 +30,6 @@ def test_round_trip_every_mode_on_the_real_corpus():
         for mode in fim.MODES:
             for _ in range(5):
                 split = fim.split(text, mode, rng, language=language)
-                if mode in SYNTAX_MODES and not parsed.clean:
-                    assert split is None, (path, mode)
-                    continue
                 assert split is not None, (path, mode)
                 assert split.prefix + split.middle + split.suffix == text
                 assert split.middle, (path, mode)
@@ -42,6 +39,7 @@ def test_round_trip_every_mode_on_the_real_corpus():
                     end = start + len(split.middle.encode())
                     assert parsed.data[start:end].decode() == split.middle
                     assert enclosing_types(parsed, start, end) & set(syntax.NODE_TYPES[language][mode]), (path, mode)
+                    assert all(e < start or s > end for s, e in parsed.problem_spans()), (path, mode)
 
 
 def test_round_trip_on_the_standard_library(tokenizer):
@@ -128,10 +126,12 @@ def test_char_mode_reaches_both_ends():
     assert fim.split("", "char", rng) is None
 
 
-def test_syntax_modes_return_none_without_a_node_or_a_clean_parse():
+def test_syntax_modes_return_none_without_a_node_clear_of_errors():
     rng = random.Random()
     assert fim.split("x = 1\n", "function", rng, language="python") is None
-    assert fim.split("def f(:\n    return 1\n", "statement", rng, language="python") is None
+    broken = "def f(:\n    return 1\n"  # the function holds the ERROR node; its statement does not
+    assert fim.split(broken, "function", rng, language="python") is None
+    assert {fim.split(broken, "statement", rng, language="python").middle for _ in range(20)} == {"return 1"}
     assert fim.split("", "expression", rng, language="go") is None
 
 

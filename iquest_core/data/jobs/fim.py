@@ -72,7 +72,7 @@ def transform(doc: Document, settings: Settings, context: fim.ContextIndex | Non
         if mode in fim.HEURISTIC_MODES:
             reason = "blank"
         else:
-            reason = "no_node" if syntax.parse(doc.content, language).clean else "parse_error"
+            reason = "no_node" if syntax.parse(doc.content, language).clean else "parse_error"  # none clear of errors
         return record, f"plain:{reason}"
     if context is not None and len(context.files) > 1 and rng.random() < settings.repo_level_rate:
         chosen = context.select(doc.path, budget_tokens=settings.context_tokens)

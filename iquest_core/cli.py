@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("iquest_core.train.cli", "stage recipes on one process or torchrun"),
     "export": ("iquest_core.train.export", "a training checkpoint to the Hugging Face layout"),
     "eval humaneval": ("iquest_core.eval.harness", "HumanEval pass@k"),
+    "eval humaneval-infill": ("iquest_core.eval.infill", "HumanEval infilling (single-line, multi-line, span)"),
+    "eval bfcl": ("iquest_core.eval.bfcl", "function calling: BFCL's AST categories (Python)"),
+    "eval repo-completion": ("iquest_core.eval.repo_completion", "next-line completion in a repository, "
+                                                                 "with and without cross-file context"),
     "rl": ("iquest_core.rl.cli", "GRPO reinforcement learning with test-pass rewards"),
     "scaling fit": ("iquest_core.scaling.cli:fit_main", "fit per-language scaling laws to runs.csv"),
     "scaling mix": ("iquest_core.scaling.cli:mix_main", "the optimal language mixture under a law"),

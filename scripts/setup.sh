@@ -30,4 +30,7 @@ if pip show -qq nvidia-cutlass >/dev/null 2>&1; then  # put into site-packages b
   pip uninstall -qq -y nvidia-cutlass
 fi
 PYTHONPATH="$PWD/.venv/cutlass${PYTHONPATH:+:$PYTHONPATH}" "${PIP[@]}" --no-build-isolation -e ".[test]"
+# BFCL's data for `iquest eval bfcl`: the wheel's JSON only; its pinned dependencies (API clients) are
+# neither needed nor wanted.
+"${PIP[@]}" --no-deps "bfcl-eval==2026.3.23"
 python -c "import iquest_core, torch; print('iquest_core', iquest_core.__version__, 'built against torch', torch.__version__)"

@@ -87,7 +87,8 @@ def demonstrations(tasks: Sequence[Task], count: int, *, correct_share: float, s
 class TestPassReward:
     """Rewards = share of a task's tests that prompt + completion passes, from one sandboxed run per
     distinct (prompt, completion): each assertion runs on its own (a failing one does not stop the
-    others) and the harness prints the count behind a random tag the program does not know. A run that
+    others) and the harness prints the count, behind a random tag, to the test process's own stdout
+    (Verdict.tests_stdout), which the judged program cannot write to. A run that
     times out, crashes, runs out of memory or does not compile scores 0.0. Programs are deterministic,
     so verdicts are memoised by program text."""
 
@@ -121,7 +122,7 @@ def _harness(cases: Sequence[str], tag: str) -> str:
 def _share(verdict, tag: str, total: int) -> float:
     if not verdict.passed:
         return 0.0
-    for line in reversed(verdict.stdout.splitlines()):
+    for line in reversed(verdict.tests_stdout.splitlines()):
         head, _, count = line.partition(" ")
         if head == tag and count.isdigit():
             return min(int(count), total) / total

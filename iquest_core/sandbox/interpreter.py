@@ -11,6 +11,7 @@ import functools
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +57,22 @@ def _chosen(configured: str | None) -> Interpreter:
 def sandbox_python() -> Interpreter:
     """The interpreter for sandboxed runs (IQUEST_SANDBOX_PYTHON, read at each call, else the package's own)."""
     return _chosen(os.environ.get(ENV_VAR) or None)
+
+
+@functools.cache
+def _verify(interpreter: Interpreter) -> Interpreter:
+    from iquest_core.sandbox.command import run_command
+    with tempfile.TemporaryDirectory() as workdir:
+        result = run_command([interpreter.python, "-I", "-S", "-c", "import sys; print(sys.version)"],
+                             workdir=workdir, ro_binds=dict(interpreter.binds), timeout_s=60, memory_mb=256)
+    if result.returncode != 0 or result.stdout.strip() != interpreter.version:
+        raise SandboxUnavailable(f"the sandbox interpreter {interpreter.python} ({interpreter.version.split()[0]}) "
+                                 f"does not run inside the sandbox (exit status {result.returncode}): "
+                                 f"{(result.stdout + result.stderr).strip()[:500]}")
+    return interpreter
+
+
+def verified_python() -> Interpreter:
+    """sandbox_python(), once checked (per process and interpreter) to run inside the sandbox and report
+    the same version there; SandboxUnavailable otherwise."""
+    return _verify(sandbox_python())

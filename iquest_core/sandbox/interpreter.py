@@ -40,6 +40,8 @@ def _describe(python: str) -> Interpreter:
                              text=True, timeout=30, env={}, check=True).stdout.splitlines()
     except (OSError, subprocess.SubprocessError) as error:
         raise SandboxUnavailable(f"{ENV_VAR}={python!r} does not run: {error}") from None
+    if len(out) < 3 or not all(os.path.isabs(p) for p in out[:2]):
+        raise SandboxUnavailable(f"{ENV_VAR}={python!r} is not a Python interpreter (it printed {out!r:.200})")
     prefixes = tuple(dict.fromkeys(str(Path(p).resolve()) for p in out[:2]))
     return Interpreter(str(Path(python).resolve()), prefixes, out[2])
 

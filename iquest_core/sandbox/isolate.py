@@ -26,7 +26,8 @@ from pathlib import Path
 
 SANDBOX_UID = 65534  # "nobody"
 SHM_BYTES = 16 << 20
-STAGE_DIR = "/run/iquest-sandbox"  # empty on the host; staged binds are mounted over it in private namespaces
+STAGE_DIR = "/run/iquest-sandbox"  # its subdirectories stay empty on the host; staged binds are mounted onto
+                                   # them in private mount namespaces
 
 
 class SandboxUnavailable(RuntimeError):

@@ -2,8 +2,9 @@
 
 Before bwrap runs, a small trusted shell prelude (as the caller, root or not) writes its own pid into the
 run cgroup's procs files, so the sandbox and everything it starts are in the run's cgroup from their
-first instruction; run as root it then stages the bind sources the sandbox user cannot reach (a private
-mount namespace from unshare(1), a tmpfs over isolate.STAGE_DIR, each source bound below it) and drops
+first instruction; run as root it then stages the bind sources the sandbox user cannot reach (in a private
+mount namespace from unshare(1), each source is bound onto an empty directory isolate.STAGE_DIR/<i> that
+exists on the host once and stays empty there) and drops
 to SANDBOX_UID with setpriv (no capabilities, no new privileges) before exec'ing bwrap. Without a cgroup
 and without staging, bwrap is exec'ed directly (as SANDBOX_UID through setpriv when root).
 """
@@ -25,14 +26,7 @@ _PRELUDE = r"""
 n=$1; shift
 while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); done
 n=$1; shift
-if [ "$n" -gt 0 ]; then
-    mount -t tmpfs -o mode=0755,size=64k iquest-stage "$1" || exit 125
-    stage=$1; shift; i=0
-    while [ "$i" -lt "$n" ]; do
-        mkdir "$stage/$i" && mount --bind "$1" "$stage/$i" || exit 125
-        shift; i=$((i + 1))
-    done
-fi
+while [ "$n" -gt 0 ]; do mount --bind "$1" "$2" || exit 125; shift 2; n=$((n - 1)); done
 exec "$@"
 """
 
@@ -60,9 +54,11 @@ def launcher_argv(bwrap: Sequence[str], *, procs_files: Sequence[str], staged: S
     if not procs_files and not staged:
         return argv
     prelude = ["/bin/sh", "-c", _PRELUDE, "sh", str(len(procs_files)), *procs_files, str(len(staged))]
+    for i, source in enumerate(staged):
+        os.makedirs(f"{STAGE_DIR}/{i}", mode=0o755, exist_ok=True)
+        prelude += [source, f"{STAGE_DIR}/{i}"]
     if staged:
-        os.makedirs(STAGE_DIR, mode=0o755, exist_ok=True)
-        prelude = [tools.unshare, "--mount", "--propagation", "private", *prelude, STAGE_DIR, *staged]
+        prelude = [tools.unshare, "--mount", "--propagation", "private", *prelude]
     return prelude + argv
 
 
@@ -107,12 +103,24 @@ class Launched:
             os.close(self.info_read)
 
     def wait(self, deadline: float) -> bool:
-        """Wait for bwrap to exit until the monotonic deadline; whether it did."""
-        try:
-            self.proc.wait(timeout=max(deadline - time.monotonic(), 0))
+        """Wait for bwrap to exit until the monotonic deadline; whether it did. (A pidfd wakes this at the
+        exit itself; Popen.wait(timeout) would poll with sleeps of up to 50 ms.)"""
+        if self.proc.poll() is not None:
             return True
-        except subprocess.TimeoutExpired:
-            return False
+        try:
+            pidfd = os.pidfd_open(self.proc.pid)
+        except ProcessLookupError:  # exited, not yet reaped
+            self.proc.wait()
+            return True
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                return False
+        finally:
+            os.close(pidfd)
+        self.proc.wait()
+        return True
 
     def kill(self) -> None:
         """SIGKILL the namespace's init (the kernel then kills everything in it), then bwrap."""

@@ -1,7 +1,7 @@
 """The program process's server (untrusted side: nothing here is relied on for the verdict). It runs the
 program, then answers the test process's calls of the program's top-level callables over the channel.
 
-Run as `python -I -S -c "...; import program_side; program_side.main()"` with the job as JSON on stdin:
+Run as `python -I -S -c "...; import program_side; program_side.entry()"` with the job (wire.py) on stdin:
 {"program", "limits": {name: value}, "channel_fd"}. Messages (wire.py), test process -> here:
 ("call", seq, name, args, kwargs) and ("finish",); here -> test process: first ("ready", callables,
 modules, values) or ("not ready", why), then for each call ("return", seq, value), ("raise", seq, exception type
@@ -9,10 +9,8 @@ name, message) or ("refused", seq, why), and ("finished",) last. Exit codes: 0 f
 raised while loading, 3 it does not compile, 4 MemoryError.
 """
 
-import json
 import os
 import resource
-import socket
 import sys
 
 import wire
@@ -64,7 +62,7 @@ def _answer(scope: dict, message) -> tuple:
     return ("return", seq, value)
 
 
-def _serve(channel: socket.socket, scope: dict) -> None:
+def _serve(channel: int, scope: dict) -> None:
     while True:
         try:
             message = wire.receive(channel)
@@ -77,13 +75,13 @@ def _serve(channel: socket.socket, scope: dict) -> None:
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.buffer.read())
+    job = wire.decode(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     for name, value in job["limits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
-    channel = socket.socket(fileno=job["channel_fd"])
+    channel = job["channel_fd"]
     try:
         code = compile(job["program"], "<program>", "exec")
     except (SyntaxError, ValueError):

@@ -2,23 +2,19 @@
 are proxies whose calls cross the channel as plain data (wire.py), and its verdict goes to a pipe that
 only this process holds.
 
-Run as `python -I -S -c "...; import test_side; test_side.entry()"` with the job as JSON on stdin:
+Run as `python -I -S -c "...; import test_side; test_side.entry()"` with the job (wire.py) on stdin:
 {"tests", "channel_fd", "result_fd"}. The tests run in a fresh namespace holding, besides the builtins:
 a `ProgramFunction` proxy for each callable the program exported, a copy of each top-level plain-data value
 (as it was when the program finished loading) and this process's own import of each standard-library
 module the program had at top level, except names that are builtins or dunders (so the
 program cannot stand in for `abs`, `isinstance`, `AssertionError`, ...); whatever the tests define
-themselves replaces those. The verdict, one JSON object {"status": "passed" | "failed" | "error",
-"reason"} on result_fd, is "passed" only when the program finished loading, the tests ran to the end,
+themselves replaces those. The verdict, one wire-encoded dict {"status": "passed" | "failed" | "error",
+"reason", "program_gone"} on result_fd, is "passed" only when the program finished loading, the tests ran to the end,
 and the program was still there to acknowledge the end ("finish" / "finished") afterwards.
 """
 
 import builtins
-import importlib
-import json
-import keyword
 import os
-import socket
 import sys
 
 import wire
@@ -42,15 +38,15 @@ class ProgramGone(BaseException):
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.seq, self.broken = sock, 0, None
+    def __init__(self, fd: int) -> None:
+        self.fd, self.seq, self.broken = fd, 0, None
 
     def exchange(self, message):
         if self.broken is not None:
             raise ProgramGone(self.broken)
         try:
-            wire.send(self.sock, message)
-            return wire.receive(self.sock)
+            wire.send(self.fd, message)
+            return wire.receive(self.fd)
         except (OSError, EOFError, wire.WireError) as error:
             self.broken = f"the program process is gone or broke the protocol: {error}"
             raise ProgramGone(self.broken) from None
@@ -95,8 +91,7 @@ class ProgramFunction:
 
 
 def _bindable(name) -> bool:
-    return (type(name) is str and name.isidentifier() and not keyword.iskeyword(name)
-            and not name.startswith("__") and not hasattr(builtins, name))
+    return type(name) is str and name.isidentifier() and not name.startswith("__") and not hasattr(builtins, name)
 
 
 def namespace(hello, channel: Channel) -> dict:
@@ -109,7 +104,7 @@ def namespace(hello, channel: Channel) -> dict:
         if _bindable(name) and type(module) is str and module in sys.stdlib_module_names \
                 and module not in _UNIMPORTABLE:
             try:
-                scope[name] = importlib.import_module(module)
+                scope[name] = __import__(module)
             except ImportError:
                 pass
     for name, value in hello[3].items():
@@ -128,7 +123,7 @@ def run(tests: str, channel: Channel) -> tuple[str, str]:
         sys.__excepthook__(*sys.exc_info())
         return "error", "the tests do not compile"
     try:
-        hello = wire.receive(channel.sock)
+        hello = wire.receive(channel.fd)
     except (OSError, EOFError, wire.WireError) as error:
         channel.broken = f"the program did not finish loading ({error})"
         return "failed", channel.broken
@@ -145,17 +140,16 @@ def run(tests: str, channel: Channel) -> tuple[str, str]:
 
 
 def entry() -> None:
-    job = json.loads(sys.stdin.buffer.read())
+    job = wire.decode(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    channel = Channel(socket.socket(fileno=job["channel_fd"]))
+    channel = Channel(job["channel_fd"])
     status, reason = run(job["tests"], channel)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    os.write(job["result_fd"], json.dumps({"status": status, "reason": reason,
-                                               "program_gone": channel.broken is not None}).encode())
+    wire.send(job["result_fd"], {"status": status, "reason": reason, "program_gone": channel.broken is not None})
     os._exit(0)

@@ -11,9 +11,10 @@ Encoding: a one-byte tag, then a 4-byte big-endian length or count where needed:
 i int (length, two's-complement big-endian bytes), f float (8 bytes IEEE big-endian), c complex (16), s str
 (length, UTF-8 with surrogates passed through), b bytes (length, raw), l list / t tuple / S set /
 Z frozenset (count, items), d dict (count, key, value, ...). A message on a stream is the 4-byte length of
-its encoding followed by the encoding.
+its encoding followed by the encoding. This module imports only os and struct: it starts every sandbox.
 """
 
+import os
 import struct
 
 MAX_BYTES = 16 << 20
@@ -142,16 +143,18 @@ def _decode(data, at, depth):
         raise WireError("unhashable dict key or set element") from None
 
 
-def send(sock, message) -> None:
-    """Write one encoded message (length, then encoding) to a connected stream socket."""
+def send(fd: int, message) -> None:
+    """Write one encoded message (length, then encoding) to a stream descriptor."""
     payload = encode(message)
-    sock.sendall(_LEN.pack(len(payload)) + payload)
+    view = memoryview(_LEN.pack(len(payload)) + payload)
+    while view:
+        view = view[os.write(fd, view):]
 
 
-def _receive_exactly(sock, count: int) -> bytes:
+def _read_exactly(fd: int, count: int) -> bytes:
     chunks, left = [], count
     while left:
-        chunk = sock.recv(min(left, 1 << 20))
+        chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             raise EOFError("the other process closed the channel")
         chunks.append(chunk)
@@ -159,9 +162,9 @@ def _receive_exactly(sock, count: int) -> bytes:
     return b"".join(chunks)
 
 
-def receive(sock):
+def receive(fd: int):
     """Read one message; EOFError when the stream ends, WireError when it is not plain data."""
-    length = _LEN.unpack(_receive_exactly(sock, 4))[0]
+    length = _LEN.unpack(_read_exactly(fd, 4))[0]
     if length > MAX_BYTES:
         raise WireError(f"message of {length} bytes is over the {MAX_BYTES}-byte cap")
-    return decode(_receive_exactly(sock, length))
+    return decode(_read_exactly(fd, length))

@@ -4,7 +4,7 @@
 
 Real files (source, docs and config text under 1 MB) of the installed site-packages and the standard
 library, shuffled with a fixed seed, written as The Stack-like JSONL records {"path", "content", "repo"}
-(repo = the top-level package) in part-NNNN.jsonl files of at most 256 MB. When the real files run out
+(repo = the top-level package) in part-NNNN.jsonl files of at most --part-mb MiB (256). When the real files run out
 (about 0.6 GB here), the next round repeats them with every identifier outside KEYWORDS renamed
 (`name` -> `name_r2`): different shingles (not duplicates), same syntax and size. Planted: 3% of records
 are followed, a few hundred records later, by an exact copy and 3% by a near copy (2% of the words
@@ -30,7 +30,6 @@ case default goto sizeof volatile inline template typename namespace using publi
 function var let new this null undefined export package func interface map chan fn mut impl pub use mod crate
 match loop where trait true false""".split())
 IDENTIFIER = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
-PART_BYTES = 256 << 20
 PENDING = 300
 
 
@@ -68,6 +67,7 @@ def main() -> None:
     parser.add_argument("--gigabytes", type=float, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--part-mb", type=int, default=256, help="largest part file (MiB)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     files = real_files()
@@ -99,7 +99,7 @@ def main() -> None:
         pending = [(at, r) for at, r in pending if at > counts["records"]]
         for r in out + due:
             line = (json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8")
-            if handle is None or handle.tell() + len(line) > PART_BYTES:
+            if handle is None or handle.tell() + len(line) > args.part_mb << 20:
                 if handle:
                     handle.close()
                 handle = open(args.output / f"part-{part:04d}.jsonl", "wb")

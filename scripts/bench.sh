@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
+python -m pip install -qq $(python -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))")
 mkdir -p bench-results
 python -m pytest bench/ --benchmark-only --benchmark-json=bench-results/benchmarks.json \
   --benchmark-columns=median,min,rounds -q "$@"

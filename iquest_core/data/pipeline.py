@@ -138,7 +138,8 @@ class ReduceContext:
 
 
 def run_shard(task: ShardTask) -> dict:
-    """Run one shard task (on a worker); returns and records its counts."""
+    """Run one shard task (on a worker); returns and records its counts. A step's error becomes a
+    RuntimeError naming the shard."""
     ctx = ShardContext(task.number, f"shard-{task.number:05d}", task.seed)
     counted = {"documents": 0, "bytes": 0}
 
@@ -148,8 +149,10 @@ def run_shard(task: ShardTask) -> dict:
             counted["bytes"] += len(doc["content"].encode("utf-8"))
             yield doc
 
-    stream = chain(list(task.steps), source(), ctx)
-    written, _ = write_shard(task.sink, stream)
+    try:
+        written, _ = write_shard(task.sink, chain(list(task.steps), source(), ctx))
+    except Exception as error:  # any step's failure: name the shard (its output and marker are not written)
+        raise RuntimeError(f"shard {task.number} ({task.source.source}): {type(error).__name__}: {error}") from error
     result = {**counted, "written": written, "outcomes": dict(ctx.outcomes), "skipped": dict(ctx.skipped)}
     write_atomic(task.marker, json.dumps(result, sort_keys=True))
     return result
@@ -162,7 +165,7 @@ class _GlobalPass:
         self.step, self.method, self.state_dir, self.name = step, method, state_dir, step.name
 
     def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
-        return getattr(self.step, self.method)(docs, dataclasses.replace(ctx, state_dir=self.state_dir))
+        return getattr(self.step, self.method)(docs, dataclasses.replace(ctx, state_dir=self.state_dir, prefix=""))
 
 
 def passes(step_list: list[Step], state: Path) -> list[tuple[list[Step], GlobalStep | None, Path | None]]:

@@ -2,8 +2,9 @@
 history and the Python standard library. Each stage's output feeds the next:
 
     corpus      repository files + stdlib modules -> corpus/*.jsonl (path, content, repo)
-    data tools  iquest data filter (tree-sitter validity) -> dedup (exact + MinHash-LSH) -> decontam
-                (HumanEval n-grams) -> fim
+    data tools  data pipelines (iquest_core.data.pipeline, in this process): syntax_filter (tree-sitter
+                validity) -> dedup (exact + MinHash-LSH) -> decontam (HumanEval n-grams) per
+                corpus -> data/{repo,stdlib}.clean/; fim on the repository's   -> data/fim/
     tokenizer   byte-level BPE trained on the kept files            -> tokenizer/
     shards      iquest data tokenize: general (stdlib), code (repository), fim; commits (evolution
                 triples of this repository's history)                -> shards/*
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -107,20 +109,35 @@ def data_job(*argv: str) -> None:
         raise RuntimeError(f"iquest data {argv[0]} failed with exit code {code}")
 
 
+def shard_files(docs: Path) -> list[Path]:
+    """The JSONL files of a data stage's output: the file itself, or a pipeline directory's shards in order."""
+    return sorted(docs.glob("shard-*.jsonl")) if docs.is_dir() else [docs]
+
+
+def records(docs: Path) -> Iterator[dict]:
+    for path in shard_files(docs):
+        for _, record in read_jsonl(path, "pipeline data"):
+            yield record
+
+
+def data_pipeline(sources: list[Path], target: Path, steps: list[dict]) -> Path:
+    """Run (or resume, or find done) one data pipeline in this process; its output directory."""
+    from iquest_core.data.pipeline import Pipeline, run_pipeline
+    from iquest_core.data.steps import make_step
+
+    print(f"$ iquest data run: {' '.join(map(str, sources))} -> {target}: " + " -> ".join(
+        " ".join([s["name"], *(f"{k}={v}" for k, v in s.items() if k != "name")]) for s in steps), flush=True)
+    pipeline = Pipeline([str(s) for s in sources], str(target), [make_step(s) for s in steps], output_format="jsonl")
+    run_pipeline(pipeline, workers=2).print(f"data {target.name}")
+    return target
+
+
 def run_data_tools(out: Path, repo: Path, stdlib: Path) -> dict[str, Path]:
-    data = out / "data"
-    data.mkdir(exist_ok=True)
-    made = {}
-    for name, source in (("repo", repo), ("stdlib", stdlib)):
-        filtered, unique, kept = (data / f"{name}.{step}.jsonl" for step in ("filtered", "dedup", "clean"))
-        if not filtered.exists():
-            data_job("filter", str(source), "--output", str(filtered), "--max-error-share", "0.02", "--workers", "2")
-        if not unique.exists():
-            data_job("dedup", str(filtered), "--output", str(unique), "--workers", "2")
-        if not kept.exists():
-            data_job("decontam", str(unique), "--output", str(kept), "--benchmark", "humaneval", "--workers", "2")
-        made[name] = kept
-    return made
+    """Each corpus through syntax filter -> exact + near dedup -> decontamination (one pipeline each)."""
+    steps = [{"name": "syntax_filter", "max_error_share": 0.02}, {"name": "dedup"},
+             {"name": "decontam", "benchmarks": ["humaneval"]}]
+    return {name: data_pipeline([source], out / "data" / f"{name}.clean", steps)
+            for name, source in (("repo", repo), ("stdlib", stdlib))}
 
 
 def build_tokenizer(out: Path, docs: dict[str, Path], vocab_size: int) -> Path:
@@ -128,7 +145,7 @@ def build_tokenizer(out: Path, docs: dict[str, Path], vocab_size: int) -> Path:
 
     target = out / "tokenizer"
     if not (target / "tokenizer.json").is_file():
-        texts = [record["content"] for p in docs.values() for _, record in read_jsonl(p, "pipeline data")]
+        texts = [record["content"] for p in docs.values() for record in records(p)]
         train_tokenizer(texts, vocab_size=vocab_size).save(target)
         print(f"byte-level BPE, {vocab_size} tokens, trained on {len(texts)} files -> {target}")
     return target
@@ -137,15 +154,13 @@ def build_tokenizer(out: Path, docs: dict[str, Path], vocab_size: int) -> Path:
 def build_shards(out: Path, docs: dict[str, Path], tokenizer: Path) -> dict[str, Path]:
     shards = out / "shards"
     shards.mkdir(exist_ok=True)
-    fim = out / "data" / "fim.jsonl"
-    if not fim.exists():
-        data_job("fim", str(docs["repo"]), "--output", str(fim), "--fim-rate", "1.0", "--repo-level-rate", "0.3",
-                 "--tokenizer", str(tokenizer), "--context-tokens", "384", "--workers", "2")
+    fim = data_pipeline(shard_files(docs["repo"]), out / "data" / "fim", [
+        {"name": "fim", "fim_rate": 1.0, "repo_level_rate": 0.3, "tokenizer": str(tokenizer), "context_tokens": 384}])
     inputs = {"general": docs["stdlib"], "code": docs["repo"], "fim": fim}
     for name, source in inputs.items():
         if not (shards / name / "index.json").is_file():
-            data_job("tokenize", str(source), "--tokenizer", str(tokenizer), "--output", str(shards / name),
-                     "--workers", "2")
+            data_job("tokenize", *map(str, shard_files(source)), "--tokenizer", str(tokenizer),
+                     "--output", str(shards / name), "--workers", "2")
     commits = shards / "commits"
     if not (commits / "index.json").is_file():
         build_commit_shards(commits, tokenizer)
@@ -177,9 +192,10 @@ def build_commit_shards(target: Path, tokenizer_dir: Path) -> None:
 
 
 def functions_of(docs: Path) -> list[tuple[str, str, str, str]]:
-    """(path, name, first docstring line, source) of every documented Python function in docs."""
+    """(path, name, first docstring line, source) of every documented Python function in docs (a JSONL
+    file or a data pipeline's output directory)."""
     found = []
-    for _, record in read_jsonl(docs, "pipeline data"):
+    for record in records(docs):
         if not record["path"].endswith(".py"):
             continue
         try:

@@ -64,7 +64,9 @@ def files_of(output):
 
 
 def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path):
-    summary = run_pipeline(pipeline(corpus, tmp_path / "out", [{"name": "dedup"}]), workers=1, progress=False)
+    removed = tmp_path / "removed.jsonl"
+    summary = run_pipeline(pipeline(corpus, tmp_path / "out", [{"name": "dedup", "removed": str(removed)}]),
+                           workers=1, progress=False)
     docs = [d for s in plan_shards(corpus, 1 << 40)[0] for d in read_shard(s, ShardContext(0, "x"))]
     texts = [d["content"] for d in docs]
     exact = dedup.exact_duplicate_groups(texts)
@@ -75,9 +77,15 @@ def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path):
     assert summary.shards_run > 4  # several shards per file: pairs cross shards
     assert len(exact) == 6 and len(near) >= 8  # the planted copies and edits are found
     assert read_output(tmp_path / "out") == expected
-    assert summary.outcomes["dropped:exact"] == 6 and summary.outcomes["dropped:near"] == len(dropped) - 6
+    assert summary.outcomes["dedup:dropped:exact"] == 6
+    assert summary.outcomes["dedup:dropped:near"] == len(dropped) - 6
     assert summary.skipped == {f"bad_record: {corpus[0]}": 1}
     assert not (tmp_path / "out" / ".state").exists()
+    kept_of = {i: (g[0], "exact") for g in exact for i in g[1:]}
+    kept_of |= {unique[i]: (unique[g[0]], "near") for g in near for i in g[1:]}
+    report = [json.loads(line) for line in removed.read_text().splitlines()]
+    assert [(r["path"], r["repo"], r["kind"], r["kept_path"], r["kept_repo"]) for r in report] == [
+        (docs[i]["path"], docs[i]["repo"], kind, docs[k]["path"], docs[k]["repo"]) for i, (k, kind) in sorted(kept_of.items())]
 
 
 def test_outputs_are_identical_on_one_and_two_workers_and_ray(corpus, tmp_path):
@@ -142,6 +150,13 @@ def test_an_output_directory_of_another_job_is_refused(corpus, tmp_path):
     with pytest.raises(ValueError, match="^output: .* not a data job's"):
         run_pipeline(pipeline(corpus[:1], tmp_path / "other", [{"name": "decontam"}]), progress=False)
     assert files_of(tmp_path / "out") == before
+
+
+def test_a_failing_step_names_its_shard(corpus, tmp_path):
+    steps = [{"name": "decontam", "benchmarks": [str(tmp_path / "missing.jsonl")]}]
+    with pytest.raises(RuntimeError, match=r"^shard 0 \(.*a.jsonl\): ValueError: path: cannot read .*missing.jsonl"):
+        run_pipeline(pipeline(corpus, tmp_path / "out", steps), workers=1, progress=False)
+    assert not list((tmp_path / "out").glob("shard-*")) and not list((tmp_path / "out" / ".done").iterdir())
 
 
 def test_data_run_command(corpus, tmp_path, capsys):

@@ -113,4 +113,4 @@ def test_syntax_filter_step_agrees_with_the_filter_job():
     kept = list(chain([make_step({"name": "syntax_filter"})], iter(docs), ctx))
     verdicts = [filter_job.verdict(d, 0.0) for d in read_documents([FILES])] + ["dropped:python"]
     assert [d["path"] for d in kept] == [d["path"] for d, v in zip(docs, verdicts) if v.startswith("kept")]
-    assert ctx.outcomes["dropped:python"] >= 1 and sum(ctx.outcomes.values()) == len(docs)
+    assert ctx.outcomes["syntax_filter:dropped:python"] >= 1 and sum(ctx.outcomes.values()) == len(docs)

@@ -27,8 +27,9 @@ Contract:
 - `run(docs, ctx)` consumes an iterator and yields the documents it keeps, in order. It must be
   deterministic given the documents, its options and `ctx.seed` (random draws per document from
   `document_rng(ctx.seed, doc)`), so that any engine and worker count give the same bytes.
-- A step counts what it did with `ctx.count(outcome)` (outcomes are "kept:python", "dropped:short", ...)
-  and inputs it could not read with `ctx.skip(reason, source)`; the driver sums them over shards.
+- A step counts what it did with `ctx.count(outcome)` (outcomes are "kept:python", "dropped:short", ...;
+  `chain` files them under the step's name, "drop_short:dropped:short") and inputs it could not read with
+  `ctx.skip(reason, source)`; the driver sums them over shards.
 - Options are the dataclass fields; a pipeline file (TOML) gives them by name:
   `[[steps]] name = "drop_short"  min_chars = 20`. `make_step(table)` builds a step and refuses
   unknown names and options (ValueError naming them).
@@ -73,9 +74,10 @@ class ShardContext:
     state_dir: Path | None = None
     outcomes: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    prefix: str = ""
 
     def count(self, outcome: str, n: int = 1) -> None:
-        self.outcomes[outcome] += n
+        self.outcomes[f"{self.prefix}{outcome}"] += n
 
     def skip(self, reason: str, source: str | Path) -> None:
         """One unreadable input (a record, a file's rest) of `source`, for `reason` ("bad_record", ...)."""
@@ -141,9 +143,10 @@ def step_table(step: Step) -> dict[str, Any]:
 
 
 def chain(steps: list[Step], docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
-    """The stream after every step in order (lazy: nothing runs until it is consumed)."""
+    """The stream after every step in order (lazy: nothing runs until it is consumed). Each step counts its
+    outcomes under its own name ("syntax_filter:kept:python"); the counters are ctx's."""
     for step in steps:
-        docs = step.run(docs, ctx)
+        docs = step.run(docs, dataclasses.replace(ctx, prefix=f"{step.name}:"))
     return docs
 
 

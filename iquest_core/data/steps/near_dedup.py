@@ -5,7 +5,8 @@ among the remaining documents: shingle-set Jaccard >= threshold, LSH candidates 
 connected components; each group keeps its first document in input order), computed as:
 
 1. collect, per shard: the SHA-256 of each document, its MinHash signature (C++ kernel), and its UTF-8
-   text (for verification) -> STATE/shard-N.{digests,band-B}.npy, .texts, .offsets.npy. Each row carries
+   text (for verification) -> STATE/shard-N.{digests,band-B}.npy, .texts, .offsets.npy (and the
+   documents' [path, repo] -> .names.json, for the `removed` report). Each row carries
    the document's global id (shard << 32 | index), so input order is id order.
 2. exact, per slice of digest space: digests of every shard in the slice (each shard's file is sorted, so
    a slice is a searchsorted range), runs of equal digests -> (dropped id, kept id) -> STATE/exact.npy.
@@ -14,9 +15,10 @@ connected components; each group keeps its first document in input order), compu
    every pair of ids sharing a key -> STATE/pairs-B.npy (sorted, unique).
 4. cluster: the union of all bands' pairs in id order, each verified by exact Jaccard of the shingle
    sets (texts read from the shard text files, LRU-cached) unless union-find already joined it; each
-   component keeps its smallest id -> STATE/shard-N.drops.npy (index, kept id, kind 0 exact / 1 near).
-5. run (the filter pass), per shard: drops the listed documents; outcomes "kept", "dropped:exact",
-   "dropped:near".
+   component keeps its smallest id -> STATE/shard-N.drops.npy (index, kept id, kind 0 exact / 1 near);
+   with `removed`, a JSONL report of every dropped document and the one kept in its place.
+5. run (the filter pass), per shard: drops the listed documents; outcomes "dedup:kept",
+   "dedup:dropped:exact", "dedup:dropped:near".
 
 Memory: collect holds one shard's signatures; exact and bands hold one slice of at most SLICE_ROWS rows;
 cluster holds the candidate pairs and a union-find over the documents in them (both grow with the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +38,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from iquest_core.atomic_io import atomic_path
+from iquest_core.atomic_io import atomic_path, write_atomic
 from iquest_core.data import dedup
 from iquest_core.data.steps import Doc, ShardContext, register
 
@@ -84,6 +87,7 @@ class NearDedup:
     threshold: float = 0.8
     ngram: int = 5
     minhash_seed: int = 1
+    removed: str | None = None  # a JSONL file listing each dropped document and the one kept in its place
 
     def __post_init__(self) -> None:
         self.bands, self.rows = dedup.lsh_params(self.threshold)
@@ -91,11 +95,12 @@ class NearDedup:
 
     def collect(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
         state, stem = ctx.state_dir, ctx.name
-        digests, signatures, offsets = [], [], [0]
+        digests, signatures, offsets, names = [], [], [0], []
         with atomic_path(state / f"{stem}.texts") as tmp, open(tmp, "wb") as texts:
             batch: list[Doc] = []
             for doc in docs:
                 batch.append(doc)
+                names.append([doc["path"], doc.get("repo")])
                 if len(batch) == BATCH:
                     yield from self._collect_batch(batch, texts, digests, signatures, offsets)
                     batch = []
@@ -104,6 +109,7 @@ class NearDedup:
         words = np.frombuffer(b"".join(digests), dtype=">u8").reshape(-1, 4).astype(np.uint64)
         save(state / f"{stem}.digests.npy", sorted_rows(np.column_stack([words, ids])))
         save(state / f"{stem}.offsets.npy", np.asarray(offsets, dtype=np.int64))
+        write_atomic(state / f"{stem}.names.json", json.dumps(names))
         signature = np.concatenate(signatures) if signatures else np.zeros((0, dedup.NUM_PERM), np.uint32)
         for band in range(self.bands):
             keys = signature[:, band * self.rows:(band + 1) * self.rows].astype(np.uint64)
@@ -137,10 +143,10 @@ class NearDedup:
         for index, doc in enumerate(docs):
             kind = kind_of.get(index)
             if kind is None:
-                ctx.count("kept")
+                ctx.count("dedup:kept")
                 yield doc
             else:
-                ctx.count("dropped:exact" if kind == 0 else "dropped:near")
+                ctx.count("dedup:dropped:exact" if kind == 0 else "dedup:dropped:near")
 
 
 def _slice_rows(state: str, n: int, pattern: str, lo: int, hi: int) -> np.ndarray:
@@ -202,6 +208,19 @@ class _Texts:
             return dedup.shingles(handle.read(int(end - start)).decode("utf-8"), self.ngram)
 
 
+def write_removed(path: Path, state: Path, drops: dict[int, list[tuple[int, int, int]]]) -> None:
+    """JSONL {"path", "repo", "kind", "kept_path", "kept_repo"} per dropped document, in input order."""
+    names = functools.lru_cache(maxsize=64)(lambda shard: json.loads((state / f"shard-{shard:05d}.names.json").read_text()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for shard in sorted(drops):
+            for index, kept, kind in sorted(drops[shard]):
+                (p, repo), (kept_p, kept_repo) = names(shard)[index], names(kept >> 32)[kept & 0xFFFFFFFF]
+                record = {"path": p, "repo": repo, "kind": ("exact", "near")[kind], "kept_path": kept_p,
+                          "kept_repo": kept_repo}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def _cluster(step: NearDedup, state: Path, n: int, exact: np.ndarray) -> Counter[str]:
     bands = [np.load(state / f"pairs-{b}.npy") for b in range(step.bands)]
     pairs = np.unique(np.concatenate(bands), axis=0) if bands else np.zeros((0, 2), np.uint64)
@@ -238,6 +257,8 @@ def _cluster(step: NearDedup, state: Path, n: int, exact: np.ndarray) -> Counter
                 drops[gid >> 32].append((gid & 0xFFFFFFFF, kept, 1))
     for shard, rows in drops.items():
         save(state / f"shard-{shard:05d}.drops.npy", np.asarray(sorted(rows), dtype=np.uint64).reshape(-1, 3))
+    if step.removed:
+        write_removed(Path(step.removed), state, drops)
     return Counter({"dedup:exact_duplicate_groups": len({k for _, k in exact.tolist()}),
                     "dedup:near_duplicate_groups": len(groups), "dedup:candidate_pairs": len(pairs),
                     "dedup:verified_merges": verified})

@@ -1,0 +1,111 @@
+"""Our staged MinHash dedup beside datatrove's, on the same corpus and cores, one run each (not a test).
+
+    python bench/data_datatrove.py --corpus /work/corpora/c025s --work /work/corpora/runs/dt025 --workers 2
+
+Both read the corpus's part-*.jsonl, find exact + near duplicates with MinHash-LSH (128 hashes: 21 bands of
+6 for ours; 21 buckets of 6 hashes for datatrove, 5-gram shingles both; datatrove shingles its normalised
+words, ours identifier runs, and ours verifies candidates by exact Jaccard >= 0.8) and write the kept
+documents as .jsonl. Datatrove runs its four stages (signatures, buckets, cluster, filter) with
+LocalPipelineExecutor(tasks = part files, workers = --workers); ours `iquest data run` with the `dedup`
+step. Each is measured by bench/data_scale.measure (wall, CPU, peak RSS / PSS of the process tree).
+Agreement: duplicate clusters as sets of document pairs (every two members of a cluster; a document is
+(path, repo)); the share of our pairs datatrove finds and of its pairs we find. Prints one JSON line.
+Datatrove has no code-syntax filter and its n-gram decontamination needs lighteval's task data, so the
+comparison is the dedup pipeline alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from data_scale import measure  # noqa: E402
+
+OURS = """inputs = {inputs}
+output = "out"
+output_format = "jsonl"
+[[steps]]
+name = "dedup"
+removed = "removed.jsonl"
+"""
+
+DATATROVE = """
+import sys
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+
+corpus, work, tasks, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+config = MinhashConfig(n_grams=5, num_buckets=21, hashes_per_bucket=6, seed=1)
+read = lambda: JsonlReader(corpus, glob_pattern="part-*.jsonl", text_key="content", id_key="path")
+run = lambda pipeline, n, name: LocalPipelineExecutor(pipeline, tasks=n, workers=min(workers, n),
+                                                      logging_dir=f"{work}/logs/{name}").run()
+run([read(), MinhashDedupSignature(output_folder=f"{work}/sigs", config=config)], tasks, "sigs")
+run([MinhashDedupBuckets(input_folder=f"{work}/sigs", output_folder=f"{work}/buckets", config=config)],
+    config.num_buckets, "buckets")
+run([MinhashDedupCluster(input_folder=f"{work}/buckets", output_folder=f"{work}/remove", config=config,
+                         save_cluster_id=True)], 1, "cluster")
+run([read(), MinhashDedupFilter(input_folder=f"{work}/remove", load_cluster_ids=True,
+                                exclusion_writer=JsonlWriter(f"{work}/removed", compression=None)),
+     JsonlWriter(f"{work}/out", compression=None)], tasks, "filter")
+"""
+
+
+def pairs(clusters: dict[object, set]) -> set[frozenset]:
+    return {frozenset(p) for members in clusters.values() for p in itertools.combinations(sorted(members), 2)}
+
+
+def our_clusters(work: Path) -> dict[object, set]:
+    clusters: dict[object, set] = {}
+    for line in (work / "removed.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        kept = (r["kept_path"], r["kept_repo"])
+        clusters.setdefault(kept, {kept}).add((r["path"], r["repo"]))
+    return clusters
+
+
+def datatrove_clusters(work: Path) -> dict[object, set]:
+    clusters: dict[object, set] = {}
+    for path in sorted((work / "out").glob("*.jsonl")) + sorted((work / "removed").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            doc = json.loads(line)
+            cluster = doc["metadata"].get("minhash_cluster_id", -1)
+            if cluster != -1:
+                clusters.setdefault(cluster, set()).add((doc["id"], doc["metadata"].get("repo")))
+    return {k: v for k, v in clusters.items() if len(v) > 1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    parts = sorted(str(p) for p in args.corpus.glob("part-*.jsonl"))
+    mb = sum(Path(p).stat().st_size for p in parts) / 1e6
+    ours_dir, theirs_dir = args.work / "ours", args.work / "datatrove"
+    ours_dir.mkdir(parents=True)
+    theirs_dir.mkdir(parents=True)
+    (ours_dir / "pipeline.toml").write_text(OURS.format(inputs=json.dumps(parts)))
+    results = {"ours": measure([sys.executable, "-m", "iquest_core.cli", "data", "run", "pipeline.toml",
+                                "--workers", str(args.workers), "--no-progress"], ours_dir),
+               "datatrove": measure([sys.executable, "-c", DATATROVE, str(args.corpus), str(theirs_dir),
+                                     str(len(parts)), str(args.workers)], theirs_dir)}
+    for result in results.values():
+        result["mb_per_s_per_worker"] = round(mb / result["wall_s"] / args.workers, 2)
+        result["mb_per_cpu_s"] = round(mb / result["cpu_s"], 2)
+    ours, theirs = pairs(our_clusters(ours_dir)), pairs(datatrove_clusters(theirs_dir))
+    print(json.dumps({"input_mb": round(mb), "workers": args.workers, **results,
+                      "our_pairs": len(ours), "datatrove_pairs": len(theirs),
+                      "share_of_ours_datatrove_finds": round(len(ours & theirs) / max(len(ours), 1), 4),
+                      "share_of_datatrove_we_find": round(len(ours & theirs) / max(len(theirs), 1), 4)}))
+
+
+if __name__ == "__main__":
+    main()

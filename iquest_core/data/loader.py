@@ -171,11 +171,17 @@ class BatchLoader:
     """Global batches of `rows_per_step` packed rows; see the module doc."""
 
     def __init__(self, sources: list, weights: list[float], *, seq_len: int, rows_per_step: int, seed: int,
-                 boundaries: list[float] = (), stage_steps: list[int] = ()) -> None:
+                 boundaries: list[float] = (), stage_steps: list[int] = (), heldout: int = 0) -> None:
         self.sources, self.seq_len, self.rows_per_step, self.seed = sources, seq_len, rows_per_step, seed
         self.stage_steps = list(stage_steps)
         stages = len(self.stage_steps) + 1
-        self.buckets = [[np.array([d for d, diff in enumerate(src.difficulties)
+        for i, src in enumerate(sources):
+            if heldout and len(src) <= heldout:
+                raise ValueError(f"data.mixture.heldout: source {i} has {len(src)} documents, not more than the "
+                                 f"{heldout} held out")
+        # the last `heldout` documents of every source are never trained on (see heldout_rows)
+        self.heldout = heldout
+        self.buckets = [[np.array([d for d, diff in enumerate(src.difficulties[:len(src) - heldout])
                                    if stage_of(diff, list(boundaries)) == k], dtype=np.int64)
                          for k in range(stages)] for src in sources]
         self.weights = np.asarray(weights, dtype=np.float64)
@@ -243,14 +249,24 @@ class BatchLoader:
                    torch.from_numpy(packed.position_ids), torch.from_numpy(packed.cu_seqlens.astype(np.int32)),
                    documents)
 
+    def heldout_rows(self, source: int) -> list[Row]:
+        """The held-out documents of `source` (its last `heldout`), cut and packed into rows as for training."""
+        docs = {(source, d): self.sources[source][d] for d in range(len(self.sources[source]) - self.heldout,
+                                                                    len(self.sources[source]))}
+        pieces = [[s, d, o, min(self.seq_len, len(doc.ids) - o)] for (s, d), doc in docs.items()
+                  for o in range(0, len(doc.ids), self.seq_len)]
+        packed = pack_documents([docs[p[0], p[1]].ids[p[2]:p[2] + p[3]] for p in pieces], self.seq_len)
+        return [self._row(r, pieces, docs) for r in packed]
+
     # -- resume ------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "cursors": {k: list(v) for k, v in self.cursors.items()},
-                "pending": [list(p) for p in self.pending], "stage": self.stage}
+                "pending": [list(p) for p in self.pending], "stage": self.stage, "weights": self.weights.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+        self.weights = np.asarray(state.get("weights", self.weights), dtype=np.float64)
         self.cursors = {k: list(v) for k, v in state["cursors"].items()}
         self.pending = [list(p) for p in state["pending"]]
         self.stage = state["stage"]

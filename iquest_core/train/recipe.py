@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from iquest_core.data.mixture import SOURCE_KEYS, expand_components
 from iquest_core.model import LoopCoderConfig
 from iquest_core.model.backends import LOOP_ATTENTION
 from iquest_core.train.schedule import lr_at
@@ -49,6 +50,18 @@ DEFAULTS: dict[str, Any] = {
         # < boundaries[1] stage 2, the rest stage 3; stage k is drawn from from step stage_steps[k-1]
         # (stage 1 from step 0). Empty lists: no curriculum.
         "curriculum": {"boundaries": [], "stage_steps": []},
+        # Compositional recipes, replay and dynamic mixtures: see data/mixture.py.
+        # components: [{path = "COMPONENT.toml", scale = S}]: the component's sources join `sources`, weights x S.
+        "components": [],
+        # replay: a `share` of every step's rows drawn from earlier stages' `sources` (same table format);
+        # `weight`: RL only, the weight of the auxiliary next-token loss on the replay rows.
+        "replay": {"sources": [], "share": 0.0, "weight": 1.0},
+        # mixture: unit "documents" (a weight is a document share) or "tokens" (a token share); kind
+        # "static", or "dynamic": every `every` steps DoReMi's update on the per-source loss of the last
+        # `heldout` documents of each source (never trained on) over `reference` (one loss per source,
+        # [] = zeros), step size `eta`, each weight kept >= `floor`.
+        "mixture": {"kind": "static", "unit": "documents", "every": 0, "eta": 1.0, "floor": 0.05,
+                    "reference": [], "heldout": 4},
     },
     "optim": {"lr": 3e-4, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "max_grad_norm": 1.0},
     # lr(step): see train/schedule.py. kind "cosine" (tail_fraction > 0: the extended low-LR tail),
@@ -82,6 +95,11 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
 
     Raises RecipeError naming an unknown recipe, key or a value of the wrong type."""
     recipe = read_recipe(name_or_path, overrides, defaults=DEFAULTS, bundled=BUNDLED)
+    try:
+        recipe["data"]["sources"] = expand_components(recipe["data"])
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
+    recipe["data"]["components"] = []  # now part of data.sources
     validate(recipe)
     return recipe
 
@@ -183,16 +201,12 @@ def validate(recipe: dict[str, Any]) -> None:
     data = recipe["data"]
     if not data["sources"]:
         raise RecipeError("data.sources: expected at least one source")
-    for i, source in enumerate(data["sources"]):
-        if not isinstance(source, dict) or "path" not in source:
-            raise RecipeError(f"data.sources[{i}]: expected a table with a path, got {source!r}")
-        unknown = set(source) - {"path", "weight", "kind"}
-        if unknown:
-            raise RecipeError(f"data.sources[{i}]: unknown keys {sorted(unknown)}; known: kind, path, weight")
-        if source.get("kind", "auto") not in ("auto", "shards", "jsonl", "package"):
-            raise RecipeError(f"data.sources[{i}].kind: expected auto, shards, jsonl or package, got {source['kind']!r}")
-        if not float(source.get("weight", 1.0)) > 0:
-            raise RecipeError(f"data.sources[{i}].weight: expected > 0, got {source.get('weight')!r}")
+    _check_sources(data["sources"], "data.sources")
+    _check_sources(data["replay"]["sources"], "data.replay.sources")
+    if bool(data["replay"]["sources"]) != (data["replay"]["share"] > 0) or not 0 <= data["replay"]["share"] < 1:
+        raise RecipeError(f"data.replay: expected sources with a share in (0, 1), or neither; got share "
+                          f"{data['replay']['share']} and {len(data['replay']['sources'])} sources")
+    _check_mixture(data["mixture"], len(data["sources"]))
     if data["template"] not in ("instruct", "thinking"):
         raise RecipeError(f"data.template: expected 'instruct' or 'thinking', got {data['template']!r}")
     if data["loss_on"] not in ("all", "assistant"):
@@ -220,6 +234,35 @@ def validate(recipe: dict[str, Any]) -> None:
         raise RecipeError(f"parallel.replicate: expected a divisor of dp={parallel['dp']}, got {parallel['replicate']}")
     if recipe["guard"]["check_every"] < 0:
         raise RecipeError(f"guard.check_every: expected >= 0, got {recipe['guard']['check_every']}")
+
+
+def _check_sources(sources: list, where: str) -> None:
+    for i, source in enumerate(sources):
+        if not isinstance(source, dict) or "path" not in source:
+            raise RecipeError(f"{where}[{i}]: expected a table with a path, got {source!r}")
+        unknown = set(source) - set(SOURCE_KEYS)
+        if unknown:
+            raise RecipeError(f"{where}[{i}]: unknown keys {sorted(unknown)}; known: {', '.join(SOURCE_KEYS)}")
+        if source.get("kind", "auto") not in ("auto", "shards", "jsonl", "package"):
+            raise RecipeError(f"{where}[{i}].kind: expected auto, shards, jsonl or package, got {source['kind']!r}")
+        if not float(source.get("weight", 1.0)) > 0:
+            raise RecipeError(f"{where}[{i}].weight: expected > 0, got {source.get('weight')!r}")
+
+
+def _check_mixture(mixture: dict[str, Any], sources: int) -> None:
+    if mixture["kind"] not in ("static", "dynamic"):
+        raise RecipeError(f"data.mixture.kind: expected 'static' or 'dynamic', got {mixture['kind']!r}")
+    if mixture["unit"] not in ("documents", "tokens"):
+        raise RecipeError(f"data.mixture.unit: expected 'documents' or 'tokens', got {mixture['unit']!r}")
+    if mixture["kind"] == "dynamic":
+        if mixture["every"] < 1 or mixture["heldout"] < 1:
+            raise RecipeError(f"data.mixture: a dynamic mixture needs every >= 1 and heldout >= 1, got "
+                              f"every={mixture['every']}, heldout={mixture['heldout']}")
+        if mixture["reference"] and len(mixture["reference"]) != sources:
+            raise RecipeError(f"data.mixture.reference: expected one loss per source ({sources}), got "
+                              f"{mixture['reference']}")
+        if not 0 <= mixture["floor"] * sources < 1:
+            raise RecipeError(f"data.mixture.floor: expected 0 <= floor < 1 / {sources} sources, got {mixture['floor']}")
 
 
 def model_config(recipe: dict[str, Any]) -> LoopCoderConfig:

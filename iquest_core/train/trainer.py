@@ -38,8 +38,9 @@ from iquest_core.parallel import apply_cp, zigzag_shard
 from iquest_core.reliability import SDCGuard, SilentDataCorruptionError
 from iquest_core.parallel.fsdp import World, build_mesh, init_distributed, shard_model
 from iquest_core.train import checkpoint
-from iquest_core.data.loader import BatchLoader, model_inputs, open_sources, rank_rows, source_texts
-from iquest_core.train.metrics import MetricsWriter
+from iquest_core.data.loader import model_inputs, rank_rows, source_texts
+from iquest_core.train import mixture
+from iquest_core.train.metrics import MetricsWriter, read_metrics
 from iquest_core.train.recipe import RecipeError, model_config
 from iquest_core.train.schedule import lr_at
 from iquest_core.data.packing import IGNORE_INDEX
@@ -121,11 +122,10 @@ class Trainer:
         if self.tokenizer is not None and self.tokenizer.vocab_size > self.config.vocab_size:
             raise RecipeError(f"model.vocab_size: {self.config.vocab_size} is smaller than the tokenizer's "
                               f"{self.tokenizer.vocab_size} tokens")
-        sources = open_sources(data, self.tokenizer, self.config.vocab_size)
-        self.loader = BatchLoader(sources, [float(s.get("weight", 1.0)) for s in data["sources"]],
-                                  seq_len=recipe["seq_len"], rows_per_step=self.rows_per_step, seed=recipe["seed"],
-                                  boundaries=data["curriculum"]["boundaries"],
-                                  stage_steps=data["curriculum"]["stage_steps"])
+        self.loader = mixture.build_loader(recipe, self.tokenizer, self.config.vocab_size, self.rows_per_step)
+        main_loader = getattr(self.loader, "main", self.loader)  # replay rows keep their share
+        self.mixture = mixture.DynamicMixture(recipe, main_loader) if data["mixture"]["kind"] == "dynamic" else None
+        self.source_names = mixture.source_names(recipe)
         self._build_model()
 
     def _build_model(self) -> None:
@@ -199,7 +199,8 @@ class Trainer:
             loss_sum = forward_backward()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss_sum.item() / max(targets, 1), "grad_norm": grad_norm[0], "targets": targets}
+        return {"loss": loss_sum.item() / max(targets, 1), "grad_norm": grad_norm[0], "targets": targets,
+                "source_tokens": mixture.source_tokens(rows, len(self.source_names))}
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -262,13 +263,16 @@ class Trainer:
             record = {"step": step + 1, "loss": result["loss"], "lr": self.optimizer.param_groups[0]["lr"],
                       "tokens": (step + 1) * step_tokens, "grad_norm": result["grad_norm"],
                       "target_tokens": result["targets"], "tokens_per_s": done * step_tokens / elapsed,
-                      "stage": recipe["stage"]}
+                      "stage": recipe["stage"], "source_tokens": result["source_tokens"]}
+            if self.mixture is not None and self.mixture.due(step):
+                record.update(self.mixture.update(self.model, self.world.device))
             if rank0:
                 self._writer.log(record)
                 self._records.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
                 if (step + 1) % max(1, recipe["train"]["plot_every"]) == 0 or step + 1 == recipe["steps"]:
                     self._writer.plot()
+                    mixture.plot(self.output, read_metrics(self.output), self.source_names)
             if save:
                 checkpoint.save(self.ckpt_dir, step + 1, self.model, self.optimizer,
                                 trainer_state=self.trainer_state(), keep=recipe["keep_checkpoints"])

@@ -10,10 +10,11 @@ from tests.model.conftest import make_model
 VOCAB = 300
 
 
-def write_tiny_export(directory: Path) -> Path:
-    texts = [p.read_text() for p in sorted(Path("iquest_core/data").glob("*.py"))]
+def write_tiny_export(directory: Path, preset: str = "tiny") -> Path:
+    """A random LoopCoder of `preset` (vocab VOCAB) and a BPE tokenizer trained on the package's data/ sources."""
+    texts = [p.read_text() for p in sorted((Path(__file__).parents[2] / "iquest_core" / "data").glob("*.py"))]
     train_tokenizer(texts, vocab_size=VOCAB).save(directory)
-    make_model(vocab_size=VOCAB).save_pretrained(directory)
+    make_model(preset, vocab_size=VOCAB).save_pretrained(directory)
     return directory
 
 

@@ -110,3 +110,15 @@ def test_real_sandbox_accepts_agreeing_solutions_and_rejects_a_wrong_consensus()
 def test_extract_tests_keeps_distinct_assert_lines():
     assert extract_tests(["```python\nassert f(1) == 1\nx = 2\nassert f(1) == 1\n```", "assert g()"]) == \
         ["assert f(1) == 1", "assert g()"]
+
+
+def test_a_refusing_endpoint_is_retried_then_named_in_the_rejection():
+    from iquest_core.serve.client import ChatClient
+    from tests.serve.stub import StubEndpoint
+
+    with StubEndpoint(["malformed"]) as stub, ChatClient(stub.url, "m", max_retries=2, backoff_s=0.01) as client:
+        sink = RecordSink()
+        synth_code.test_driven([{"id": "p", "prompt": "def f():"}], client, run_many, sink, samples=2)
+    assert len(stub.requests) == 6 and sink.accepted == []  # 2 samples x 3 attempts, then the first error stops
+    (reason,) = sink.rejected[0]["reasons"]
+    assert reason.startswith("endpoint-error:chat_many item 0 to " + stub.url) and "malformed JSON" in reason

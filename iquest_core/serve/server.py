@@ -6,7 +6,8 @@
 
 HF_DIR is an `iquest export` directory (config.json, model.safetensors, tokenizer.json). Generation
 stops at the config's eos ids and at <|im_end|> / <|endoftext|>. `EmbeddedServer` runs the same server
-on a free local port inside the current process: the default endpoint of `iquest synth`.
+on a free local port inside the current process (the default endpoint of `iquest synth`);
+`BackgroundServer` does that for any ASGI app.
 """
 
 from __future__ import annotations
@@ -49,18 +50,19 @@ def load_served_model(hf_dir: str | Path, *, max_batch: int = 16, model_name: st
     return create_app(engine, tokenizer, name), engine, name
 
 
-class EmbeddedServer:
-    """`iquest serve` on 127.0.0.1 at a free port in a background thread; `url` is its /v1 base URL."""
+class BackgroundServer:
+    """An ASGI app served by uvicorn on 127.0.0.1 at a free port in a background thread; `url` is its /v1
+    base URL. `on_exit` runs after the server has stopped."""
 
-    def __init__(self, hf_dir: str | Path, *, max_batch: int = 16, model_name: str | None = None) -> None:
-        app, self.engine, self.model_name = load_served_model(hf_dir, max_batch=max_batch, model_name=model_name)
+    def __init__(self, app, on_exit=None) -> None:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/v1"
+        self._on_exit = on_exit
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
-    def __enter__(self) -> EmbeddedServer:
+    def __enter__(self):
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._server.started:
@@ -72,8 +74,18 @@ class EmbeddedServer:
     def __exit__(self, *exc) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
-        self.engine.close()
+        if self._on_exit is not None:
+            self._on_exit()
         self._socket.close()
+
+
+class EmbeddedServer(BackgroundServer):
+    """`iquest serve` of the export hf_dir in the current process (BackgroundServer); the engine closes
+    with it."""
+
+    def __init__(self, hf_dir: str | Path, *, max_batch: int = 16, model_name: str | None = None) -> None:
+        app, self.engine, self.model_name = load_served_model(hf_dir, max_batch=max_batch, model_name=model_name)
+        super().__init__(app, on_exit=self.engine.close)
 
 
 def main(argv: list[str] | None = None) -> int:

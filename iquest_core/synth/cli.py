@@ -22,11 +22,11 @@ from typing import Any
 from iquest_core.command_line import CommandParser
 from iquest_core.jsonl import read_jsonl
 from iquest_core.sandbox import run_many
-from iquest_core.serve.client import ChatClient, EndpointError
+from iquest_core.serve.client import ChatClient
 from iquest_core.synth import code
-from iquest_core.synth.debate import debate
+from iquest_core.synth.debate import debate_pipeline
 from iquest_core.synth.decontam import EvaluationGuard
-from iquest_core.synth.math_check import answers_match
+from iquest_core.synth.math_pipeline import math_pipeline
 from iquest_core.synth.perturb import perturb
 from iquest_core.synth.records import RecordSink
 
@@ -34,44 +34,6 @@ NEEDS_MODEL = ("code", "reverse", "math", "debate")
 FIELDS = {"code": ("id", "prompt"), "perturb": ("id", "prompt", "solution", "tests"),
           "reverse": ("id", "prompt", "solution", "tests"), "math": ("id", "problem", "answer"),
           "debate": ("id", "prompt")}
-
-
-def math_pipeline(problems, client, sink: RecordSink, *, samples: int, max_tokens: int) -> None:
-    """Keep the first of `samples` solutions whose final answer matches the gold answer symbolically."""
-    ask = [{"role": "user", "content": "Solve; put the final answer in \\boxed{}.\n\n"}]
-    for item in problems:
-        record = {"kind": "math", "id": item["id"], "problem": item["problem"], "answer": item["answer"]}
-        try:
-            texts = client.chat_many([[{**ask[0], "content": ask[0]["content"] + item["problem"]}]] * samples,
-                                     temperature=0.8, max_tokens=max_tokens)
-        except EndpointError as error:
-            sink.offer(record, [f"endpoint-error:{error}"])
-            continue
-        right = [t for t in texts if answers_match(str(item["answer"]), t)]
-        sink.offer({**record, "solution": right[0]} if right else record, [] if right else ["wrong-answer"],
-                   text=item["problem"] + "\n" + (right[0] if right else ""))
-
-
-def debate_pipeline(prompts, client, sink: RecordSink, *, judges: int, rounds: int, max_tokens: int) -> None:
-    """Two sampled answers per prompt; the judges' debate picks the chosen one (a preference pair)."""
-    judge = lambda messages: client.chat(messages, temperature=0, max_tokens=max_tokens)  # noqa: E731
-    for item in prompts:
-        record = {"kind": "debate", "id": item["id"], "prompt": item["prompt"]}
-        try:
-            a, b = client.chat_many([[{"role": "user", "content": item["prompt"]}]] * 2, temperature=1.0,
-                                    max_tokens=max_tokens)
-            verdict = debate(item["prompt"], a, b, [judge] * judges, rounds=rounds)
-        except EndpointError as error:
-            sink.offer(record, [f"endpoint-error:{error}"])
-            continue
-        if a == b:
-            sink.offer(record, ["identical-candidates"])
-        elif verdict.winner is None:
-            sink.offer({**record, "votes": verdict.votes}, ["no-consensus"])
-        else:
-            chosen, rejected = (a, b) if verdict.winner == 0 else (b, a)
-            sink.offer({**record, "chosen": chosen, "rejected": rejected, "rounds": verdict.rounds}, [],
-                       text=item["prompt"] + "\n" + chosen)
 
 
 def _read(path: str, pipeline: str) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ a function of the answers, not of the order they were given in, and so is the ve
 Rounds: in round r > 1 each judge also sees every judge's previous-round votes and reasons (the debate).
 Early stop: as soon as one answer has the votes of a strict majority of the N judges, it wins. After
 `rounds` rounds without one, there is no winner.
+
+`debate_pipeline` turns prompts into preference pairs {"prompt", "chosen", "rejected"} this way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from iquest_core.serve.client import EndpointError
 
 Judge = Callable[[list[dict[str, str]]], str]
 _VERDICT = re.compile(r"VERDICT:\s*(1|2|TIE)\s*$", re.IGNORECASE)
@@ -77,3 +81,27 @@ def debate(question: str, answer_a: str, answer_b: str, judges: list[Judge], *, 
         transcript = "\n".join(f"Judge {i + 1}: {'tie' if v is None else 'answer ' + '12'[v]}: {reason[-400:]}"
                                for i, (v, reason) in enumerate(results))
     return verdict
+
+
+def debate_pipeline(prompts, client, sink, *, judges: int = 3, rounds: int = 3, max_tokens: int = 512) -> None:
+    """Two sampled answers per {"id", "prompt"}; `judges` judges on client's endpoint (sampling with seeds
+    0..judges-1) debate them; the winner is the chosen answer of a preference pair offered to sink."""
+    panel = [lambda messages, seed=seed: client.chat(messages, temperature=0.7, seed=seed, max_tokens=max_tokens)
+             for seed in range(judges)]
+    for item in prompts:
+        record = {"kind": "debate", "id": item["id"], "prompt": item["prompt"]}
+        try:
+            a, b = client.chat_many([[{"role": "user", "content": item["prompt"]}]] * 2, temperature=1.0,
+                                    max_tokens=max_tokens)
+            verdict = None if a == b else debate(item["prompt"], a, b, panel, rounds=rounds)
+        except EndpointError as error:
+            sink.offer(record, [f"endpoint-error:{error}"])
+            continue
+        if verdict is None:
+            sink.offer(record, ["identical-candidates"])
+        elif verdict.winner is None:
+            sink.offer({**record, "votes": verdict.votes}, ["no-consensus"])
+        else:
+            chosen, rejected = (a, b) if verdict.winner == 0 else (b, a)
+            sink.offer({**record, "chosen": chosen, "rejected": rejected, "rounds": verdict.rounds}, [],
+                       text=item["prompt"] + "\n" + chosen)

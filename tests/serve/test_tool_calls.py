@@ -3,6 +3,7 @@ assistant text with `<tool_call>` blocks comes back as the API's tool_calls (str
 engine is scripted (a random model never writes a tool call); the app, tokenizer and template are real."""
 
 import json
+import subprocess
 import threading
 
 import openai
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 from iquest_core.data.tokenizer import load_tokenizer
 from iquest_core.serve.app import create_app
 from iquest_core.serve.protocol import split_tool_calls
+from iquest_core.serve.server import BackgroundServer
 
 CALL = {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}
 REPLY = f'Let me check.\n<tool_call>\n{json.dumps(CALL)}\n</tool_call>'
@@ -23,8 +25,8 @@ class ScriptedEngine:
 
     context_length = 4096
 
-    def __init__(self, tokenizer, reply: str) -> None:
-        self.tokens, self.prompts = tokenizer.encode(reply), []
+    def __init__(self, tokenizer, reply: str, finish: str = "stop") -> None:
+        self.tokens, self.prompts, self.finish = tokenizer.encode(reply), [], finish
 
     def submit(self, prompt, params, emit):
         self.prompts.append(prompt)
@@ -32,7 +34,7 @@ class ScriptedEngine:
         def run():
             for token in self.tokens[:params.max_tokens]:
                 emit(token, None)
-            emit(None, "stop")
+            emit(None, self.finish)
         threading.Thread(target=run).start()
         return type("Ticket", (), {"cancel": lambda self: None})()
 
@@ -91,3 +93,30 @@ def test_earlier_tool_calls_and_results_render_in_the_template(scripted):
 def test_malformed_tool_call_stays_content():
     text = "x <tool_call>\n{not json}\n</tool_call>"
     assert split_tool_calls(text) == (text, [])
+
+
+def test_curl_gets_tool_calls_streamed_and_not(tiny_export):
+    tokenizer = load_tokenizer(tiny_export)
+    body = {"messages": [{"role": "user", "content": "Weather?"}], "tools": TOOLS}
+    with BackgroundServer(create_app(ScriptedEngine(tokenizer, REPLY), tokenizer, "scripted")) as server:
+        def curl(payload):
+            return subprocess.run(["curl", "-sS", "-N", f"{server.url}/chat/completions", "-H",
+                                   "Content-Type: application/json", "-d", json.dumps(payload)],
+                                  capture_output=True, text=True, timeout=60, check=True).stdout
+        answer = json.loads(curl(body))
+        events = [e[len("data: "):] for e in curl({**body, "stream": True}).strip().split("\n\n")]
+    call = answer["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert answer["choices"][0]["finish_reason"] == "tool_calls" and json.loads(call["arguments"]) == CALL["arguments"]
+    chunks = [json.loads(e) for e in events[:-1]]
+    streamed = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert events[-1] == "[DONE]" and streamed[0]["function"]["name"] == "get_weather"
+
+
+def test_a_failure_inside_generation_is_a_500_error_object(tiny_export):
+    tokenizer = load_tokenizer(tiny_export)
+    engine = ScriptedEngine(tokenizer, "partial", finish="error: RuntimeError: boom")
+    http = TestClient(create_app(engine, tokenizer, "scripted"), base_url="http://test")
+    response = http.post("/v1/completions", json={"prompt": "x"})
+    assert response.status_code == 500 and "boom" in response.json()["error"]["message"]
+    stream = http.post("/v1/completions", json={"prompt": "x", "stream": True}).text
+    assert '"code": 500' in stream and stream.strip().endswith("data: [DONE]")

@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,12 +29,14 @@ from iquest_core.serve.protocol import (TOOL_CALL_OPEN, ApiError, GenerationSpec
 
 
 class _Choice:
-    """One generated sequence: tokens from the engine thread to text deltas on the event loop."""
+    """One generated sequence: tokens from the engine thread to text deltas on the event loop. Choice
+    `index` of a seeded request samples with seed + index (n choices differ, each reproducible)."""
 
-    def __init__(self, engine: BatchEngine, spec: GenerationSpec, tokenizer) -> None:
+    def __init__(self, engine: BatchEngine, spec: GenerationSpec, tokenizer, index: int = 0) -> None:
         loop, self.queue = asyncio.get_running_loop(), asyncio.Queue()
         self.spec, self.tokenizer, self.ids, self.text, self.sent = spec, tokenizer, [], "", 0
-        self.ticket = engine.submit(spec.prompt, spec.params,
+        params = spec.params if spec.params.seed is None else replace(spec.params, seed=spec.params.seed + index)
+        self.ticket = engine.submit(spec.prompt, params,
                                     lambda token, finish: loop.call_soon_threadsafe(self.queue.put_nowait,
                                                                                     (token, finish)))
 
@@ -116,7 +119,7 @@ def create_app(engine: BatchEngine, tokenizer, model_name: str) -> Starlette:
         body = await read_body(request)
         prompt, tools = chat_prompt(body, tokenizer)
         spec = sampling_spec(body, prompt, engine.context_length, tools=tools)
-        choices = [_Choice(engine, spec, tokenizer) for _ in range(spec.n)]
+        choices = [_Choice(engine, spec, tokenizer, i) for i in range(spec.n)]
         if spec.stream:
             return _sse(_chat_chunks(choices[0], header("chat.completion.chunk", "chatcmpl"), tools))
         results = await asyncio.gather(*(c.result() for c in choices))
@@ -132,7 +135,7 @@ def create_app(engine: BatchEngine, tokenizer, model_name: str) -> Starlette:
         body = await read_body(request)
         prompt = completion_prompt(body, tokenizer)
         spec = sampling_spec(body, prompt, engine.context_length)
-        choices = [_Choice(engine, spec, tokenizer) for _ in range(spec.n)]
+        choices = [_Choice(engine, spec, tokenizer, i) for i in range(spec.n)]
         if spec.stream:
             return _sse(_completion_chunks(choices[0], header("text_completion", "cmpl")))
         results = await asyncio.gather(*(c.result() for c in choices))

@@ -87,6 +87,8 @@ class BatchEngine:
         emit(None, finish) once with finish "stop", "length", "cancelled" or "error: ..."."""
         if not prompt:
             raise ValueError("prompt: expected at least one token")
+        if params.max_tokens < 1:
+            raise ValueError(f"max_tokens: expected >= 1, got {params.max_tokens}")
         if len(prompt) + params.max_tokens > self.context_length:
             raise ValueError(f"max_tokens: the prompt ({len(prompt)} tokens) + max_tokens ({params.max_tokens}) "
                              f"exceeds the model's context of {self.context_length} tokens")

@@ -80,7 +80,10 @@ def test_stop_string_and_n_choices(server, client):
                                     stop=[stop])
     assert cut.choices[0].text == text[:text.index(stop)] and cut.choices[0].finish_reason == "stop"
     sampled = client.completions.create(model=server.model_name, prompt="x", max_tokens=8, n=3, seed=1)
+    again = client.completions.create(model=server.model_name, prompt="x", max_tokens=8, n=3, seed=1)
     assert [c.index for c in sampled.choices] == [0, 1, 2]
+    assert [c.text for c in sampled.choices] == [c.text for c in again.choices]  # seeded: reproducible
+    assert len({c.text for c in sampled.choices}) > 1  # choices differ
 
 
 def test_curl_gets_completions_and_a_stream(server):
@@ -117,3 +120,11 @@ def test_bad_requests_get_error_objects(server, body, status, param):
 def test_unknown_route_and_method_get_error_objects(server):
     assert httpx.get(server.url + "/nothing").json()["error"]["code"] == 404
     assert httpx.get(server.url + "/chat/completions").json()["error"]["code"] == 405
+
+
+def test_serve_command_refuses_a_directory_without_a_model(tmp_path, capsys):
+    from iquest_core.cli import main
+
+    assert main(["serve", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("iquest serve: error: HF_DIR: expected an exported model directory") and "\n" not in err

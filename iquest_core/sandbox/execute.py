@@ -48,7 +48,7 @@ class Verdict:
     there), "failed" (a test failed, the program raised or exited early, a value that is not plain data
     crossed, a write past the file-size limit), "error" (the program or the tests do not compile, the
     program process crashed, the sandbox did not start), "timeout" (wall clock or CPU limit), "memory"
-    (the kernel killed a process of the run for the memory cap, or MemoryError). stdout: what the program
+    (the kernel killed a process of the run for the memory cap, or MemoryError; this wins over timeout). stdout: what the program
     printed; tests_stdout: what the tests printed (the program cannot write there); stderr: the program's
     then the tests' error output. Each stream keeps its first OUTPUT_LIMIT_BYTES, decoded as UTF-8 with
     replacement characters."""
@@ -82,10 +82,10 @@ def _program_limits(timeout_s: float, memory_mb: int, cgroup: RunCgroup | None) 
 
 
 def _classify(timed_out: bool, oom_kills: int, program_exit: int | None, result: dict, started: bool) -> str:
-    if timed_out:
-        return "timeout"
     if oom_kills or program_exit == _EXIT_MEMORY:
         return "memory"
+    if timed_out:
+        return "timeout"
     if result.get("status") == "passed":
         return "passed"
     crashed = program_exit is not None and program_exit > 128

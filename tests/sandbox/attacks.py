@@ -65,8 +65,9 @@ def _forge(found):
     sys.stdout.flush()
     verdict = json.dumps({"status": "passed", "reason": "", "program_gone": False}).encode()
     try:
-        import wire  # the sandbox's own wire format, if it can be found: forge well-formed replies
+        import wire  # the sandbox's own wire format, if it can be found: forge well-formed messages
         replies = [wire.encode(("finished",))] + [wire.encode(("return", seq, 5)) for seq in range(1, 9)]
+        replies.append(wire.encode({"status": "passed", "reason": "", "program_gone": False}))
         replies = [len(r).to_bytes(4, "big") + r for r in replies]
     except ImportError:
         replies = []
@@ -102,6 +103,9 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
                            "import threading\nthreading.excepthook = lambda *a: os._exit(0)\n", TESTS),
     "thread exits the process": ("early exit", WRONG + "import os, threading, time\n"
                                  "threading.Thread(target=lambda: (time.sleep(0.3), os._exit(0))).start()\n", TESTS),
+    "forged 'ready', then exit, tests that make no call": (
+        "early exit", "import os, sys, wire\nframe = sys._getframe(1)  # the program process's server\n"
+        "wire.send(frame.f_locals['channel'], ('ready', [], {}, {}))\nos._exit(0)\n", "assert 1 + 1 == 2\n"),
     "os._exit(0) inside the call": ("early exit", "def add(a, b):\n    import os\n    os._exit(0)\n", TESTS),
     "SystemExit inside the call": ("early exit", "def add(a, b):\n    raise SystemExit(0)\n", TESTS),
     "KeyboardInterrupt inside the call": ("early exit", "def add(a, b):\n    raise KeyboardInterrupt\n",
@@ -165,6 +169,12 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
         "def sorted(it): return [0, 3]\ndef abs(x): return 0\n"
         "class math:\n    isclose = staticmethod(lambda *a, **k: True)\n",
         TESTS_WITH_HELPERS.replace("import math\n", "")),
+    "program defines abs / sorted / max / len": (
+        "names", WRONG + "def abs(x): return 0\ndef sorted(x): return [3, 4]\ndef max(*a): return 2\n"
+        "def len(x): return 1\n",
+        "def check(candidate):\n    assert abs(candidate(0.1, 0.2) - 0.3) < 1e-9\n"
+        "    assert sorted([candidate(1, 2), candidate(2, 2)]) == [3, 4]\n"
+        "    assert max(candidate(1, 1), 0) == 2 and len(str(candidate(4, 4))) == 1\ncheck(add)\n"),
     "program defines check and the assertion helper": (
         "names", WRONG + "def check(candidate): pass\ndef assert_equal(a, b): pass\n",
         "def assert_equal(a, b):\n    assert a == b, (a, b)\n"
@@ -204,5 +214,6 @@ FORGED_ON_THE_OLD_PATH = [
     "always-equal object", "int subclass equal to everything", "float subclass equal to everything",
     "str subclass equal to everything", "list subclass equal to everything", "dict subclass equal to everything",
     "__reduce__ rebuilds the right value", "patch builtins and math", "patch sys.modules['math']",
-    "program defines all / isinstance / sorted / abs", "thread steals the token while the tests run",
+    "program defines all / isinstance / sorted / abs", "program defines abs / sorted / max / len",
+    "thread steals the token while the tests run",
 ]

@@ -64,9 +64,12 @@ def test_values_that_are_not_plain_data_are_refused_with_a_clear_message(verdict
 
 
 # The caps: a correct program that holds too much memory in ways per-process limits do not see.
-_CHILDREN = SOLUTION + ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
-                        "        block = bytearray(100 << 20)\n        for i in range(0, len(block), 4096):\n"
-                        "            block[i] = 1\n        time.sleep(30)\ntime.sleep(1)\n")
+_CHILDREN = SOLUTION + ("import os, select, time\nready, held = os.pipe()\nfor _ in range(4):\n"
+                        "    if os.fork() == 0:\n        block = bytearray(100 << 20)\n"
+                        "        for i in range(0, len(block), 4096):\n            block[i] = 1\n"
+                        "        os.write(held, b'x')\n        time.sleep(30)\n"
+                        "got = 0  # wait until the children hold their memory (or 2 s)\n"
+                        "while got < 4 and select.select([ready], [], [], 2)[0]:\n    got += len(os.read(ready, 4))\n")
 _MEMFD = SOLUTION + ("import os\nchunk = bytes(1 << 20)\nfds = [os.memfd_create('hoard') for _ in range(22)]\n"
                      "for fd in fds:  # 15 MiB each: under the per-file size limit\n"
                      "    for _ in range(15):\n        os.write(fd, chunk)\n")

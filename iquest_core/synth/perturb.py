@@ -58,7 +58,7 @@ def _reparameterise(record: dict[str, Any], rng: random.Random, run: Callable, t
     verdict = run([(record["solution"], probe)], timeout_s=timeout_s)[0]
     if not verdict.passed:
         raise ValueError(f"the reference solution failed on the new arguments ({verdict.status})")
-    values = verdict.stdout.strip().splitlines()
+    values = verdict.tests_stdout.strip().splitlines()  # printed by the probe, in the test process
     for value in values:
         ast.literal_eval(value)
     return {**record, "tests": [f"assert {call} == {value}" for call, value in zip(calls, values)]}

@@ -104,7 +104,7 @@ def test_real_sandbox_accepts_agreeing_solutions_and_rejects_a_wrong_consensus()
     renamed = next(r for r in variants.accepted if r["kind"] == "perturbed:renamed")
     assert "add" not in renamed["solution"] and renamed["tests"][0].startswith("assert ")
     reparam = next(r for r in variants.accepted if r["kind"] == "perturbed:reparameterised")
-    assert reparam["tests"] != verified[0]["tests"]
+    assert reparam["tests"] != verified[0]["tests"] and len(reparam["tests"]) == len(verified[0]["tests"])
 
 
 def test_extract_tests_keeps_distinct_assert_lines():

@@ -48,10 +48,10 @@ class Verdict:
     there), "failed" (a test failed, the program raised or exited early, a value that is not plain data
     crossed, a write past the file-size limit), "error" (the program or the tests do not compile, the
     program process crashed, the sandbox did not start), "timeout" (wall clock or CPU limit), "memory"
-    (the kernel killed a process of the run for the memory cap, or MemoryError; this wins over timeout). stdout: what the program
-    printed; tests_stdout: what the tests printed (the program cannot write there); stderr: the program's
-    then the tests' error output. Each stream keeps its first OUTPUT_LIMIT_BYTES, decoded as UTF-8 with
-    replacement characters."""
+    (the kernel killed a process of the run for the memory cap, or MemoryError; this wins over timeout).
+    stdout: what the program printed; tests_stdout: what the tests printed (the program cannot write
+    there); stderr: the program's then the tests' error output. Each stream keeps its first
+    OUTPUT_LIMIT_BYTES, decoded as UTF-8 with replacement characters."""
 
     status: str
     stdout: str

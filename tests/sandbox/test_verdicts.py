@@ -93,7 +93,9 @@ def test_pool_returns_every_verdict_in_order_and_never_hangs():
     assert run_many([], workers=2) == []
 
 
-@pytest.mark.parametrize("kwargs, name", [(dict(timeout_s=0), "timeout_s"), (dict(timeout_s="1"), "timeout_s"),
+@pytest.mark.parametrize("kwargs, name", [(dict(timeout_s=0), "timeout_s"), (dict(timeout_s=-1), "timeout_s"),
+                                          (dict(timeout_s="1"), "timeout_s"), (dict(memory_mb=-5), "memory_mb"),
+                                          (dict(language="Python"), "language"),
                                           (dict(memory_mb=8), "memory_mb"), (dict(memory_mb=1.5), "memory_mb"),
                                           (dict(language="java"), "language")])
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):

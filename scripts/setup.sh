@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bubblewrap: the namespaces of iquest_core.sandbox (Debian package).
-if ! command -v bwrap >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq bubblewrap
+# bubblewrap: the namespaces of iquest_core.sandbox; util-linux (setpriv, unshare) and mount: its
+# prelude when run as root (Debian packages).
+if [ "$(command -v bwrap setpriv unshare mount | wc -l)" -lt 4 ]; then
+  apt-get update -qq && apt-get install -y -qq bubblewrap util-linux mount
 fi
 
 PYTHON=${PYTHON:-python3.11}

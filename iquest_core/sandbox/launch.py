@@ -101,6 +101,7 @@ class Launched:
             self.started = self.init_pidfd is not None
         finally:
             os.close(self.info_read)
+            self.info_read = -1
 
     def wait(self, deadline: float) -> bool:
         """Wait for bwrap to exit until the monotonic deadline; whether it did. (A pidfd wakes this at the
@@ -132,10 +133,13 @@ class Launched:
         self.proc.kill()
 
     def reap(self) -> None:
-        """Wait until bwrap and every process of the namespace are gone, then close the pidfd. The kernel
+        """Wait until bwrap and every process of the namespace are gone, then close the pidfds. The kernel
         lets init exit only after every other process of its PID namespace is gone; bwrap itself may exit
         before (it reports its child's status as soon as that child ends)."""
         self.proc.wait()
+        if self.info_read >= 0:  # never attached
+            os.close(self.info_read)
+            self.info_read = -1
         if self.init_pidfd is None:
             return
         poller = select.poll()

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from iquest_core.model.attention import LoopCoderAttention
 from iquest_core.model.backends import AttentionMetadata
@@ -65,7 +64,6 @@ class LoopCoderModel(nn.Module):
             self.gate_projections = nn.ModuleList(nn.Linear(config.head_dim, config.num_attention_heads)
                                                   for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.activation_checkpointing = False
 
     def forward(self, input_ids: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """Final-norm hidden states (B, L, C) for input_ids (B, L) laid out as `meta` says (checked by
@@ -77,10 +75,7 @@ class LoopCoderModel(nn.Module):
             for i, layer in enumerate(self.layers):
                 kwargs = dict(loop=loop, meta=meta, kv_global=kv_global[i],
                               gate=self.gate_projections[i] if loop else None)
-                if self.activation_checkpointing and torch.is_grad_enabled():
-                    hidden, kv = checkpoint(layer, hidden, cos, sin, use_reentrant=False, **kwargs)
-                else:
-                    hidden, kv = layer(hidden, cos, sin, **kwargs)
+                hidden, kv = layer(hidden, cos, sin, **kwargs)
                 if loop == 0:
                     kv_global[i] = kv
         if meta.cache is not None:
@@ -117,10 +112,6 @@ class LoopCoderForCausalLM(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
-
-    def set_activation_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute each layer's activations in backward (per layer and loop) instead of storing them."""
-        self.model.activation_checkpointing = bool(enabled)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None,

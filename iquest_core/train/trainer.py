@@ -34,9 +34,10 @@ from tqdm import tqdm
 
 from iquest_core.data.tokenizer import load_tokenizer
 from iquest_core.model import LoopCoderForCausalLM
-from iquest_core.parallel import apply_cp, zigzag_shard
+from iquest_core.parallel import zigzag_shard
+from iquest_core.parallel.parallelize import ParallelConfig, parallelize
 from iquest_core.reliability import SDCGuard, SilentDataCorruptionError
-from iquest_core.parallel.fsdp import World, build_mesh, init_distributed, shard_model
+from iquest_core.parallel.fsdp import World, build_mesh, init_distributed
 from iquest_core.train import checkpoint
 from iquest_core.data.loader import model_inputs, rank_rows, source_texts
 from iquest_core.train import mixture
@@ -138,20 +139,11 @@ class Trainer:
         else:
             model = LoopCoderForCausalLM(self.config, attn_implementation=attn)
         model.to(device)
-        if recipe["train"]["activation_checkpointing"]:
-            model.set_activation_checkpointing(True)
         dtype = _dtype(recipe, device)
-        self.mesh = None
-        if self.world.launched:
-            self.mesh = build_mesh(self.dp, self.cp, device, replicate=self.replicate)
-            if self.cp > 1:
-                apply_cp(model, self.mesh.dp_cp["cp"].get_group())
-            shard_model(model, self.mesh, param_dtype=dtype if dtype != torch.float32 else None)
-        elif dtype != torch.float32:
-            model.to(dtype)
-        if recipe["train"]["compile"]:
-            for layer in model.model.layers:
-                layer.compile()
+        self.mesh = build_mesh(self.dp, self.cp, device, replicate=self.replicate) if self.world.launched else None
+        config = ParallelConfig(activation_checkpointing=recipe["train"]["activation_checkpointing"],
+                                compile=recipe["train"]["compile"], param_dtype=dtype if dtype != torch.float32 else None)
+        parallelize(model, self.mesh, config)
         optim = recipe["optim"]
         self.model = model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=(optim["beta1"], optim["beta2"]),

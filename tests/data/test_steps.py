@@ -114,3 +114,19 @@ def test_syntax_filter_step_agrees_with_the_filter_job():
     verdicts = [filter_job.verdict(d, 0.0) for d in read_documents([FILES])] + ["dropped:python"]
     assert [d["path"] for d in kept] == [d["path"] for d, v in zip(docs, verdicts) if v.startswith("kept")]
     assert ctx.outcomes["syntax_filter:dropped:python"] >= 1 and sum(ctx.outcomes.values()) == len(docs)
+
+
+def test_line_length_drops_minified_and_long_line_files():
+    step = make_step({"name": "line_length", "max_line": 50, "max_mean": 20})
+    docs = [{"path": "a.py", "content": "x = 1\ny = 2\n", "repo": None},                 # kept
+            {"path": "b.js", "content": "a" * 51 + "\nb\n", "repo": None},               # longest line 51
+            {"path": "c.js", "content": "\n".join(["c" * 30] * 4), "repo": None},        # mean 30 > 20
+            {"path": "d.py", "content": "", "repo": None},                               # empty: kept
+            {"path": "e.py", "content": "e" * 50 + "\n" + "f\n" * 3, "repo": None}]      # longest = limit: kept
+    ctx = ShardContext(0, "shard-00000")
+    assert [d["path"] for d in step.run(iter(docs), ctx)] == ["a.py", "d.py", "e.py"]
+    assert ctx.outcomes == {"kept": 3, "dropped:longest_line": 1, "dropped:mean_line": 1}
+    with pytest.raises(ValueError, match="^max_line:"):
+        make_step({"name": "line_length", "max_line": 0})
+    with pytest.raises(ValueError, match="^max_mean:"):
+        make_step({"name": "line_length", "max_mean": "wide"})

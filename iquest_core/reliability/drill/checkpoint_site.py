@@ -9,7 +9,9 @@ anything else: the file formats' own structure, trainer.json, a load that fails)
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -72,13 +74,26 @@ class CheckpointSite:
         model = copy.deepcopy(drill.models[0])
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         try:
-            trainer = checkpoint.read(path, model, optimizer)
+            with _quiet_dcp():
+                trainer = checkpoint.read(path, model, optimizer)
         except (Exception, CheckpointException):  # noqa: BLE001  (any failure makes the checkpoint unusable)
             return None
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors.update({f"optimizer.{k}": v for k, v in optimizer_tensors(optimizer).items()})
         tensors["rng"] = torch.get_rng_state()
         return {"tensors": tensors, "trainer": trainer, "hyper": optimizer.state_dict()["param_groups"]}
+
+
+@contextlib.contextmanager
+def _quiet_dcp():
+    """DCP logs a traceback for every unreadable .metadata before it raises; the drill expects them."""
+    logger = logging.getLogger("torch.distributed.checkpoint")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _difference(clean: dict, loaded: dict | None) -> tuple[str, str] | None:

@@ -27,14 +27,15 @@ class SiteCounts:
             self.masked += 1
 
 
-def summarise(records: list[dict], clean_runs: list[dict], false_positive_messages: list[str]) -> dict:
+def summarise(records: list[dict], clean_runs: list[dict], false_positive_messages: list[str],
+              sites: tuple[str, ...] = SITES) -> dict:
     """sites: site -> {injected, effective, masked, detected_before_update, detected_later, missed,
     by_field: field -> the same counts (by_kind: "update"/"state" -> the same, for the optimizer),
     latency_steps: latency -> count (detected effective faults),
     detected_by: check kind -> count, masked_flagged: masked faults the guard raised on anyway};
     false_positives, clean_steps, clean_runs; missed_faults: the records of missed effective faults."""
-    sites = {}
-    for site in SITES:
+    summary = {}
+    for site in sites:
         mine = [r for r in records if r["site"] == site]
         counts = SiteCounts()
         by_field: dict[str, SiteCounts] = {}
@@ -46,14 +47,14 @@ def summarise(records: list[dict], clean_runs: list[dict], false_positive_messag
             if r["kind"] is not None:
                 by_kind.setdefault(r["kind"], SiteCounts()).add(r)
         detected = [r for r in mine if r["effective"] and r["outcome"] != "missed"]
-        sites[site] = {**vars(counts), "by_field": {f: vars(c) for f, c in sorted(by_field.items(), key=_field_order)},
-                       **({"by_kind": {k: vars(c) for k, c in sorted(by_kind.items())}} if by_kind else {}),
-                       "latency_steps": dict(sorted(Counter(r["latency"] for r in detected).items())),
-                       "detected_by": dict(Counter(r["detected_by"] for r in detected)),
-                       "masked_flagged": sum(1 for r in mine if not r["effective"] and r["flagged"]),
-                       "rolled_back_clean": sum(1 for r in detected if r.get("rolled_back", True)),
-                       "named_fault_step": sum(1 for r in detected if r.get("named_step", True))}
-    return {"sites": sites, "false_positives": len(false_positive_messages),
+        summary[site] = {**vars(counts), "by_field": {f: vars(c) for f, c in sorted(by_field.items(), key=_field_order)},
+                         **({"by_kind": {k: vars(c) for k, c in sorted(by_kind.items())}} if by_kind else {}),
+                         "latency_steps": dict(sorted(Counter(r["latency"] for r in detected).items())),
+                         "detected_by": dict(Counter(r["detected_by"] for r in detected)),
+                         "masked_flagged": sum(1 for r in mine if not r["effective"] and r["flagged"]),
+                         "rolled_back_clean": sum(1 for r in detected if r.get("rolled_back", True)),
+                         "named_fault_step": sum(1 for r in detected if r.get("named_step", True))}
+    return {"sites": summary, "false_positives": len(false_positive_messages),
             "clean_steps": sum(run["steps"] for run in clean_runs), "clean_runs": clean_runs,
             "false_positive_messages": false_positive_messages,
             "missed_faults": [r for r in records if r["effective"] and r["outcome"] == "missed"]}

@@ -174,13 +174,17 @@ class Drill:
 
 
 def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1, replicas: int = 2,
-              progress: bool = True) -> dict:
-    """Runs the drill; returns the JSON-able report (schema: see `summarise`)."""
+              progress: bool = True, sites: tuple[str, ...] = SITES) -> dict:
+    """Runs the drill with its faults spread over `sites` (names in the site registry, all by default);
+    returns the JSON-able report (schema: see `summarise`)."""
+    unknown = [site for site in sites if site not in REGISTRY]
+    if unknown or not sites:
+        raise ValueError(f"sites: expected names from {', '.join(SITES)}, got {', '.join(sites) or 'none'}")
     started = time.perf_counter()
     drill = Drill(seed=seed, replicas=replicas, check_every=check_every)
     default_threads = torch.get_num_threads()
     windows = -(-clean_steps // check_every)  # clean steps run in whole check windows
-    plan = [SITES[i % len(SITES)] for i in range(faults)] + [None] * windows
+    plan = [sites[i % len(sites)] for i in range(faults)] + [None] * windows
     drill.rng.shuffle(plan)
     records, clean_runs = [], []
     bar = tqdm(total=faults + 2 * windows, desc="sdc drill", disable=not progress, file=sys.stderr)
@@ -203,7 +207,7 @@ def run_drill(*, faults: int, clean_steps: int, seed: int, check_every: int = 1,
         torch.set_num_threads(default_threads)
     clean_runs.append({"threads": 2, "steps": windows * check_every, "false_positives": len(two)})
     bar.close()
-    report = summarise(records, clean_runs, errors + two)
+    report = summarise(records, clean_runs, errors + two, sites)
     report.update(seed=seed, check_every=check_every, replicas=replicas, wall_seconds=time.perf_counter() - started,
                   omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
                   model={"preset": "tiny", "seq_len": drill.seq_len, "rows_per_replica": 1})

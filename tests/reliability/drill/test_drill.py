@@ -84,3 +84,15 @@ def test_effective_means_the_state_differs_bitwise(monkeypatch):
     monkeypatch.setattr(step_site, "flip_bit", lambda *args: None)  # the fault flips nothing: masked
     record = drill.experiment("weights")
     assert record["effective"] is False and record["outcome"] == "missed"
+
+
+def test_sites_option_limits_the_drill_to_those_sites(tmp_path, capsys):
+    path = tmp_path / "drill.json"
+    assert iquest(["drill", "--faults", "8", "--clean-steps", "0", "--sites", "checkpoint,checkpoint_control",
+                   "--json", str(path), "--no-progress"]) == 0
+    sites = json.loads(path.read_text())["sites"]
+    assert list(sites) == ["checkpoint", "checkpoint_control"]
+    assert [c["injected"] for c in sites.values()] == [4, 4]
+    with pytest.raises(SystemExit) as e:
+        iquest(["drill", "--sites", "checkpoint,nope"])
+    assert e.value.code == 2 and "--sites" in capsys.readouterr().err

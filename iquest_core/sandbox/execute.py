@@ -97,7 +97,7 @@ def _classify(timed_out: bool, oom_kills: int, program_exit: int | None, result:
 class _Run:
     """The two sandboxes of one run_tests call and their files."""
 
-    def __init__(self, stack: list, timeout_s: float, memory_mb: int, cgroup: RunCgroup | None) -> None:
+    def __init__(self, stack: ExitStack, timeout_s: float, memory_mb: int, cgroup: RunCgroup | None) -> None:
         python = verified_python()
         inside = str(Path(__file__).with_name("inside"))
         self.named, self.staged = stage_binds([*python.binds, (inside, INSIDE)])
@@ -163,7 +163,7 @@ def run_tests(program: str, tests: str, *, timeout_s: float = 10.0, memory_mb: i
             if result.get("program_gone"):
                 program_box.wait(min(start + timeout_s, time.monotonic() + _GONE_GRACE_S))
             program_exit = program_box.proc.poll()
-            for box in launched:
+            for box in launched:  # before the output files are read (kill and reap are idempotent)
                 box.kill()
                 box.reap()
             duration = time.monotonic() - start

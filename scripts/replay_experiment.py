@@ -3,9 +3,10 @@ of A (data.replay share 0.1); accuracy on held-out items of both tasks after eac
 
     python scripts/replay_experiment.py --output runs/replay [--seeds 0,1,2] [--steps-a 300] [--steps-b 200]
 
-Tasks (items "A: g c e a = ..." over 4 letters of a 12-letter alphabet, one document per item): A copies
-the letters, B reverses them; a byte-level tokenizer (no merges) makes every letter one token. Held-out items (200 per task) never occur in training. An item is solved
-when the greedy continuation of "TASK: x y z w =" is exactly the answer. Writes OUTPUT/results.json
+Tasks (chat records: user "A: g c e a", assistant the answer, loss on the answer only; 4 letters of a
+12-letter alphabet): A copies the letters, B reverses them; a byte-level tokenizer (no merges) makes every
+letter one token. Held-out items (200 per task) never occur in training. An item is solved
+when the greedy assistant turn after the question is exactly the answer. Writes OUTPUT/results.json
 (accuracy per seed, stage and task) and OUTPUT/replay.png; a seed whose OUTPUT/seed-N/result.json exists
 is read, not rerun (seeds can run as separate processes first).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from iquest_core.data.chat import render_chat
 from iquest_core.data.tokenizer import train_tokenizer
 from iquest_core.eval import common
 from iquest_core.train.export import export
@@ -29,7 +31,7 @@ from iquest_core.train.trainer import train
 LETTERS = "abcdefghijkl"
 TASKS = {"A": lambda xs: xs, "B": lambda xs: xs[::-1]}
 MODEL = ["seq_len=128", "batch_tokens=1280", "model.hidden_size=64", "model.intermediate_size=192",
-         "model.num_hidden_layers=2", "optim.lr=3e-3", "schedule.warmup_steps=10", "checkpoint_every=0",
+         "model.num_hidden_layers=2", "optim.lr=1e-2", 'data.loss_on="assistant"', "schedule.warmup_steps=10", "checkpoint_every=0",
          "train.plot_every=50"]
 
 
@@ -44,19 +46,22 @@ def items(seed: int) -> dict[str, dict[str, list[list[str]]]]:
     return out
 
 
-def text(task: str, xs: list[str]) -> str:
-    return f"{task}: {' '.join(xs)} = {' '.join(TASKS[task](xs))}"
+def question(task: str, xs: list[str]) -> dict:
+    return {"role": "user", "content": f"{task}: {' '.join(xs)}"}
 
 
 def write_source(path: Path, task: str, seqs: list[list[str]]) -> str:
-    path.write_text("".join(json.dumps({"text": text(task, xs)}) + "\n" for xs in seqs))
+    """Chat records: the question, and the answer as the assistant turn (the only tokens with loss)."""
+    path.write_text("".join(json.dumps({"messages": [question(task, xs), {"role": "assistant", "content": " ".join(
+        TASKS[task](xs))}]}) + "\n" for xs in seqs))
     return str(path)
 
 
 def accuracy(model_dir: Path, task: str, seqs: list[list[str]]) -> float:
     model, tokenizer = common.load_model(model_dir)
-    prompts = [tokenizer.encode(f"{task}: {' '.join(xs)} =") for xs in seqs]
-    eos = common.stop_ids(model, tokenizer, ["<|endoftext|>"])
+    start = [tokenizer.special_id("<|im_start|>"), *tokenizer.encode("assistant\n")]
+    prompts = [render_chat([question(task, xs)], tokenizer)[0] + start for xs in seqs]
+    eos = common.stop_ids(model, tokenizer, ["<|im_end|>"])
     with torch.no_grad():
         outs = common.greedy_batches(model, tokenizer, prompts, max_new_tokens=10, eos=eos, batch_size=200)
     return sum(o.strip() == " ".join(TASKS[task](xs)) for o, xs in zip(outs, seqs)) / len(seqs)
@@ -94,7 +99,7 @@ def run_seed(output: Path, seed: int, steps_a: int, steps_b: int, share: float) 
     a = write_source(root / "a.jsonl", "A", data["A"]["train"])
     b = write_source(root / "b.jsonl", "B", data["B"]["train"])
     tok_dir = root / "tokenizer"
-    train_tokenizer([text(t, xs) for t in TASKS for xs in data[t]["train"]], vocab_size=265).save(tok_dir)  # bytes only: one token a letter
+    train_tokenizer([LETTERS], vocab_size=265).save(tok_dir)  # bytes only: one token a letter
 
     def scores(model_dir: Path) -> dict[str, float]:
         return {t: accuracy(model_dir, t, data[t]["heldout"]) for t in TASKS}

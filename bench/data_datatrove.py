@@ -9,7 +9,8 @@ documents as .jsonl. Datatrove runs its four stages (signatures, buckets, cluste
 LocalPipelineExecutor(tasks = part files, workers = --workers); ours `iquest data run` with the `dedup`
 step. Each is measured by bench/data_scale.measure (wall, CPU, peak RSS / PSS of the process tree).
 Agreement: duplicate clusters as sets of document pairs (every two members of a cluster; a document is
-(path, repo)); the share of our pairs datatrove finds and of its pairs we find. Prints one JSON line.
+(path, repo)), over the documents both read (datatrove skips empty ones); the share of our pairs
+datatrove finds and of its pairs we find, and how many documents each drops. Prints one JSON line.
 Datatrove has no code-syntax filter and its n-gram decontamination needs lighteval's task data, so the
 comparison is the dedup pipeline alone.
 """
@@ -70,15 +71,34 @@ def our_clusters(work: Path) -> dict[object, set]:
     return clusters
 
 
-def datatrove_clusters(work: Path) -> dict[object, set]:
+def datatrove_clusters(work: Path) -> tuple[dict[object, set], set]:
+    """Datatrove's clusters of >= 2 documents, and every document it read (it skips empty ones)."""
     clusters: dict[object, set] = {}
+    seen = set()
     for path in sorted((work / "out").glob("*.jsonl")) + sorted((work / "removed").glob("*.jsonl")):
         for line in path.read_text().splitlines():
             doc = json.loads(line)
+            key = (doc["id"], doc["metadata"].get("repo"))
+            seen.add(key)
             cluster = doc["metadata"].get("minhash_cluster_id", -1)
             if cluster != -1:
-                clusters.setdefault(cluster, set()).add((doc["id"], doc["metadata"].get("repo")))
-    return {k: v for k, v in clusters.items() if len(v) > 1}
+                clusters.setdefault(cluster, set()).add(key)
+    return {k: v for k, v in clusters.items() if len(v) > 1}, seen
+
+
+def agreement(ours_dir: Path, theirs_dir: Path) -> dict:
+    """Pairs of documents sharing a cluster, over the documents both read; documents each dropped."""
+    theirs_clusters, seen = datatrove_clusters(theirs_dir)
+    ours_clusters = {k: v & seen for k, v in our_clusters(ours_dir).items()}
+    ours, theirs = pairs(ours_clusters), pairs(theirs_clusters)
+    dropped_ours = {m for k, v in ours_clusters.items() for m in v if m != k}
+    dropped_theirs = {m for v in theirs_clusters.values() for m in sorted(v)[1:]}
+    return {"our_pairs": len(ours), "datatrove_pairs": len(theirs),
+            "share_of_ours_datatrove_finds": round(len(ours & theirs) / max(len(ours), 1), 4),
+            "share_of_datatrove_we_find": round(len(ours & theirs) / max(len(theirs), 1), 4),
+            "our_dropped": len(dropped_ours), "datatrove_dropped": len(dropped_theirs),
+            "largest_cluster_ours": max(map(len, ours_clusters.values()), default=0),
+            "largest_cluster_datatrove": max(map(len, theirs_clusters.values()), default=0)}
 
 
 def main() -> None:
@@ -86,7 +106,11 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--agreement-only", action="store_true", help="only compare the outputs already in --work")
     args = parser.parse_args()
+    if args.agreement_only:
+        print(json.dumps(agreement(args.work / "ours", args.work / "datatrove")))
+        return
     parts = sorted(str(p) for p in args.corpus.glob("part-*.jsonl"))
     mb = sum(Path(p).stat().st_size for p in parts) / 1e6
     ours_dir, theirs_dir = args.work / "ours", args.work / "datatrove"
@@ -100,11 +124,8 @@ def main() -> None:
     for result in results.values():
         result["mb_per_s_per_worker"] = round(mb / result["wall_s"] / args.workers, 2)
         result["mb_per_cpu_s"] = round(mb / result["cpu_s"], 2)
-    ours, theirs = pairs(our_clusters(ours_dir)), pairs(datatrove_clusters(theirs_dir))
     print(json.dumps({"input_mb": round(mb), "workers": args.workers, **results,
-                      "our_pairs": len(ours), "datatrove_pairs": len(theirs),
-                      "share_of_ours_datatrove_finds": round(len(ours & theirs) / max(len(ours), 1), 4),
-                      "share_of_datatrove_we_find": round(len(ours & theirs) / max(len(theirs), 1), 4)}))
+                      **agreement(ours_dir, theirs_dir)}))
 
 
 if __name__ == "__main__":

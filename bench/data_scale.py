@@ -2,8 +2,8 @@
 
     python bench/data_scale.py --corpus /work/corpora/c1 --work /work/corpora/runs/c1 --workers 2
 
-Runs `iquest data run` on PIPELINE (syntax filter -> exact + near dedup -> decontamination -> .jsonl
-shards) in a child process and samples every process of its tree every 0.2 s: the peak of the summed
+Runs `iquest data run` on the pipeline --pipeline names ("full": syntax filter -> exact + near dedup ->
+decontamination; "dedup": exact + near dedup alone; .jsonl shards out) in a child process and samples every process of its tree every 0.2 s: the peak of the summed
 resident set (RSS, counting pages shared by forked workers once per process) and of the summed
 proportional set (PSS, shared pages split between their processes: the tree's real footprint). Prints
 one JSON line: input bytes, wall seconds, CPU seconds of the tree, MB/s, MB/s per worker, MB per CPU
@@ -21,17 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-PIPELINE = """inputs = {inputs}
+HEADER = """inputs = {inputs}
 output = "out"
 output_format = "jsonl"
-[[steps]]
-name = "syntax_filter"
-max_error_share = 0.02
-[[steps]]
-name = "dedup"
-[[steps]]
-name = "decontam"
 """
+STEPS = {"full": ["syntax_filter", "dedup", "decontam"], "dedup": ["dedup"]}
+OPTIONS = {"syntax_filter": "max_error_share = 0.02\n"}
 
 
 def descendants(root: int) -> list[int]:
@@ -67,6 +62,7 @@ def tree_memory(root: int) -> tuple[int, int]:
 
 def measure(command: list[str], cwd: Path, interval: float = 0.2) -> dict:
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     child = subprocess.Popen(command, cwd=cwd)
     peak_rss = peak_pss = 0
@@ -78,7 +74,8 @@ def measure(command: list[str], cwd: Path, interval: float = 0.2) -> dict:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     if child.returncode:
         raise SystemExit(f"{' '.join(command)} failed with status {child.returncode}")
-    return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+    cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "peak_rss_mb": round(peak_rss / 2**20), "peak_pss_mb": round(peak_pss / 2**20), "load_at_start": load}
 
 
@@ -88,16 +85,19 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="new folder for the pipeline file and the output")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--engine", default="local")
+    parser.add_argument("--pipeline", choices=sorted(STEPS), default="full")
     args = parser.parse_args()
     inputs = sorted(str(p) for p in args.corpus.glob("part-*.jsonl"))
     args.work.mkdir(parents=True, exist_ok=False)
-    (args.work / "pipeline.toml").write_text(PIPELINE.format(inputs=json.dumps(inputs)))
+    steps = "".join(f'[[steps]]\nname = "{name}"\n{OPTIONS.get(name, "")}' for name in STEPS[args.pipeline])
+    (args.work / "pipeline.toml").write_text(HEADER.format(inputs=json.dumps(inputs)) + steps)
     command = [sys.executable, "-m", "iquest_core.cli", "data", "run", "pipeline.toml", "--workers",
                str(args.workers), "--engine", args.engine]
     result = measure(command, args.work)
     size = sum(Path(p).stat().st_size for p in inputs)
     mb = size / 1e6
-    print(json.dumps({"corpus": str(args.corpus), "input_mb": round(mb), "workers": args.workers, **result,
+    print(json.dumps({"corpus": str(args.corpus), "pipeline": args.pipeline, "input_mb": round(mb),
+                      "workers": args.workers, **result,
                       "mb_per_s": round(mb / result["wall_s"], 2),
                       "mb_per_s_per_worker": round(mb / result["wall_s"] / args.workers, 2),
                       "mb_per_cpu_s": round(mb / result["cpu_s"], 2)}))

@@ -18,6 +18,7 @@ from iquest_core.data.pipeline import Pipeline, load_pipeline, run_pipeline
 from iquest_core.data.steps import make_step
 from iquest_core.data.steps.io import plan_shards, read_shard
 from iquest_core.data.steps import ShardContext
+from iquest_core.data.steps import near_dedup
 from iquest_core.data.steps.code import syntax_verdict
 from tests.data.conftest import FILES, STDLIB
 
@@ -41,7 +42,9 @@ def corpus(tmp_path_factory):
     modules = sorted(STDLIB.glob("[a-c]*.py"))[:40]
     records = [{"path": p.name, "content": p.read_text(encoding="utf-8"), "repo": "cpython"} for p in modules]
     planted = [{"path": f"copy_{r['path']}", "content": r["content"], "repo": "fork"} for r in records[:6]]
-    planted += [{"path": f"edit_{r['path']}", "content": edit(r["content"], 3), "repo": "fork"} for r in records[6:14]]
+    shares = (0.002, 0.01, 0.015, 0.018, 0.02, 0.022, 0.025, 0.03)  # Jaccard from about 0.98 down to 0.7
+    planted += [{"path": f"edit_{r['path']}", "content": edit(r["content"], int(share * r["content"].count(" "))),
+                 "repo": "fork"} for r, share in zip(records[6:14], shares)]
     planted += [{"path": f"far_{r['path']}", "content": edit(r["content"], 400), "repo": "fork"} for r in records[14:16]]
     lines = [json.dumps(r).encode() + b"\n" for r in records + planted]
     (root / "a.jsonl").write_bytes(b"".join(lines[::2]) + b'{"path": "x.py", "content": "\xff"}\n')
@@ -63,7 +66,8 @@ def files_of(output):
     return {p.name: p.read_bytes() for p in sorted(Path(output).glob("shard-*"))}
 
 
-def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path):
+def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(near_dedup, "SLICE_ROWS", 16)  # several slices of digest and band-key space
     removed = tmp_path / "removed.jsonl"
     summary = run_pipeline(pipeline(corpus, tmp_path / "out", [{"name": "dedup", "removed": str(removed)}]),
                            workers=1, progress=False)
@@ -75,7 +79,11 @@ def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path):
     dropped = dedup.duplicates_to_drop(exact) | {unique[j] for j in dedup.duplicates_to_drop(near)}
     expected = [d for i, d in enumerate(docs) if i not in dropped]
     assert summary.shards_run > 4  # several shards per file: pairs cross shards
-    assert len(exact) == 6 and len(near) >= 8  # the planted copies and edits are found
+    assert len(exact) == 6 and len(near) >= 3  # the planted copies and the closest edits are found
+    edits = [(d["content"], docs[[e["path"] for e in docs].index(d["path"][5:])]["content"])
+             for d in docs if d["path"].startswith("edit_")]
+    jaccards = [dedup.jaccard(dedup.shingles(a), dedup.shingles(b)) for a, b in edits]
+    assert any(0.8 <= j < 0.85 for j in jaccards) and any(j < 0.8 for j in jaccards)  # pairs at the threshold
     assert read_output(tmp_path / "out") == expected
     assert summary.outcomes["dedup:dropped:exact"] == 6
     assert summary.outcomes["dedup:dropped:near"] == len(dropped) - 6

@@ -11,8 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from iquest_core.data import steps
-from iquest_core.data.jobs import filter as filter_job
+from iquest_core.data import steps, syntax
 from iquest_core.data.sources import read_documents
 from iquest_core.data.steps import ShardContext, chain, make_step, register, step_table
 from iquest_core.data.steps.io import output_format, plan_shards, read_shard, write_shard
@@ -106,13 +105,14 @@ def test_output_format_names_the_argument():
         output_format("y.csv")
 
 
-def test_syntax_filter_step_agrees_with_the_filter_job():
+def test_syntax_filter_step_drops_what_does_not_parse():
     docs = [{"path": d.path, "content": d.content, "repo": d.repo} for d in read_documents([FILES])]
     docs.append({"path": "broken.py", "content": "def f(:\n", "repo": None})
     ctx = ShardContext(0, "shard-00000")
     kept = list(chain([make_step({"name": "syntax_filter"})], iter(docs), ctx))
-    verdicts = [filter_job.verdict(d, 0.0) for d in read_documents([FILES])] + ["dropped:python"]
-    assert [d["path"] for d in kept] == [d["path"] for d, v in zip(docs, verdicts) if v.startswith("kept")]
+    clean = [d["path"] for d in docs if syntax.language_of(d["path"]) is None
+             or syntax.parse(d["content"], syntax.language_of(d["path"])).error_share() == 0]
+    assert [d["path"] for d in kept] == clean and "broken.py" not in clean and len(clean) > 10
     assert ctx.outcomes["syntax_filter:dropped:python"] >= 1 and sum(ctx.outcomes.values()) == len(docs)
 
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
+from iquest_core.atomic_io import atomic_path
 from iquest_core.data import steps
 from iquest_core.data.engine import add_engine_arguments
+from iquest_core.data.pipeline import DEFAULT_SHARD_BYTES, Pipeline, run_pipeline
 from iquest_core.data.sources import Document, Skipped, read_documents
 
 
@@ -55,6 +59,34 @@ class Summary:
         for name, counts in (("outcome", self.outcomes), ("skipped", self.skipped)):
             for key, count in sorted(counts.items()):
                 print(f"  {name:8s} {key:28s} {count}", file=stream)
+
+
+def add_shard_argument(parser: Any) -> None:
+    """--shard-bytes of the jobs that run as one-step pipelines."""
+    parser.add_argument("--shard-bytes", type=int, default=DEFAULT_SHARD_BYTES,
+                        help="largest input shard in bytes (byte ranges of .jsonl, groups of files)")
+
+
+def run_one_step(args: argparse.Namespace, step: Any) -> Summary:
+    """`step` as a one-step pipeline (iquest_core.data.pipeline) over args.inputs, its shards staged in
+    OUTPUT.parts/ (a killed job re-run with the same arguments resumes there) and joined in order into
+    the one file args.output; outcomes without the step's name, skipped inputs by reason."""
+    output = Path(args.output)
+    staging = output.parent / f".{output.name}.parts"
+    pipeline = Pipeline(list(args.inputs), str(staging), [step], output_format="jsonl", shard_bytes=args.shard_bytes)
+    result = run_pipeline(pipeline, engine=args.engine, workers=args.workers, address=args.address)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp, open(tmp, "wb") as joined:
+        for shard in sorted(staging.glob("shard-*.jsonl")):
+            with open(shard, "rb") as part:
+                shutil.copyfileobj(part, joined)
+    shutil.rmtree(staging)
+    prefix = f"{step.name}:"
+    outcomes = Counter({k.removeprefix(prefix): v for k, v in result.outcomes.items()})
+    skipped = Counter()
+    for key, count in result.skipped.items():
+        skipped[key.partition(":")[0]] += count
+    return Summary(result.documents, outcomes, skipped)
 
 
 def run_main(title: str, parser: Any, run: Any, argv: list[str] | None) -> int:

@@ -1,16 +1,19 @@
 """`iquest rl`: GRPO / DAPO reinforcement learning with test-pass rewards on the bundled toy task set.
 
-    iquest rl --recipe NAME_OR_TOML --output DIR [--set key=value ...] [--resume]
+    iquest rl --recipe NAME_OR_TOML --output DIR [--set key=value ...] [--resume] [--control]
 
 Bundled recipe: rl (iquest_core/train/recipes/rl.toml documents every key). Writes DIR/metrics.jsonl
-(one line per RL step: pass_rate, reward, kept_groups, loss, clip_frac, ...), DIR/reward.png,
+(one line per RL step: solved, pass_rate, reward, kept_groups, loss, clip_frac, ...), DIR/reward.png,
 DIR/loss.png, DIR/checkpoints/step-N, DIR/policy (Hugging Face layout) and DIR/summary.json.
+--control then runs the control into DIR/control: the same recipe, seed and steps from the same
+pre-trained policy, with rewards shuffled inside each group; DIR/reward.png shows both runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from iquest_core.command_line import CommandParser
@@ -24,10 +27,10 @@ RL_DEFAULTS: dict[str, Any] = {
     "keep_checkpoints": 2,
     "greedy_eval": True,
     "model": {"preset": "tiny", "init_from": ""},
-    "pretrain": {"steps": 300, "batch": 64, "lr": 3e-3, "correct_share": 0.3},
-    "rl": {"prompts_per_step": 8, "group_size": 8, "max_new_tokens": 16, "overlong_cache": 4,
+    "pretrain": {"steps": 300, "batch": 64, "lr": 3e-3},
+    "rl": {"prompts_per_step": 8, "group_size": 8, "max_new_tokens": 32, "overlong_cache": 4,
            "temperature": 1.0, "top_p": 1.0, "epochs": 2, "minibatch": 32, "eps_low": 0.2, "eps_high": 0.28,
-           "dynamic_sampling_rounds": 3},
+           "dynamic_sampling_rounds": 3, "shuffle_rewards": False},
     "optim": {"lr": 3e-4, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.99, "max_grad_norm": 1.0},
     "sandbox": {"workers": 0, "timeout_s": 5.0},
 }
@@ -57,8 +60,6 @@ def _validate(recipe: dict[str, Any]) -> None:
         raise RecipeError(f"rl.temperature, rl.top_p: expected > 0 and (0, 1], got {rl['temperature']}, {rl['top_p']}")
     if not 0 <= rl["eps_low"] < 1 or rl["eps_high"] < 0:
         raise RecipeError(f"rl.eps_low, rl.eps_high: expected [0, 1) and >= 0, got {rl['eps_low']}, {rl['eps_high']}")
-    if not 0 <= recipe["pretrain"]["correct_share"] <= 1:
-        raise RecipeError(f"pretrain.correct_share: expected [0, 1], got {recipe['pretrain']['correct_share']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,17 +71,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe key by its dotted path (repeatable), e.g. rl.group_size=16")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in DIR")
+    parser.add_argument("--control", action="store_true",
+                        help="then the control (rewards shuffled inside each group) into DIR/control")
     args = parser.parse_args(argv)
-    from iquest_core.rl.grpo import train_rl
+    from iquest_core.rl.grpo import plot_rewards, train_rl
 
     try:
-        records = train_rl(load_rl_recipe(args.recipe, args.overrides), args.output, resume=args.resume)
+        recipe = load_rl_recipe(args.recipe, args.overrides)
+        if args.control and (recipe["rl"]["shuffle_rewards"] or recipe["model"]["init_from"]):
+            raise ValueError("--control: expected a recipe without rl.shuffle_rewards and model.init_from")
+        runs = {"GRPO": train_rl(recipe, args.output, resume=args.resume)}
+        if args.control:
+            control = load_rl_recipe(args.recipe, [*args.overrides, "rl.shuffle_rewards=true",
+                                                   f"model.init_from={Path(args.output) / 'pretrained'}"])
+            runs["control (rewards shuffled in each group)"] = train_rl(control, Path(args.output) / "control",
+                                                                        resume=args.resume)
     except ValueError as e:
         print(f"iquest rl: error: {e}", file=sys.stderr)
         return 2
-    if records:
-        print(f"RL: test-pass share {records[0]['pass_rate']:.3f} at step {records[0]['step']} -> "
-              f"{records[-1]['pass_rate']:.3f} at step {records[-1]['step']}; plot {args.output}/reward.png")
+    for label, records in runs.items():
+        if records:
+            print(f"{label}: tasks solved {records[0]['solved']:.3f} at step {records[0]['step']} -> "
+                  f"{records[-1]['solved']:.3f} at step {records[-1]['step']}")
+    if args.control:
+        plot_rewards(runs, Path(args.output) / "reward.png")
+    print(f"plot {Path(args.output) / 'reward.png'}")
     return 0
 
 

@@ -144,10 +144,11 @@ def _optimizer(model, optim: dict) -> torch.optim.Optimizer:
 
 
 def pretrain_policy(model, tasks: list[rl_tasks.Task], cfg: dict, optim: dict, seed: int) -> float:
-    """Brief supervised pre-training on noisy demonstrations of the task family (rl_tasks.demonstrations)
-    with the shared training step; the loss covers the completion and its EOS. Returns the last loss."""
+    """Brief supervised pre-training on demonstrations of the task family that teach the format but not
+    the operations (rl_tasks.demonstrations) with the shared training step; the loss covers the completion
+    and its EOS. Returns the last loss."""
     pre = cfg["pretrain"]
-    pairs = rl_tasks.demonstrations(tasks, pre["steps"] * pre["batch"], correct_share=pre["correct_share"], seed=seed)
+    pairs = rl_tasks.demonstrations(tasks, pre["steps"] * pre["batch"], seed=seed)
     optimizer = _optimizer(model, {**optim, "lr": pre["lr"]})
     model.train()
     loss = math.nan
@@ -164,13 +165,23 @@ def pretrain_policy(model, tasks: list[rl_tasks.Task], cfg: dict, optim: dict, s
 
 
 @torch.no_grad()
-def greedy_pass_rate(model, tasks: list[rl_tasks.Task], reward: rl_tasks.TestPassReward, max_new_tokens: int) -> float:
-    """Mean test share of the greedy completion of every task."""
+def greedy_scores(model, tasks: list[rl_tasks.Task], reward: rl_tasks.TestPassReward,
+                  max_new_tokens: int) -> dict[str, float]:
+    """The greedy completion of every task: mean share of tests passed ("pass_rate") and share of tasks
+    with every test passed ("solved")."""
     model.eval()
     prompts = torch.tensor([rl_tasks.encode(t.prompt) for t in tasks])
     ids = model.generate(prompts, max_new_tokens, eos_token_id=rl_tasks.EOS_ID)
     completions = [rl_tasks.decode(r) for r in ids[:, prompts.shape[1]:].tolist()]
-    return sum(reward([t.prompt for t in tasks], completions, [t.tests for t in tasks])) / len(tasks)
+    shares = reward([t.prompt for t in tasks], completions, [t.tests for t in tasks])
+    return {"pass_rate": sum(shares) / len(tasks), "solved": sum(s == 1.0 for s in shares) / len(tasks)}
+
+
+def shuffle_rewards(kept: list[Rollout], generator: torch.Generator) -> None:
+    """The control: each kept group's rewards permuted at random in place, so the update no longer knows
+    which sample earned which reward (the same amount of signal-free updating)."""
+    for group in kept:
+        group.rewards = group.rewards[torch.randperm(len(group.rewards), generator=generator)]
 
 
 def _collect(model, tasks, reward, rl: dict, generator: torch.Generator) -> tuple[Rollout, list[Rollout]]:
@@ -222,21 +233,24 @@ def policy_update(model, optimizer, kept: list[Rollout], rl: dict, optim: dict, 
             "grad_norm": sum(norms) / len(norms)}
 
 
-def plot_rewards(records: list[dict], path: Path) -> Path:
-    """Mean test-pass share (and reward with the overlong penalty) per step into path (PNG, atomic)."""
+def plot_rewards(runs: dict[str, list[dict]], path: Path) -> Path:
+    """Per run (label -> metric records), the share of rollouts that solve their task (solid) and the mean
+    share of tests passed (dashed) per step into path (PNG, atomic)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in records]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [r["pass_rate"] for r in records], label="tests passed (share)", color="tab:green")
-    ax.plot(steps, [r["reward"] for r in records], label="reward (with overlong penalty)", color="tab:blue", alpha=0.6)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for (label, records), color in zip(runs.items(), ("tab:green", "tab:gray", "tab:blue", "tab:red")):
+        steps = [r["step"] for r in records]
+        ax.plot(steps, [r["solved"] for r in records], label=f"{label}: tasks solved", color=color)
+        ax.plot(steps, [r["pass_rate"] for r in records], label=f"{label}: tests passed", color=color,
+                linestyle="--", alpha=0.6)
     ax.set_xlabel("RL step")
-    ax.set_ylabel("mean over rollouts")
-    ax.set_ylim(min(0.0, *(r["reward"] for r in records)) if records else 0.0, 1.02)
+    ax.set_ylabel("share of the step's rollouts")
+    ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
@@ -251,9 +265,9 @@ def plot_rewards(records: list[dict], path: Path) -> Path:
 def train_rl(cfg: dict[str, Any], output: str | Path, *, resume: bool = False) -> list[dict]:
     """Run the RL recipe cfg (see iquest_core.rl.cli.RL_DEFAULTS) into output: metrics.jsonl, loss.png, reward.png,
     checkpoints/step-N (DCP), policy/ (Hugging Face layout), summary.json (with cfg["greedy_eval"], the
-    greedy test-pass share over all tasks before and after). The policy starts from
-    model.init_from, or from a preset pre-trained briefly on the toy task family (saved to pretrained/).
-    Returns the metric records."""
+    greedy scores over all tasks before and after). The policy starts from model.init_from, or from a
+    preset pre-trained briefly on the toy task family (saved to pretrained/). With rl.shuffle_rewards the
+    run is the control (shuffle_rewards). Returns the metric records."""
     from iquest_core.model import LoopCoderForCausalLM
     from iquest_core.train.recipe import model_config
 
@@ -286,21 +300,25 @@ def train_rl(cfg: dict[str, Any], output: str | Path, *, resume: bool = False) -
         first_step = state["step"] + 1
         summary = state["summary"]
     elif cfg["greedy_eval"]:
-        summary["greedy_pass_rate_before"] = greedy_pass_rate(model, tasks, reward, rl["max_new_tokens"])
+        summary["greedy_before"] = greedy_scores(model, tasks, reward, rl["max_new_tokens"])
     writer = MetricsWriter(output, truncate_after=first_step - 1, title="GRPO on the toy task set")
     for step in range(first_step, cfg["steps"] + 1):
         start = time.monotonic()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         first, kept = _collect(model, tasks, reward, rl, generator)
         record = {"step": step, "reward": float(first.rewards.mean()), "pass_rate": float(first.passed.mean()),
+                  "solved": float((first.passed == 1.0).double().mean()),
                   "response_len": float(first.mask.sum(1).float().mean()), "kept_groups": len(kept)}
+        if rl["shuffle_rewards"]:  # its own generator: the rollouts draw the same numbers as a normal run
+            shuffle_rewards(kept, torch.Generator().manual_seed(seed * 1_000_003 - step))
         if kept:
             record.update(policy_update(model, optimizer, kept, rl, optim, prompt_len, generator))
         else:
             record.update(loss=0.0, clip_frac=0.0, grad_norm=0.0)
         record["seconds"] = round(time.monotonic() - start, 3)
         writer.log(record)
-        print(f"rl step {step}/{cfg['steps']}: pass {record['pass_rate']:.3f} reward {record['reward']:.3f} "
+        print(f"rl step {step}/{cfg['steps']}: solved {record['solved']:.3f} pass {record['pass_rate']:.3f} "
+              f"reward {record['reward']:.3f} "
               f"kept {len(kept)} loss {record['loss']:.4f} ({record['seconds']:.1f}s)", flush=True)
         if step == cfg["steps"] or (cfg["checkpoint_every"] and step % cfg["checkpoint_every"] == 0):
             checkpoint.save(output / "checkpoints", step, model, optimizer, keep=cfg["keep_checkpoints"],
@@ -309,9 +327,9 @@ def train_rl(cfg: dict[str, Any], output: str | Path, *, resume: bool = False) -
     records = writer.records
     if records:
         writer.plot()
-        plot_rewards(records, output / "reward.png")
+        plot_rewards({"control" if rl["shuffle_rewards"] else "GRPO": records}, output / "reward.png")
     if cfg["greedy_eval"]:
-        summary["greedy_pass_rate_after"] = greedy_pass_rate(model, tasks, reward, rl["max_new_tokens"])
+        summary["greedy_after"] = greedy_scores(model, tasks, reward, rl["max_new_tokens"])
     summary["steps"] = len(records)
     model.save_pretrained(output / "policy")
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

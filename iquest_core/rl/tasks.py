@@ -1,19 +1,26 @@
-"""The bundled toy task set for RL on a CPU, its byte vocabulary, test-pass rewards and the noisy
+"""The bundled toy task set for RL on a CPU, its byte vocabulary, test-pass rewards and the
 demonstrations that pre-train the tiny policy.
 
-A task asks for the body of a one-line Python function from a comment naming an operation and a constant:
+A task asks for a tuple of four one-line expressions, each named by an operation and a constant:
 
-    # max 7                   <- prompt (all prompts have the same length, so a batch needs no padding)
+    # mul 7, add 3, sub 5, mul 2              <- prompt (all prompts have one length: no padding)
     def f(x):
-        return max(x, 7)      <- completion: "max(x, 7)" then EOS
-    tests: f(-3) == 7, f(0) == 7, f(4) == 7, f(9) == 9, f(12) == 12
+        return x * 7, x + 3, x - 5, x * 2     <- completion, then EOS
+    tests: f(x)[i] == the i-th expression for x in (-9, 17, 19): 12 assertions
 
-The reward of a completion is the share of its task's tests it passes, run in the sandbox (a wrong
-operation often passes some tests: "x * 2" and "x + 2" agree at x = 2).
+There is one task per sequence of four of the 3 operations (81). The demonstrations teach the format and
+to copy the constants, but not what the names mean: each slot's operation is drawn uniformly from the 3,
+whatever the prompt names (`demonstrations`), so a slot is right in exactly 1/3 of them and a whole
+completion in 1/81. A policy trained on them cannot know better than chance; what RL has to find, from
+rewards alone, is which operator each name stands for.
+
+The reward of a completion is the share of its task's tests it passes, run in the sandbox (each right
+slot earns 3/12); a task is solved when all pass.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import secrets
 from collections.abc import Sequence
@@ -23,9 +30,9 @@ from iquest_core.sandbox import run_many
 
 EOS_ID = 0  # byte vocabulary: token id = ASCII code, NUL ends a completion
 VOCAB_SIZE = 128
-OPERATIONS = {"add": "x + {k}", "sub": "x - {k}", "mul": "x * {k}", "max": "max(x, {k})", "min": "min(x, {k})",
-              "mod": "x % {k}", "neg": "{k} - x"}
-TEST_INPUTS = (-3, 0, 2, 4, 9, 12)
+OPERATIONS = {"add": "x + {k}", "sub": "x - {k}", "mul": "x * {k}"}
+SLOTS = 4
+TEST_INPUTS = (-9, 17, 19)  # no two operations agree on any of them for constants 1..9
 
 
 @dataclass(frozen=True)
@@ -36,14 +43,16 @@ class Task:
 
 
 def toy_tasks() -> list[Task]:
-    """Every (operation, constant 1..9) task: 63 tasks, each with len(TEST_INPUTS) tests."""
+    """One task per sequence of SLOTS operations: 81 tasks, each with SLOTS * len(TEST_INPUTS) tests; the
+    constants (1..9) are spread over the tasks by a fixed rule."""
     tasks = []
-    for name, body in OPERATIONS.items():
-        for k in range(1, 10):
-            solution = body.format(k=k)
-            expected = [eval(solution, {"x": x}) for x in TEST_INPUTS]  # noqa: S307 - our own fixed expressions
-            tasks.append(Task(prompt=f"# {name} {k}\ndef f(x):\n    return ", solution=solution,
-                              tests=tuple(f"assert f({x}) == {y}" for x, y in zip(TEST_INPUTS, expected))))
+    for number, names in enumerate(itertools.product(OPERATIONS, repeat=SLOTS)):
+        constants = [1 + (7 * number + 4 * slot) % 9 for slot in range(SLOTS)]
+        bodies = [OPERATIONS[name].format(k=k) for name, k in zip(names, constants)]
+        tests = tuple(f"assert f({x})[{slot}] == {eval(body, {'x': x})}"  # noqa: S307 - our own expressions
+                      for slot, body in enumerate(bodies) for x in TEST_INPUTS)
+        prompt = "# " + ", ".join(f"{name} {k}" for name, k in zip(names, constants)) + "\ndef f(x):\n    return "
+        tasks.append(Task(prompt=prompt, solution=", ".join(bodies), tests=tests))
     return tasks
 
 
@@ -65,22 +74,16 @@ def decode(ids: Sequence[int]) -> str:
     return "".join(out)
 
 
-def demonstrations(tasks: Sequence[Task], count: int, *, correct_share: float, seed: int) -> list[tuple[str, str]]:
-    """(prompt, completion) pairs for pre-training: with probability correct_share the task's solution,
-    otherwise the solution of another operation with the same constant, so the pre-trained policy knows
-    the format but is often wrong, and RL has something to learn."""
+def demonstrations(tasks: Sequence[Task], count: int, *, seed: int) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs for pre-training: a random task's prompt, and for each slot an operation
+    drawn uniformly from OPERATIONS (independent of the names in the prompt) with the prompt's constant."""
     rng = random.Random(seed)
-    by_constant: dict[str, list[Task]] = {}
-    for task in tasks:
-        by_constant.setdefault(task.prompt.split("\n")[0].split()[-1], []).append(task)
+    bodies = list(OPERATIONS.values())
     pairs = []
     for _ in range(count):
         task = rng.choice(tasks)
-        if rng.random() >= correct_share:
-            task_k = task.prompt.split("\n")[0].split()[-1]
-            pairs.append((task.prompt, rng.choice(by_constant[task_k]).solution))
-        else:
-            pairs.append((task.prompt, task.solution))
+        constants = task.prompt.split("\n")[0].replace(",", "").split()[2::2]
+        pairs.append((task.prompt, ", ".join(rng.choice(bodies).format(k=k) for k in constants)))
     return pairs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -26,7 +27,8 @@ def _policy(seed: int = 0) -> LoopCoderForCausalLM:
 
 
 def test_toy_tasks_are_consistent():
-    assert len(TASKS) == 63 and len({t.prompt for t in TASKS}) == 63
+    assert len(TASKS) == 81 and len({t.prompt for t in TASKS}) == 81
+    assert {tuple(t.prompt.split()[1:9:2]) for t in TASKS} == set(itertools.product(rl_tasks.OPERATIONS, repeat=4))
     assert len({len(t.prompt) for t in TASKS}) == 1  # one prompt length: batched generation needs no padding
     for task in TASKS:
         scope = {}
@@ -38,23 +40,37 @@ def test_toy_tasks_are_consistent():
         rl_tasks.encode("caf\u00e9")
 
 
-def test_demonstrations_mix_right_and_wrong_solutions():
-    pairs = rl_tasks.demonstrations(TASKS, 2000, correct_share=0.3, seed=1)
-    solutions = {t.prompt: t.solution for t in TASKS}
-    right = sum(solutions[p] == c for p, c in pairs) / len(pairs)
-    assert 0.3 < right < 0.5  # 0.3 plus the wrong draws that land on the right operation (1/7 of 0.7)
-    assert all(c.replace("x", "").count(p.split()[2]) >= 1 for p, c in pairs)  # same constant throughout
-    assert pairs == rl_tasks.demonstrations(TASKS, 2000, correct_share=0.3, seed=1)
+def test_demonstrations_teach_the_format_and_constants_but_not_the_operations():
+    """Each slot's operation is uniform over the 3 whatever the prompt names: right 1/3 of the time for every
+    name, so the names carry no information; the constants are always the prompt's."""
+    pairs = rl_tasks.demonstrations(TASKS, 3000, seed=1)
+    solutions = {t.prompt: t.solution.split(", ") for t in TASKS}
+    right = {name: [0, 0] for name in rl_tasks.OPERATIONS}
+    for prompt, completion in pairs:
+        names, constants = prompt.split()[1:9:2], prompt.replace(",", "").split()[2:9:2]
+        for slot, (body, name, k) in enumerate(zip(completion.split(", "), names, constants)):
+            assert body.split()[-1] == k and body in [b.format(k=k) for b in rl_tasks.OPERATIONS.values()]
+            right[name][0] += body == solutions[prompt][slot]
+            right[name][1] += 1
+    for name, (hits, total) in right.items():
+        assert abs(hits / total - 1 / 3) < 0.03, (name, hits, total)
+    whole = sum(c == ", ".join(solutions[p]) for p, c in pairs) / len(pairs)
+    assert whole < 0.03  # 1/81 expected
+    assert pairs == rl_tasks.demonstrations(TASKS, 3000, seed=1)
 
 
 def test_rewards_are_shares_of_tests_passed_and_bad_programs_score_zero(reward):
-    task = next(t for t in TASKS if t.prompt.startswith("# max 4"))
-    completions = [task.solution, "x", "min(x, 4)", "x +", "(lambda: [0 for _ in iter(int, 1)])()",
+    task = next(t for t in TASKS if t.prompt.startswith("# add 8, sub 3, add 7, sub 2"))
+    assert task.solution == "x + 8, x - 3, x + 7, x - 2"
+    completions = [task.solution, "x + 8, x - 3, x + 7, x + 2", "x * 8, x + 3, x - 7, x - 2", "x + 8",
+                   "x - 8, x + 3, x - 7, x + 2", "x +", "(lambda: [0 for _ in iter(int, 1)])()",
                    "__import__('os')._exit(0)", "__import__('sys').stdout.buffer.write(bytes(range(256)))",
-                   "__import__('ctypes').string_at(0)", "1 if print('" + reward.__class__.__name__ + " 6') else 4"]
+                   "__import__('ctypes').string_at(0)",
+                   "(x + 8, 0, 0, 0) if print('" + reward.__class__.__name__ + " 12') else (x + 8, 0, 0, 0)"]
     scores = reward([task.prompt] * len(completions), completions, [task.tests] * len(completions))
-    # max(x, 4) on (-3, 0, 2, 4, 9, 12): "x" passes 4, 9, 12; "min(x, 4)" passes only 4
-    assert scores == [1.0, 0.5, 1 / 6, 0.0, 0.0, 0.0, 0.0, 0.0, 4 / 6]
+    # each right slot is 3 of the 12 tests (no two operations agree on x = -9, 17, 19); "x + 8" alone is
+    # not a tuple (every test fails); a printed count without the run's random tag is ignored
+    assert scores == [1.0, 0.75, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25]
     assert len(reward.cache) >= len(completions)
 
 
@@ -91,11 +107,15 @@ class _Scripted:
         return torch.tensor(rows)
 
 
-def test_greedy_pass_rate_scores_every_task(reward):
+def test_greedy_scores_every_task(reward):
     tasks = TASKS[:5]
-    assert rl.greedy_pass_rate(_Scripted({t.prompt: t.solution for t in tasks}), tasks, reward, 12) == 1.0
-    half_right = {t.prompt: t.solution if i % 2 else "x +" for i, t in enumerate(tasks)}
-    assert rl.greedy_pass_rate(_Scripted(half_right), tasks, reward, 12) == pytest.approx(2 / 5)
+    assert rl.greedy_scores(_Scripted({t.prompt: t.solution for t in tasks}), tasks, reward, 32) == \
+        {"pass_rate": 1.0, "solved": 1.0}
+    mixed = {t.prompt: t.solution if i % 2 else t.solution.split(", ")[0] + ", x +" for i, t in enumerate(tasks)}
+    assert rl.greedy_scores(_Scripted(mixed), tasks, reward, 32) == {"pass_rate": pytest.approx(2 / 5),
+                                                                     "solved": pytest.approx(2 / 5)}
+    one_slot = {t.prompt: t.solution.split(", ")[0] + ", 0" for t in tasks}
+    assert rl.greedy_scores(_Scripted(one_slot), tasks, reward, 32)["solved"] == 0.0
 
 
 def test_policy_update_raises_the_likelihood_of_the_rewarded_sample():
@@ -154,10 +174,32 @@ def test_iquest_rl_end_to_end_and_resume(tmp_path, capsys):
                  "checkpoints/step-2/trainer.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 2 and "greedy_pass_rate_after" not in summary
+    assert summary["steps"] == 2 and "greedy_after" not in summary
     assert rl_cli.main(["--recipe", "rl", "--output", str(out), "--set", "steps=3", "--resume", *settings]) == 0
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
     assert "test-pass share" in capsys.readouterr().out
+
+
+CONTROL_RUN = ["--set", "sandbox.workers=2", "--set", "sandbox.timeout_s=5.0", "--set", "greedy_eval=false"]
+
+
+def test_grpo_beats_the_control_with_rewards_shuffled_in_each_group(tmp_path):
+    """`iquest rl --control`: the GRPO run and the control start from the same pre-trained policy with the
+    same seed, so their first step is the same rollout; only GRPO, which knows which sample earned what,
+    learns what the operation names mean."""
+    out = tmp_path / "run"
+    assert rl_cli.main(["--recipe", "rl", "--output", str(out), *CONTROL_RUN, "--control"]) == 0
+    trained, control = read_metrics(out), read_metrics(out / "control")
+    assert len(trained) == len(control)
+    same = ("reward", "pass_rate", "solved", "response_len", "kept_groups")
+    assert {k: trained[0][k] for k in same} == {k: control[0][k] for k in same}
+    last = len(trained) // 4
+
+    def late(records, key):
+        return sum(r[key] for r in records[-last:]) / last
+    assert late(trained, "pass_rate") > late(control, "pass_rate") + 0.2, (trained, control)
+    assert late(trained, "solved") > late(control, "solved") + 0.1
+    assert (out / "reward.png").is_file() and (out / "control" / "reward.png").is_file()
 
 
 def test_iquest_rl_reports_bad_recipes(tmp_path, capsys):

@@ -21,7 +21,7 @@ from iquest_core.train.recipe import RecipeError, read_recipe
 
 RL_DEFAULTS: dict[str, Any] = {
     "stage": "rl",
-    "steps": 40,
+    "steps": 60,
     "seed": 0,
     "checkpoint_every": 0,
     "keep_checkpoints": 2,
@@ -31,7 +31,7 @@ RL_DEFAULTS: dict[str, Any] = {
     "rl": {"prompts_per_step": 8, "group_size": 8, "max_new_tokens": 32, "overlong_cache": 4,
            "temperature": 1.0, "top_p": 1.0, "epochs": 2, "minibatch": 32, "eps_low": 0.2, "eps_high": 0.28,
            "dynamic_sampling_rounds": 3, "shuffle_rewards": False},
-    "optim": {"lr": 3e-4, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.99, "max_grad_norm": 1.0},
+    "optim": {"lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.99, "max_grad_norm": 1.0},
     "sandbox": {"workers": 0, "timeout_s": 5.0},
 }
 

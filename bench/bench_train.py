@@ -32,7 +32,7 @@ IMPLS = {"fused": "fused", "unfused": "reference", "unfused_banded": "banded"}
 
 
 def _tokens_per_s(benchmark, recipe) -> float:
-    return recipe["batch_tokens"] / benchmark.stats.stats.median
+    return recipe.batch_tokens / benchmark.stats.stats.median
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
@@ -40,7 +40,7 @@ def _tokens_per_s(benchmark, recipe) -> float:
 def test_trainer_step(benchmark, record_median, tmp_path, shape, impl):
     recipe = load_recipe("tiny", [*SHAPES[shape], f"model.attn_implementation={IMPLS[impl]}"])
     trainer = Trainer(recipe, tmp_path)
-    steps = iter(range(recipe["steps"]))
+    steps = iter(range(recipe.steps))
 
     group = f"trainer step {shape}"
     benchmark.group = group
@@ -106,7 +106,7 @@ def test_dp1_baseline(benchmark, record_median, tmp_path):
     try:
         recipe = load_recipe("tiny", SHAPES["small-cpu"])
         trainer = Trainer(recipe, tmp_path)
-        steps = iter(range(recipe["steps"]))
+        steps = iter(range(recipe.steps))
         group = "trainer step small-cpu, same global batch"
         benchmark.group = group
         benchmark.pedantic(lambda: trainer.train_step(next(steps)), rounds=5, warmup_rounds=1)

@@ -58,6 +58,9 @@ class Row:
         return int(self.cu_seqlens[-1])
 
 
+SOURCE_KINDS = ("shards", "jsonl", "package")
+
+
 def source_kind(path: str, kind: str = "auto") -> str:
     """The kind of a source spec ("shards", "jsonl" or "package")."""
     if kind != "auto":

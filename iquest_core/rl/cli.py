@@ -2,7 +2,7 @@
 
     iquest rl --recipe NAME_OR_TOML --output DIR [--set key=value ...] [--resume] [--control]
 
-Bundled recipe: rl (iquest_core/train/recipes/rl.toml documents every key). Writes DIR/metrics.jsonl
+Bundled recipe: rl (iquest_core/train/recipes/rl.toml; every key with its doc: RLRecipe below). Writes DIR/metrics.jsonl
 (one line per RL step: solved, pass_rate, reward, kept_groups, loss, clip_frac, ...), DIR/reward.png,
 DIR/loss.png, DIR/checkpoints/step-N, DIR/policy (Hugging Face layout) and DIR/summary.json.
 --control then runs the control into DIR/control: the same recipe, seed and steps from the same
@@ -14,52 +14,76 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 from iquest_core.command_line import CommandParser
 from iquest_core.train.recipe import RecipeError, read_recipe
+from iquest_core.train.schema import Optim, RunRecipe, knob
 
-RL_DEFAULTS: dict[str, Any] = {
-    "stage": "rl",
-    "steps": 60,
-    "seed": 0,
-    "checkpoint_every": 0,
-    "keep_checkpoints": 2,
-    "greedy_eval": True,
-    "model": {"preset": "tiny", "init_from": ""},
-    "pretrain": {"steps": 300, "batch": 64, "lr": 3e-3},
-    "rl": {"prompts_per_step": 8, "group_size": 8, "max_new_tokens": 32, "overlong_cache": 4,
-           "temperature": 1.0, "top_p": 1.0, "epochs": 2, "minibatch": 32, "eps_low": 0.2, "eps_high": 0.28,
-           "dynamic_sampling_rounds": 3, "shuffle_rewards": False},
-    "optim": {"lr": 1e-3, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.99, "max_grad_norm": 1.0},
-    "sandbox": {"workers": 0, "timeout_s": 5.0},
-}
+@dataclass
+class Pretrain:
+    steps: int = knob(300, "supervised steps on demonstrations before RL (0: none)")
+    batch: int = knob(64, "demonstrations per supervised step")
+    lr: float = knob(3e-3, "learning rate of the supervised steps")
 
 
-def load_rl_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """RL_DEFAULTS, then the recipe (bundled "rl" or a .toml path), then dotted key=value overrides, with
-    the training recipes' rules (unknown keys and wrong types raise RecipeError; model.* also takes
-    LoopCoderConfig fields)."""
-    recipe = read_recipe(name_or_path, overrides, defaults=RL_DEFAULTS, bundled=("rl",))
+@dataclass
+class GRPO:
+    prompts_per_step: int = knob(8, "tasks per RL step")
+    group_size: int = knob(8, "sampled completions per task (>= 2: advantages are relative to the group)")
+    max_new_tokens: int = knob(32, "completion length cap")
+    overlong_cache: int = knob(4, "DAPO soft overlong punishment window (< max_new_tokens)")
+    temperature: float = knob(1.0, "sampling temperature (> 0)")
+    top_p: float = knob(1.0, "nucleus sampling (0, 1]")
+    epochs: int = knob(2, "policy-update passes over each step's rollouts")
+    minibatch: int = knob(32, "rows per policy-update minibatch")
+    eps_low: float = knob(0.2, "clip-higher: lower clip range")
+    eps_high: float = knob(0.28, "clip-higher: upper clip range")
+    dynamic_sampling_rounds: int = knob(3, "DAPO dynamic sampling: resampling rounds for all-equal groups")
+    shuffle_rewards: bool = knob(False, "the control: rewards permuted at random inside each group")
+
+
+@dataclass
+class Sandbox:
+    workers: int = knob(0, "parallel sandboxes for the test-pass reward (0: CPU count)")
+    timeout_s: float = knob(5.0, "seconds per judged completion")
+
+
+@dataclass
+class RLRecipe(RunRecipe):
+    """The RL recipe: the common training fields (stage, steps, seed, checkpoints, model, optim) and GRPO's."""
+    stage: str = knob("rl", "a label written to metrics and checkpoints")
+    steps: int = knob(60, "RL steps")
+    optim: Optim = knob(Optim(lr=1e-3, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
+    greedy_eval: bool = knob(True, "greedy pass rate before and after RL in summary.json")
+    pretrain: Pretrain = knob(Pretrain(), "supervised warm-up on the task family")
+    rl: GRPO = knob(GRPO(), "GRPO / DAPO")
+    sandbox: Sandbox = knob(Sandbox(), "the reward's sandbox")
+
+
+def load_rl_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RLRecipe:
+    """The RLRecipe of a bundled name ("rl") or a .toml path and dotted key=value overrides, with the
+    training recipes' rules (unknown keys and wrong types raise RecipeError naming the key)."""
+    recipe = read_recipe(name_or_path, overrides, schema=RLRecipe, bundled=("rl",))
     _validate(recipe)
     return recipe
 
 
-def _validate(recipe: dict[str, Any]) -> None:
-    rl = recipe["rl"]
+def _validate(recipe: RLRecipe) -> None:
+    rl = recipe.rl
     for section, key, low in (("", "steps", 1), ("rl", "prompts_per_step", 1), ("rl", "group_size", 2),
                               ("rl", "max_new_tokens", 1), ("rl", "epochs", 1), ("rl", "minibatch", 1),
                               ("rl", "dynamic_sampling_rounds", 1), ("pretrain", "steps", 0),
                               ("pretrain", "batch", 1), ("sandbox", "workers", 0)):
-        value = recipe[section][key] if section else recipe[key]
+        value = getattr(getattr(recipe, section) if section else recipe, key)
         if value < low:
             raise RecipeError(f"{section + '.' if section else ''}{key}: expected >= {low}, got {value}")
-    if not 0 <= rl["overlong_cache"] < rl["max_new_tokens"]:
-        raise RecipeError(f"rl.overlong_cache: expected 0 <= overlong_cache < max_new_tokens, got {rl['overlong_cache']}")
-    if not rl["temperature"] > 0 or not 0 < rl["top_p"] <= 1:
-        raise RecipeError(f"rl.temperature, rl.top_p: expected > 0 and (0, 1], got {rl['temperature']}, {rl['top_p']}")
-    if not 0 <= rl["eps_low"] < 1 or rl["eps_high"] < 0:
-        raise RecipeError(f"rl.eps_low, rl.eps_high: expected [0, 1) and >= 0, got {rl['eps_low']}, {rl['eps_high']}")
+    if not 0 <= rl.overlong_cache < rl.max_new_tokens:
+        raise RecipeError(f"rl.overlong_cache: expected 0 <= overlong_cache < max_new_tokens, got {rl.overlong_cache}")
+    if not rl.temperature > 0 or not 0 < rl.top_p <= 1:
+        raise RecipeError(f"rl.temperature, rl.top_p: expected > 0 and (0, 1], got {rl.temperature}, {rl.top_p}")
+    if not 0 <= rl.eps_low < 1 or rl.eps_high < 0:
+        raise RecipeError(f"rl.eps_low, rl.eps_high: expected [0, 1) and >= 0, got {rl.eps_low}, {rl.eps_high}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         recipe = load_rl_recipe(args.recipe, args.overrides)
-        if args.control and (recipe["rl"]["shuffle_rewards"] or recipe["model"]["init_from"]):
+        if args.control and (recipe.rl.shuffle_rewards or recipe.model.init_from):
             raise ValueError("--control: expected a recipe without rl.shuffle_rewards and model.init_from")
         runs = {"GRPO": train_rl(recipe, args.output, resume=args.resume)}
         if args.control:

@@ -12,6 +12,7 @@ rollout's log-probs (clip-higher, token-level mean, no KL term, no reference mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -262,9 +263,9 @@ def plot_rewards(runs: dict[str, list[dict]], path: Path) -> Path:
     return path
 
 
-def train_rl(cfg: dict[str, Any], output: str | Path, *, resume: bool = False) -> list[dict]:
-    """Run the RL recipe cfg (see iquest_core.rl.cli.RL_DEFAULTS) into output: metrics.jsonl, loss.png, reward.png,
-    checkpoints/step-N (DCP), policy/ (Hugging Face layout), summary.json (with cfg["greedy_eval"], the
+def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
+    """Run the RL recipe (iquest_core.rl.cli.RLRecipe) into output: metrics.jsonl, loss.png, reward.png,
+    checkpoints/step-N (DCP), policy/ (Hugging Face layout), summary.json (with greedy_eval, the
     greedy scores over all tasks before and after). The policy starts from model.init_from, or from a
     preset pre-trained briefly on the toy task family (saved to pretrained/). With rl.shuffle_rewards the
     run is the control (shuffle_rewards). Returns the metric records."""
@@ -273,9 +274,10 @@ def train_rl(cfg: dict[str, Any], output: str | Path, *, resume: bool = False) -
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.asdict(recipe)  # the rollout and update helpers take plain tables
     rl, optim, seed = cfg["rl"], cfg["optim"], cfg["seed"]
     torch.manual_seed(seed)
-    config = model_config(cfg)
+    config = model_config(recipe)
     if config.vocab_size < rl_tasks.VOCAB_SIZE:
         raise ValueError(f"model.vocab_size: the toy tasks use a byte vocabulary of {rl_tasks.VOCAB_SIZE}, got "
                          f"{config.vocab_size}")

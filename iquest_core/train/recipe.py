@@ -1,10 +1,11 @@
-"""Stage recipes: TOML files of nested keys, checked against one schema, overridable by dotted paths.
+"""Stage recipes: TOML files of nested keys filling the typed schema (`iquest_core.train.schema`),
+overridable by dotted paths, validated in one place.
 
-A recipe is the bundled name (``iquest_core/train/recipes/NAME.toml``) or a path to a TOML file. Every
-key has a default in `DEFAULTS`; a recipe file and ``--set key=value`` may only name keys that exist
-there (``model.*`` also takes any `LoopCoderConfig` field). ``--set`` values are parsed as TOML values
-(``--set optim.lr=1e-3``, ``--set data.sources=[{path="x.jsonl"}]``) and fall back to plain strings
-(``--set model.preset=tiny``). See ``recipes/tiny.toml`` for every key with a comment.
+A recipe is the bundled name (``iquest_core/train/recipes/NAME.toml``) or a path to a TOML file. A recipe
+file and ``--set key=value`` may only name fields of the schema (``model.*`` also takes any
+`LoopCoderConfig` field). ``--set`` values are parsed as TOML values (``--set optim.lr=1e-3``,
+``--set data.sources=[{path="x.jsonl"}]``) and fall back to plain strings (``--set model.preset=tiny``).
+Every error names the key. `explain` (``iquest train --explain [KEY]``) prints the schema.
 """
 
 from __future__ import annotations
@@ -12,102 +13,43 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tomllib
+import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from iquest_core.data.mixture import SOURCE_KEYS, expand_components
 from iquest_core.model import LoopCoderConfig
-from iquest_core.model.backends import LOOP_ATTENTION
 from iquest_core.train.schedule import lr_at
+from iquest_core.data.mixture import expand_components
+from iquest_core.train.schema import Mixture, ModelSection, Parallel, Recipe, Source, field_doc
 
 BUNDLED = ("pretrain", "anneal", "midtrain-32k", "midtrain-128k", "sft-thinking", "sft-instruct", "tiny")
-
-DEFAULTS: dict[str, Any] = {
-    "stage": "pretrain",          # a label written to metrics and checkpoints
-    "steps": 100,                 # optimizer steps
-    "seed": 0,
-    "seq_len": 1024,              # tokens per packed row
-    "batch_tokens": 8192,         # global tokens per optimizer step (a multiple of seq_len * dp)
-    "checkpoint_every": 0,        # steps between checkpoints (0: only the last step)
-    "keep_checkpoints": 2,        # newest checkpoints kept (0: all)
-    "model": {
-        "preset": "tiny",         # a LoopCoderConfig preset, or ...
-        "init_from": "",          # ... a Hugging Face directory (export of an earlier stage) to continue from
-        "attn_implementation": "fused",  # loop attention of loops >= 2: "fused", "reference" or "banded"
-    },
-    "data": {
-        # Each source: {path, weight, kind}. kind "shards": a directory from `iquest data tokenize`;
-        # "jsonl": records with "text" or "messages" (chat/agent/reasoning, see train/chat.py) and an
-        # optional "difficulty"; "package": this package's own source files as text. "auto" guesses.
-        "sources": [{"path": "package", "weight": 1.0, "kind": "package"}],
-        "tokenizer": "auto",      # a tokenizer directory, or "auto": train one (model.vocab_size) on the
-                                  # text sources into OUTPUT/tokenizer (reused on resume)
-        "document_mask": True,    # packed rows attend within documents only (needs cp = 1)
-        "template": "instruct",   # chat rendering: "instruct" or "thinking" (reasoning traces kept)
-        "loss_on": "all",         # "all" tokens, or "assistant" tokens only (SFT)
-        # Three-stage difficulty curriculum: documents with difficulty < boundaries[0] are stage 1,
-        # < boundaries[1] stage 2, the rest stage 3; stage k is drawn from from step stage_steps[k-1]
-        # (stage 1 from step 0). Empty lists: no curriculum.
-        "curriculum": {"boundaries": [], "stage_steps": []},
-        # Compositional recipes, replay and dynamic mixtures: see data/mixture.py.
-        # components: [{path = "COMPONENT.toml", scale = S}]: the component's sources join `sources`, weights x S.
-        "components": [],
-        # replay: a `share` of every step's rows drawn from earlier stages' `sources` (same table format);
-        # `weight`: RL only, the weight of the auxiliary next-token loss on the replay rows.
-        "replay": {"sources": [], "share": 0.0, "weight": 1.0},
-        # mixture: unit "documents" (a weight is a document share) or "tokens" (a token share); kind
-        # "static", or "dynamic": every `every` steps DoReMi's update on the per-source loss of the last
-        # `heldout` documents of each source (never trained on) over `reference` (one loss per source,
-        # [] = zeros), step size `eta`, each weight kept >= `floor`.
-        "mixture": {"kind": "static", "unit": "documents", "every": 0, "eta": 1.0, "floor": 0.05,
-                    "reference": [], "heldout": 4},
-    },
-    "optim": {"lr": 3e-4, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "max_grad_norm": 1.0},
-    # lr(step): see train/schedule.py. kind "cosine" (tail_fraction > 0: the extended low-LR tail),
-    # "wsd" (warm-up, stable, decay over the last decay_fraction), "constant".
-    "schedule": {"kind": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1, "tail_fraction": 0.0,
-                 "decay_fraction": 0.2},
-    # dp 0: world size / cp. replicate R: HSDP, dp = R replica groups x dp / R shards (parameters sharded
-    # over dp / R x cp ranks, replicated R times); R = 1 is plain FSDP over dp x cp.
-    "parallel": {"dp": 0, "cp": 1, "replicate": 1},
-    # SDC guard (0: off): fingerprints and cross-replica checks every step (under torchrun the
-    # cross-replica check needs parallel.replicate >= 2), a replay of the last N steps every N steps.
-    "guard": {"check_every": 0},
-    "train": {
-        "dtype": "auto",              # "auto": bfloat16 on CUDA, float32 on CPU; or "float32" / "bfloat16"
-        "compile": False,             # torch.compile each decoder layer
-        "activation_checkpointing": False,
-        "micro_batch_rows": 0,        # rows per forward on each rank (0: all of the rank's rows at once)
-        "plot_every": 10,             # steps between refreshes of OUTPUT/loss.png (and at the last step)
-    },
-}
-
-_MODEL_FIELDS = {f.name for f in dataclasses.fields(LoopCoderConfig)} - {"extra"}
+MODEL_FIELDS = {f.name for f in dataclasses.fields(LoopCoderConfig)} - {"extra"}
+R = TypeVar("R")
 
 
 class RecipeError(ValueError):
     """A recipe or an override names an unknown key or gives a value of the wrong type."""
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The recipe (bundled name or TOML path) merged over DEFAULTS, then the `key=value` overrides.
-
-    Raises RecipeError naming an unknown recipe, key or a value of the wrong type."""
-    recipe = read_recipe(name_or_path, overrides, defaults=DEFAULTS, bundled=BUNDLED)
+def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """The recipe (bundled name or TOML path) over the schema's defaults, then the `key=value` overrides,
+    validated. Raises RecipeError naming an unknown recipe, key or a value of the wrong type."""
+    recipe = read_recipe(name_or_path, overrides, schema=Recipe, bundled=BUNDLED)
     try:
-        recipe["data"]["sources"] = expand_components(recipe["data"])
+        sources = expand_components(dataclasses.asdict(recipe.data))
     except ValueError as e:
         raise RecipeError(str(e)) from None
-    recipe["data"]["components"] = []  # now part of data.sources
+    recipe.data.sources = _coerce(sources, list[Source], "data.sources", "data.components")
+    recipe.data.components = []  # now part of data.sources
     validate(recipe)
     return recipe
 
 
-def read_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), *, defaults: dict[str, Any],
-                bundled: tuple[str, ...]) -> dict[str, Any]:
-    """load_recipe for any schema `defaults` and bundled names, without the training recipes' cross-key
-    checks (the RL recipe uses it with its own schema)."""
+def read_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), *, schema: type[R],
+                bundled: tuple[str, ...]) -> R:
+    """An instance of `schema` (a dataclass of the schema) from a bundled name or a TOML path and overrides,
+    without the cross-key checks of `validate`."""
     path = Path(name_or_path)
     if name_or_path in bundled:
         text = resources.files("iquest_core.train").joinpath("recipes", f"{name_or_path}.toml").read_text()
@@ -121,13 +63,13 @@ def read_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), 
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{where}: not valid TOML ({e})") from None
-    recipe = copy.deepcopy(defaults)
-    _merge(recipe, values, defaults, prefix="", where=where)
+    recipe = schema()
+    _assign(recipe, values, prefix="", where=where)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise RecipeError(f"--set: expected key=value, got {item!r}")
-        set_key(recipe, key.strip(), parse_value(raw.strip()), schema=defaults)
+        set_key(recipe, key.strip(), parse_value(raw.strip()))
     return recipe
 
 
@@ -139,146 +81,183 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def set_key(recipe: dict[str, Any], dotted: str, value: Any, *, schema: dict[str, Any] = DEFAULTS) -> None:
-    """Set recipe[dotted path] = value; RecipeError naming the key if the schema has no such key."""
+def set_key(recipe: Any, dotted: str, value: Any) -> None:
+    """Set the field at a dotted path; RecipeError naming the key if the schema has no such field."""
     parts = dotted.split(".")
     node = recipe
     for i, part in enumerate(parts[:-1]):
-        if not isinstance(schema.get(part), dict):
-            raise RecipeError(f"--set {dotted}: unknown key {'.'.join(parts[:i + 1])!r}; known: {_known(schema)}")
-        node, schema = node[part], schema[part]
-    _merge(node, {parts[-1]: value}, schema, prefix=".".join(parts[:-1]), where="--set")
+        child = getattr(node, part, None) if part in _names(node) else None
+        if not dataclasses.is_dataclass(child):
+            raise RecipeError(f"--set {dotted}: unknown key {'.'.join(parts[:i + 1])!r}; known: {_known(node)}")
+        node = child
+    _assign(node, {parts[-1]: value}, prefix=".".join(parts[:-1]), where="--set")
 
 
-def _known(schema: dict[str, Any]) -> str:
-    return ", ".join(sorted(schema))
+def _names(node: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(node) if not (isinstance(node, ModelSection) and f.name == "config")]
 
 
-def _merge(node: dict, values: dict, schema: dict, *, prefix: str, where: str) -> None:
+def _known(node: Any) -> str:
+    return ", ".join(sorted(_names(node)))
+
+
+def _assign(node: Any, values: dict, *, prefix: str, where: str) -> None:
+    hints = typing.get_type_hints(type(node))
     for key, value in values.items():
         dotted = f"{prefix}.{key}" if prefix else key
-        if prefix == "model" and key in _MODEL_FIELDS:
-            node[key] = value
+        if isinstance(node, ModelSection) and key in MODEL_FIELDS:
+            node.config[key] = value
             continue
-        if key not in schema:
-            extra = " or a LoopCoderConfig field" if prefix == "model" else ""
-            raise RecipeError(f"{where}: unknown key {dotted!r}; known: {_known(schema)}{extra}")
-        default = schema[key]
-        if isinstance(default, dict):
+        if key not in _names(node):
+            extra = " or a LoopCoderConfig field" if isinstance(node, ModelSection) else ""
+            raise RecipeError(f"{where}: unknown key {dotted!r}; known: {_known(node)}{extra}")
+        current = getattr(node, key)
+        if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise RecipeError(f"{where}: {dotted!r} is a table, got {value!r}")
-            _merge(node[key], value, default, prefix=dotted, where=where)
+            _assign(current, value, prefix=dotted, where=where)
             continue
-        node[key] = _coerce(value, default, dotted, where)
+        setattr(node, key, _coerce(value, hints[key], dotted, where))
 
 
-def _coerce(value: Any, default: Any, dotted: str, where: str) -> Any:
-    if isinstance(default, bool):
+def _coerce(value: Any, hint: Any, dotted: str, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise RecipeError(f"{where}: {dotted!r} expects one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        if not isinstance(value, list):
+            raise RecipeError(f"{where}: {dotted!r} expects a list of tables, got {value!r}")
+        items = []
+        for i, table in enumerate(value):
+            if not isinstance(table, dict) or "path" not in table:
+                raise RecipeError(f"{where}: {dotted}[{i}]: expected a table with a path, got {table!r}")
+            item = args[0]()
+            _assign(item, table, prefix=f"{dotted}[{i}]", where=where)
+            items.append(item)
+        return items
+    kind = origin or hint
+    if kind is bool:
         ok = isinstance(value, bool)
-    elif isinstance(default, float):
+    elif kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
-    elif isinstance(default, int):
+    elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
-        ok = isinstance(value, type(default))
+        ok = isinstance(value, kind)
     if not ok:
-        raise RecipeError(f"{where}: {dotted!r} expects a {type(default).__name__}, got {value!r}")
-    return value
+        raise RecipeError(f"{where}: {dotted!r} expects a {kind.__name__}, got {value!r}")
+    return copy.deepcopy(value)
 
 
-def validate(recipe: dict[str, Any]) -> None:
-    """Cross-key checks that need no data or devices."""
+def parallel_layout(parallel: Parallel, world_size: int | None = None) -> tuple[int, int, int]:
+    """(dp, cp, replicate) of the recipe's [parallel] table on `world_size` ranks (None: not known yet, dp
+    stays 0 when unset): the one statement of the layout rules."""
+    if parallel.cp < 1 or parallel.dp < 0 or parallel.replicate < 1:
+        raise RecipeError(f"parallel: expected cp >= 1, dp >= 0 and replicate >= 1, got {parallel}")
+    dp = parallel.dp or (max(1, world_size // parallel.cp) if world_size else 0)
+    if world_size is not None and dp * parallel.cp != world_size:
+        raise RecipeError(f"parallel: dp={dp} x cp={parallel.cp} does not match the world size {world_size}")
+    if dp and dp % parallel.replicate:
+        raise RecipeError(f"parallel.replicate: expected a divisor of dp={dp}, got {parallel.replicate}")
+    return dp, parallel.cp, parallel.replicate
+
+
+def validate(recipe: Recipe) -> None:
+    """The cross-key checks that need no data or devices."""
     for key in ("steps", "seq_len", "batch_tokens"):
-        if recipe[key] < 1:
-            raise RecipeError(f"{key}: expected >= 1, got {recipe[key]}")
-    if recipe["batch_tokens"] % recipe["seq_len"]:
-        raise RecipeError(f"batch_tokens: expected a multiple of seq_len={recipe['seq_len']}, "
-                          f"got {recipe['batch_tokens']}")
+        if getattr(recipe, key) < 1:
+            raise RecipeError(f"{key}: expected >= 1, got {getattr(recipe, key)}")
+    if recipe.batch_tokens % recipe.seq_len:
+        raise RecipeError(f"batch_tokens: expected a multiple of seq_len={recipe.seq_len}, got {recipe.batch_tokens}")
     for key in ("checkpoint_every", "keep_checkpoints"):
-        if recipe[key] < 0:
-            raise RecipeError(f"{key}: expected >= 0, got {recipe[key]}")
-    data = recipe["data"]
-    if not data["sources"]:
+        if getattr(recipe, key) < 0:
+            raise RecipeError(f"{key}: expected >= 0, got {getattr(recipe, key)}")
+    data = recipe.data
+    if not data.sources:
         raise RecipeError("data.sources: expected at least one source")
-    _check_sources(data["sources"], "data.sources")
-    _check_sources(data["replay"]["sources"], "data.replay.sources")
-    if bool(data["replay"]["sources"]) != (data["replay"]["share"] > 0) or not 0 <= data["replay"]["share"] < 1:
+    for where, sources in (("data.sources", data.sources), ("data.replay.sources", data.replay.sources)):
+        for i, source in enumerate(sources):
+            if not source.weight > 0:
+                raise RecipeError(f"{where}[{i}].weight: expected > 0, got {source.weight!r}")
+    if bool(data.replay.sources) != (data.replay.share > 0) or not 0 <= data.replay.share < 1:
         raise RecipeError(f"data.replay: expected sources with a share in (0, 1), or neither; got share "
-                          f"{data['replay']['share']} and {len(data['replay']['sources'])} sources")
-    _check_mixture(data["mixture"], len(data["sources"]))
-    if data["template"] not in ("instruct", "thinking"):
-        raise RecipeError(f"data.template: expected 'instruct' or 'thinking', got {data['template']!r}")
-    if data["loss_on"] not in ("all", "assistant"):
-        raise RecipeError(f"data.loss_on: expected 'all' or 'assistant', got {data['loss_on']!r}")
-    curriculum = data["curriculum"]
-    if len(curriculum["boundaries"]) != len(curriculum["stage_steps"]):
+                          f"{data.replay.share} and {len(data.replay.sources)} sources")
+    _check_mixture(data.mixture, len(data.sources))
+    curriculum = data.curriculum
+    if len(curriculum.boundaries) != len(curriculum.stage_steps):
         raise RecipeError("data.curriculum: boundaries and stage_steps must have the same length "
-                          f"(got {curriculum['boundaries']} and {curriculum['stage_steps']})")
-    if curriculum["stage_steps"] != sorted(curriculum["stage_steps"]) or \
-            curriculum["boundaries"] != sorted(curriculum["boundaries"]):
+                          f"(got {curriculum.boundaries} and {curriculum.stage_steps})")
+    if curriculum.stage_steps != sorted(curriculum.stage_steps) or curriculum.boundaries != sorted(curriculum.boundaries):
         raise RecipeError("data.curriculum: boundaries and stage_steps must be increasing")
     try:
         lr_at(recipe, 0)
     except ValueError as e:
         raise RecipeError(f"schedule.{e}") from None
-    if recipe["train"]["dtype"] not in ("auto", "float32", "bfloat16"):
-        raise RecipeError(f"train.dtype: expected auto, float32 or bfloat16, got {recipe['train']['dtype']!r}")
-    if recipe["model"]["attn_implementation"] not in LOOP_ATTENTION:
-        raise RecipeError(f"model.attn_implementation: expected one of {sorted(LOOP_ATTENTION)}, got "
-                          f"{recipe['model']['attn_implementation']!r}")
-    parallel = recipe["parallel"]
-    if parallel["cp"] < 1 or parallel["dp"] < 0 or parallel["replicate"] < 1:
-        raise RecipeError(f"parallel: expected cp >= 1, dp >= 0 and replicate >= 1, got {parallel}")
-    if parallel["dp"] and parallel["dp"] % parallel["replicate"]:
-        raise RecipeError(f"parallel.replicate: expected a divisor of dp={parallel['dp']}, got {parallel['replicate']}")
-    if recipe["guard"]["check_every"] < 0:
-        raise RecipeError(f"guard.check_every: expected >= 0, got {recipe['guard']['check_every']}")
+    parallel_layout(recipe.parallel)
+    if recipe.guard.check_every < 0:
+        raise RecipeError(f"guard.check_every: expected >= 0, got {recipe.guard.check_every}")
 
 
-def _check_sources(sources: list, where: str) -> None:
-    for i, source in enumerate(sources):
-        if not isinstance(source, dict) or "path" not in source:
-            raise RecipeError(f"{where}[{i}]: expected a table with a path, got {source!r}")
-        unknown = set(source) - set(SOURCE_KEYS)
-        if unknown:
-            raise RecipeError(f"{where}[{i}]: unknown keys {sorted(unknown)}; known: {', '.join(SOURCE_KEYS)}")
-        if source.get("kind", "auto") not in ("auto", "shards", "jsonl", "package"):
-            raise RecipeError(f"{where}[{i}].kind: expected auto, shards, jsonl or package, got {source['kind']!r}")
-        if not float(source.get("weight", 1.0)) > 0:
-            raise RecipeError(f"{where}[{i}].weight: expected > 0, got {source.get('weight')!r}")
+def _check_mixture(mixture: Mixture, sources: int) -> None:
+    if mixture.kind != "dynamic":
+        return
+    if mixture.every < 1 or mixture.heldout < 1:
+        raise RecipeError(f"data.mixture: a dynamic mixture needs every >= 1 and heldout >= 1, got "
+                          f"every={mixture.every}, heldout={mixture.heldout}")
+    if mixture.reference and len(mixture.reference) != sources:
+        raise RecipeError(f"data.mixture.reference: expected one loss per source ({sources}), got {mixture.reference}")
+    if not 0 <= mixture.floor * sources < 1:
+        raise RecipeError(f"data.mixture.floor: expected 0 <= floor < 1 / {sources} sources, got {mixture.floor}")
 
 
-def _check_mixture(mixture: dict[str, Any], sources: int) -> None:
-    if mixture["kind"] not in ("static", "dynamic"):
-        raise RecipeError(f"data.mixture.kind: expected 'static' or 'dynamic', got {mixture['kind']!r}")
-    if mixture["unit"] not in ("documents", "tokens"):
-        raise RecipeError(f"data.mixture.unit: expected 'documents' or 'tokens', got {mixture['unit']!r}")
-    if mixture["kind"] == "dynamic":
-        if mixture["every"] < 1 or mixture["heldout"] < 1:
-            raise RecipeError(f"data.mixture: a dynamic mixture needs every >= 1 and heldout >= 1, got "
-                              f"every={mixture['every']}, heldout={mixture['heldout']}")
-        if mixture["reference"] and len(mixture["reference"]) != sources:
-            raise RecipeError(f"data.mixture.reference: expected one loss per source ({sources}), got "
-                              f"{mixture['reference']}")
-        if not 0 <= mixture["floor"] * sources < 1:
-            raise RecipeError(f"data.mixture.floor: expected 0 <= floor < 1 / {sources} sources, got {mixture['floor']}")
-
-
-def model_config(recipe: dict[str, Any]) -> LoopCoderConfig:
+def model_config(recipe: Any) -> LoopCoderConfig:
     """The LoopCoderConfig the recipe names: model.init_from's config.json, or model.preset, with the
     LoopCoderConfig fields set in [model] on top."""
-    model = recipe["model"]
-    fields = {k: v for k, v in model.items() if k in _MODEL_FIELDS}
-    if model["init_from"]:
-        if not (Path(model["init_from"]) / "config.json").is_file():
-            raise RecipeError(f"model.init_from: no config.json in {model['init_from']}")
-        base = LoopCoderConfig.from_json(model["init_from"]).to_dict()
+    model = recipe.model
+    if model.init_from:
+        if not (Path(model.init_from) / "config.json").is_file():
+            raise RecipeError(f"model.init_from: no config.json in {model.init_from}")
+        base = LoopCoderConfig.from_json(model.init_from).to_dict()
         try:
-            return LoopCoderConfig.from_dict({**base, **fields})
+            return LoopCoderConfig.from_dict({**base, **model.config})
         except ValueError as e:
             raise RecipeError(f"model: {e}") from None
     try:
-        return LoopCoderConfig.preset(model["preset"], **fields)
+        return LoopCoderConfig.preset(model.preset, **model.config)
     except (ValueError, TypeError) as e:
         raise RecipeError(f"model: {e}") from None
+
+
+def explain(schema: type = Recipe, key: str | None = None) -> str:
+    """One line per field of `schema` (or of the field/table `key`): dotted key, type, default, doc."""
+    lines = []
+
+    def walk(node: Any, prefix: str) -> None:
+        hints = typing.get_type_hints(type(node))
+        for f in dataclasses.fields(node):
+            dotted = f"{prefix}{f.name}"
+            value = getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                if key is None or dotted.startswith(key) or key.startswith(dotted + "."):
+                    lines.append(f"[{dotted}]  {field_doc(f)}")
+                walk(value, dotted + ".")
+            elif key is None or dotted == key or dotted.startswith((key + ".", key + "[].")):
+                lines.append(f"  {dotted} : {_type_name(hints[f.name])} = {value!r}\n      {field_doc(f)}")
+                item = typing.get_args(hints[f.name])[:1]
+                if item and dataclasses.is_dataclass(item[0]):
+                    walk(item[0](), dotted + "[].")
+
+    walk(schema(), "")
+    if key is not None and not any(not line.startswith("[") for line in lines):
+        raise RecipeError(f"--explain: unknown key {key!r}")
+    return "\n".join(lines)
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    args = typing.get_args(hint)
+    return f"{typing.get_origin(hint).__name__}[{args[0].__name__}]" if args else getattr(hint, "__name__", str(hint))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+KINDS = ("cosine", "wsd", "constant")
+
 
 def lr_factor(step: int, *, steps: int, kind: str, warmup_steps: int, min_lr_ratio: float = 0.1,
               tail_fraction: float = 0.0, decay_fraction: float = 0.2) -> float:
@@ -44,13 +46,13 @@ def lr_factor(step: int, *, steps: int, kind: str, warmup_steps: int, min_lr_rat
         if step < start:
             return 1.0
         return 1 - (1 - min_lr_ratio) * (step - start + 1) / decay
-    raise ValueError(f"kind: expected 'cosine', 'wsd' or 'constant', got {kind!r}")
+    raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
 
 
-def lr_at(recipe: dict, step: int) -> float:
-    """The learning rate of the recipe ([optim] lr times the [schedule] factor) at `step`."""
-    s = recipe["schedule"]
-    return recipe["optim"]["lr"] * lr_factor(step, steps=recipe["steps"], kind=s["kind"],
-                                             warmup_steps=s["warmup_steps"], min_lr_ratio=s["min_lr_ratio"],
-                                             tail_fraction=s["tail_fraction"],
-                                             decay_fraction=s["decay_fraction"])
+def lr_at(recipe, step: int) -> float:
+    """The learning rate of a recipe (`iquest_core.train.schema.Recipe`: optim.lr times the schedule's
+    factor) at `step`."""
+    s = recipe.schedule
+    return recipe.optim.lr * lr_factor(step, steps=recipe.steps, kind=s.kind, warmup_steps=s.warmup_steps,
+                                       min_lr_ratio=s.min_lr_ratio, tail_fraction=s.tail_fraction,
+                                       decay_fraction=s.decay_fraction)

@@ -11,6 +11,7 @@ from iquest_core.data.tokenizer import load_tokenizer
 from iquest_core.jobs.sweep import (CHUNK_BYTES, EVAL_SHARE, SEQ_LEN, Grid, HeldOutLoss, _path_hash, _chunks, build_corpus, run_name, run_sweep,
                                        source_files, train_command)
 from iquest_core.train.recipe import load_recipe, model_config
+from iquest_core.train.schema import Source
 
 
 def write_tree(root, files):
@@ -70,9 +71,9 @@ def test_train_command_is_a_valid_tiny_recipe_of_the_requested_model(tmp_path):
     config = model_config(recipe)
     assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (48, 3, 144)
     assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (3, 3, 16)
-    assert recipe["steps"] == 10 and recipe["batch_tokens"] == 512 and recipe["optim"]["lr"] == 2e-3
-    assert recipe["data"]["sources"] == [{"path": str(tmp_path / "py.jsonl"), "kind": "jsonl", "weight": 1.0}]
-    assert recipe["data"]["tokenizer"] == str(tmp_path / "tok") and recipe["checkpoint_every"] == 0
+    assert recipe.steps == 10 and recipe.batch_tokens == 512 and recipe.optim.lr == 2e-3
+    assert recipe.data.sources == [Source(path=str(tmp_path / "py.jsonl"), kind="jsonl", weight=1.0)]
+    assert recipe.data.tokenizer == str(tmp_path / "tok") and recipe.checkpoint_every == 0
 
 
 @pytest.mark.parametrize("kwargs, match", [

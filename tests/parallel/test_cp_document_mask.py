@@ -54,9 +54,9 @@ def test_model_inputs_pad_the_packed_sequence_to_a_multiple():
 
 
 def test_recipes_with_cp_keep_document_masking():
-    assert load_recipe("tiny", ["parallel.cp=2"])["data"]["document_mask"] is True
+    assert load_recipe("tiny", ["parallel.cp=2"]).data.document_mask is True
     recipe = load_recipe("midtrain-128k")
-    assert recipe["parallel"]["cp"] == 8 and recipe["data"]["document_mask"] is True
+    assert recipe.parallel.cp == 8 and recipe.data.document_mask is True
 
 
 def _short_documents(path, seed: int) -> str:
@@ -75,7 +75,7 @@ def test_cp2_with_document_mask_equals_dp1(tmp_path):
     print(f"documents drawn with seed {seed}")  # shown when the test fails
     source = _short_documents(tmp_path / "docs.jsonl", seed)
     recipe = small_recipe("seed=12", *LR, source)
-    assert recipe["data"]["document_mask"] is True
+    assert recipe.data.document_mask is True
     train(recipe, tmp_path / "dp1")
     spawn(2, train, small_recipe("seed=12", *LR, source, "parallel.cp=2"), tmp_path / "cp2")
     assert_same_run(tmp_path / "dp1", tmp_path / "cp2")

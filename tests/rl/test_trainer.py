@@ -144,8 +144,8 @@ def test_policy_update_raises_the_likelihood_of_the_rewarded_sample():
 
 def test_rl_recipe_loads_and_rejects_unknown_keys(tmp_path):
     recipe = rl_cli.load_rl_recipe("rl", ["rl.group_size=4", "model.hidden_size=32", "optim.lr=1e-4"])
-    assert recipe["rl"]["group_size"] == 4 and recipe["model"]["hidden_size"] == 32 and recipe["optim"]["lr"] == 1e-4
-    assert recipe["rl"]["eps_low"] == 0.2 and recipe["rl"]["eps_high"] == 0.28
+    assert recipe.rl.group_size == 4 and recipe.model.config["hidden_size"] == 32 and recipe.optim.lr == 1e-4
+    assert recipe.rl.eps_low == 0.2 and recipe.rl.eps_high == 0.28
     for bad, match in ((["rl.no_such=1"], "rl.no_such"), (["rl.group_size=1"], "group_size"),
                        (["rl.group_size=two"], "group_size"), (["steps"], "key=value"),
                        (["rl.overlong_cache=32"], "overlong_cache")):
@@ -155,7 +155,7 @@ def test_rl_recipe_loads_and_rejects_unknown_keys(tmp_path):
         rl_cli.load_rl_recipe("tiny")
     custom = tmp_path / "mine.toml"
     custom.write_text("steps = 3\n[rl]\ntemperature = 0.7\n")
-    assert rl_cli.load_rl_recipe(str(custom))["rl"]["temperature"] == 0.7
+    assert rl_cli.load_rl_recipe(str(custom)).rl.temperature == 0.7
 
 
 def test_iquest_rl_end_to_end_and_resume(tmp_path, capsys):

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from iquest_core.train.export import load_checkpoint_model
 from iquest_core.train.metrics import read_metrics
+from iquest_core.jsonl import write_jsonl
 from iquest_core.train.recipe import load_recipe
+from iquest_core.train.schema import Recipe
+
+
+def _fixed_corpus() -> Path:
+    """The trainer tests' text: the licensed source files under tests/data/files, so that the runs (and the
+    tolerances they are compared at) do not change whenever a file of the package does."""
+    files = sorted(p for p in (Path(__file__).parents[1] / "data" / "files").rglob("*.*")
+                   if p.is_file() and p.suffix not in (".md", ".txt"))
+    path = Path(tempfile.mkdtemp(prefix="iquest-test-corpus-")) / "corpus.jsonl"
+    write_jsonl(path, ({"text": p.read_text(encoding="utf-8", errors="replace")} for p in files))
+    return path
+
+
+CORPUS = _fixed_corpus()
 
 # A few-thousand-parameter LoopCoder over a 300-token BPE, 4 rows of 64 tokens per step.
 SMALL = ["seq_len=64", "batch_tokens=256", "steps=3", "checkpoint_every=0", "schedule.warmup_steps=1",
          "model.vocab_size=300", "model.hidden_size=32", "model.intermediate_size=64", "model.num_attention_heads=4",
-         "model.num_key_value_heads=2", "model.head_dim=8", "model.loop_window_size=8", "optim.lr=1e-2"]
+         "model.num_key_value_heads=2", "model.head_dim=8", "model.loop_window_size=8", "optim.lr=1e-2",
+         f'data.sources=[{{path="{CORPUS}", kind="jsonl"}}]']
 
 
-def small_recipe(*overrides: str) -> dict:
+def small_recipe(*overrides: str) -> Recipe:
     return load_recipe("tiny", [*SMALL, *overrides])
 
 

@@ -84,7 +84,7 @@ def test_component_token_shares_match_the_mixture(tmp_path, sources):
     recipe = load_recipe("tiny", [*SMALL, "steps=12", "batch_tokens=1024", f'data.sources=[{{path="{easy}", weight=2.0}}]',
                                   f'data.components=[{{path="{tmp_path / "mix.toml"}", scale=0.5}}]',
                                   'data.mixture.unit="tokens"'])
-    assert [s.get("name") for s in recipe["data"]["sources"]] == [None, f"syn/{mid}", f"syn/{hard}"]
+    assert [s.name for s in recipe.data.sources] == ["", f"syn/{mid}", f"syn/{hard}"]
     train(recipe, tmp_path / "run")
     totals = [sum(r["source_tokens"][k] for r in read_metrics(tmp_path / "run")) for k in range(3)]
     shares = [t / sum(totals) for t in totals]

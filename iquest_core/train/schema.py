@@ -154,6 +154,7 @@ class TrainSection:
     activation_checkpointing: bool = knob(False, "recompute each decoder layer's activations in backward")
     micro_batch_rows: int = knob(0, "rows per forward on each rank (0: all of the rank's rows at once)")
     plot_every: int = knob(10, "steps between refreshes of OUTPUT/loss.png (and at the last step)")
+    threads: int = knob(0, "torch CPU threads of each process (0: torch's default)")
 
 
 @dataclass

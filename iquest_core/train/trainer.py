@@ -85,6 +85,10 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, output: str | Path, *, resume: bool = False) -> None:
         self.recipe, self.output = recipe, Path(output)
+        if recipe.train.threads < 0:
+            raise RecipeError(f"train.threads: expected >= 0, got {recipe.train.threads}")
+        if recipe.train.threads:
+            torch.set_num_threads(recipe.train.threads)
         self.ckpt_dir = self.output / "checkpoints"
         existing = checkpoint.checkpoints(self.ckpt_dir)
         if existing and not resume:

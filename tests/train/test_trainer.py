@@ -230,3 +230,17 @@ def test_a_checkpoint_step_is_verified_before_it_is_written(tmp_path, monkeypatc
         clean = load_checkpoint_model(tmp_path / "clean" / "checkpoints" / f"step-{step}").state_dict()
         faulty = load_checkpoint_model(tmp_path / "faulty" / "checkpoints" / f"step-{step}").state_dict()
         assert all(torch.equal(clean[k], faulty[k]) for k in clean)
+
+
+def test_train_threads_sets_the_thread_count(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        Trainer(small_recipe("train.threads=2"), tmp_path / "a")
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        Trainer(small_recipe(), tmp_path / "b")
+        assert torch.get_num_threads() == 1  # 0: left as it is
+        with pytest.raises(RecipeError, match="train.threads: expected >= 0"):
+            Trainer(small_recipe("train.threads=-1"), tmp_path / "c")
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,68 @@
+"""Code blocks found in text, language identified by parsing, damage named."""
+
+import html
+
+import pytest
+
+from iquest_core.data.quality.ast_check import code_blocks, validate
+from tests.data.conftest import corpus
+
+PAGE = """Intro to the loop.
+
+```python
+def total(values):
+    return sum(v for v in values if v > 0)
+```
+
+Some prose between blocks, which is not code at all.
+
+    for (int i = 0; i < n; i++) { sum += a[i]; }
+    return sum;
+
+<p>And in HTML:</p><pre><code>if (a &lt; b) { console.log(&quot;smaller&quot;); }</code></pre>
+"""
+
+
+def test_blocks_of_each_kind_with_their_code():
+    blocks = code_blocks(PAGE)
+    assert [(b.kind, b.info) for b in blocks] == [("fenced", "python"), ("indented", ""), ("html", "")]
+    assert blocks[0].code == "def total(values):\n    return sum(v for v in values if v > 0)\n"
+    assert blocks[1].code == "for (int i = 0; i < n; i++) { sum += a[i]; }\nreturn sum;\n"
+    assert blocks[2].code == 'if (a < b) { console.log("smaller"); }'
+    assert all(PAGE[b.start:b.end].count(b.code.split("\n")[0].strip()[:10]) for b in blocks[:2])
+
+
+def test_short_blocks_and_prose_are_not_blocks():
+    assert code_blocks("Plain prose.\n\nMore prose here.\n") == []
+    assert code_blocks("```\nx\n```\n") == []
+
+
+@pytest.mark.parametrize("path, language, text", corpus(), ids=[p.name for p, _, _ in corpus()])
+def test_real_files_are_identified_by_parsing(path, language, text):
+    check = validate(text, whole_file=True)
+    if path.name == "extension.cpp":  # the shipped file tree-sitter cannot parse cleanly
+        assert not check.valid and check.error_share > 0
+        return
+    assert check.valid and check.error_share == 0 and check.definitions > 0
+    family = {"javascript": {"javascript", "typescript"}, "typescript": {"typescript"}}.get(language, {language})
+    assert check.language in family
+
+
+def test_damaged_code_is_invalid():
+    text = dict((p.name, t) for p, _, t in corpus())["bisect.py"]
+    assert validate(text, whole_file=True).valid
+    assert validate(text[: len(text) // 2], whole_file=True).damage == "truncated"
+    numbered = "\n".join(f"{i:>3}: {line}" for i, line in enumerate(text.split("\n"), 1))
+    assert validate(numbered).damage == "line_numbered"
+    escaped = validate(html.escape(text))
+    assert escaped.damage == "html_escaped" and not escaped.valid
+    mixed = text.replace("\ndef ", "\nThis is where the helper functions start, as described above.\ndef ", 1)
+    assert validate(mixed).error_share > 0 and not validate(mixed).valid
+    assert validate('s = "a &lt; b"\n', "python").valid  # an entity inside a string literal is code
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="language"):
+        validate("x = 1\n", "cobol")
+    with pytest.raises(ValueError, match="max_error_share"):
+        validate("x = 1\n", max_error_share=2)

@@ -123,6 +123,15 @@ def exact_duplicate_groups(texts: Sequence[str]) -> list[list[int]]:
     return sorted(group for group in by_digest.values() if len(group) > 1)
 
 
+def groups_of_pairs(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Groups (sorted indices, size >= 2, ordered by first index) of n items joined by `pairs`
+    (connected components)."""
+    parent = list(range(n))
+    for i, j in pairs:
+        _union(parent, i, j)
+    return _components(parent)
+
+
 def duplicates_to_drop(groups: Iterable[Sequence[int]]) -> set[int]:
     """The indices dedup removes: every member of each group except its smallest index (the one kept)."""
     return {i for group in groups for i in sorted(group)[1:]}

@@ -119,7 +119,8 @@ class FastTextBaseline:
 
     @staticmethod
     def line(text: str) -> str:
-        return " ".join(text.split())
+        """One line of words; a word starting with "__label__" in the text would be read as a label."""
+        return " ".join(text.split()).replace("__label__", "_label_")
 
     def fit(self, texts: list[str], scores: np.ndarray) -> FastTextBaseline:
         import fasttext

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quality_corpus import cached_embeddings, documents  # noqa: E402
+from quality_corpus import cached_embeddings, frozen_corpus  # noqa: E402
 
 from iquest_core.data.quality import classifier as qc  # noqa: E402
 from iquest_core.data.quality import filters  # noqa: E402
@@ -77,8 +77,8 @@ def throughput(docs: list[dict], vectors: np.ndarray) -> dict:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 6000
-    docs = documents(n)
-    vectors = cached_embeddings(docs, f"corpus-{len(docs)}")
+    docs = frozen_corpus(n)
+    vectors = cached_embeddings(docs, f"corpus-{n}")
     y = np.array([teacher(d) for d in docs])
     print(f"{len(docs)} documents; teacher score histogram {np.bincount(y.astype(int)).tolist()}; "
           f"positives (>= {CUT}) {np.mean(y >= CUT):.3f}; load {os.getloadavg()[0]:.1f}")

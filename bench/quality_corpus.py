@@ -59,17 +59,58 @@ def _readmes(site: Path):
 def documents(limit: int | None = None, *, site: str | None = None) -> list[dict]:
     """Up to `limit` distinct documents of >= MIN_CHARS characters: stdlib docstrings, READMEs, then the
     docstrings of installed packages."""
-    site_dir = Path(site or sysconfig.get_paths()["purelib"])
-    out, seen = [], set()
+    out = []
+    for doc in _iter_documents(Path(site or sysconfig.get_paths()["purelib"])):
+        out.append(doc)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _iter_documents(site: Path):
+    seen = set()
     for source, pairs in (("stdlib", _docstrings(Path(sysconfig.get_paths()["stdlib"]))),
-                          ("readme", _readmes(site_dir)), ("package", _docstrings(site_dir))):
+                          ("readme", _readmes(site)), ("package", _docstrings(site))):
         for doc_id, text in pairs:
             if len(text) >= MIN_CHARS and text not in seen:
                 seen.add(text)
-                out.append({"id": doc_id, "source": source, "text": text})
-                if limit is not None and len(out) >= limit:
-                    return out
-    return out
+                yield {"id": doc_id, "source": source, "text": text}
+
+
+def frozen_corpus(n: int) -> list[dict]:
+    """documents(n) frozen on first use in the cache folder (the shared environment's packages change
+    while people work, and cached embeddings must keep matching their documents). A cache holding only
+    ids (an earlier run's embeddings) is rebuilt from the documents still on disk; rows whose document
+    is gone are dropped from the embeddings too."""
+    folder = _cache()
+    snapshot, ids_path = folder / f"corpus-{n}.jsonl", folder / f"corpus-{n}.ids.json"
+    if snapshot.is_file():
+        return [json.loads(line) for line in snapshot.read_text(encoding="utf-8").splitlines()]
+    if ids_path.is_file():
+        wanted = json.loads(ids_path.read_text())
+        found: dict[str, dict] = {}
+        for doc in _iter_documents(Path(sysconfig.get_paths()["purelib"])):
+            if doc["id"] in set(wanted) - found.keys():
+                found[doc["id"]] = doc
+                if len(found) == len(wanted):
+                    break
+        keep = [i for i, doc_id in enumerate(wanted) if doc_id in found]
+        docs = [found[wanted[i]] for i in keep]
+        vectors = np.load(folder / f"corpus-{n}.npy")[keep]
+        np.save(folder / f"corpus-{n}.npy", vectors)
+        ids_path.write_text(json.dumps([d["id"] for d in docs]))
+    else:
+        docs = documents(n)
+    snapshot.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    return docs
+
+
+def _cache() -> Path:
+    from iquest_core.data.quality import encoder
+
+    folder = encoder.cache_dir() / "quality-bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def cached_embeddings(docs: list[dict], name: str) -> np.ndarray:
@@ -77,8 +118,7 @@ def cached_embeddings(docs: list[dict], name: str) -> np.ndarray:
     repository) under `name` with the documents' ids; recomputed when the ids differ."""
     from iquest_core.data.quality import encoder
 
-    folder = encoder.cache_dir() / "quality-bench"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _cache()
     vectors_path, ids_path = folder / f"{name}.npy", folder / f"{name}.ids.json"
     ids = [d["id"] for d in docs]
     if vectors_path.is_file() and ids_path.is_file() and json.loads(ids_path.read_text()) == ids:

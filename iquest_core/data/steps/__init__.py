@@ -61,6 +61,7 @@ STEP_MODULES = (
     "iquest_core.data.steps.code",
     "iquest_core.data.steps.line_length",
     "iquest_core.data.steps.near_dedup",
+    "iquest_core.data.steps.quality",
 )
 _REGISTRY: dict[str, type] = {}
 

@@ -14,7 +14,8 @@ connected components; each group keeps its first document in input order), compu
    mix of them as the sort key) of every shard, slice by slice of mix space, minus exact duplicates;
    every pair of ids sharing a key -> STATE/pairs-B.npy (sorted, unique).
 4. cluster: the union of all bands' pairs in id order, each verified by exact Jaccard of the shingle
-   sets (texts read from the shard text files, LRU-cached) unless union-find already joined it; each
+   sets (texts read from the shard text files, two sets in memory at a time) unless union-find already
+   joined it; each
    component keeps its smallest id -> STATE/shard-N.drops.npy (index, kept id, kind 0 exact / 1 near);
    with `removed`, a JSONL report of every dropped document and the one kept in its place.
 5. run (the filter pass), per shard: drops the listed documents; outcomes "dedup:kept",
@@ -22,7 +23,7 @@ connected components; each group keeps its first document in input order), compu
 
 Memory: collect holds one shard's signatures; exact and bands hold one slice of at most SLICE_ROWS rows;
 cluster holds the candidate pairs and a union-find over the documents in them (both grow with the
-number of near duplicates, not with the corpus), the per-shard offsets and the shingle cache.
+number of near duplicates, not with the corpus), the per-shard offsets and two shingle sets.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from iquest_core.data.steps import Doc, ShardContext, register
 
 BATCH = 256
 SLICE_ROWS = 1 << 18
-SHINGLE_CACHE = 4096
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -192,13 +192,12 @@ def _band_pairs(state: str, n: int, slices: int, band: int) -> int:
 
 
 class _Texts:
-    """Shingle sets of documents by global id, read from the shard text files (LRU-cached)."""
+    """Shingle sets of documents by global id, read from the shard text files."""
 
     def __init__(self, state: Path, ngram: int) -> None:
         self.state, self.ngram, self.offsets = state, ngram, {}
-        self.shingles = functools.lru_cache(maxsize=SHINGLE_CACHE)(self._shingles)
 
-    def _shingles(self, gid: int) -> set[bytes]:
+    def shingles(self, gid: int) -> set[bytes]:
         shard, index = gid >> 32, gid & 0xFFFFFFFF
         if shard not in self.offsets:
             self.offsets[shard] = np.load(self.state / f"shard-{shard:05d}.offsets.npy")
@@ -210,7 +209,7 @@ class _Texts:
 
 def write_removed(path: Path, state: Path, drops: dict[int, list[tuple[int, int, int]]]) -> None:
     """JSONL {"path", "repo", "kind", "kept_path", "kept_repo"} per dropped document, in input order."""
-    names = functools.lru_cache(maxsize=64)(lambda shard: json.loads((state / f"shard-{shard:05d}.names.json").read_text()))
+    names = functools.lru_cache(maxsize=8)(lambda shard: json.loads((state / f"shard-{shard:05d}.names.json").read_text()))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for shard in sorted(drops):
@@ -235,12 +234,16 @@ def _cluster(step: NearDedup, state: Path, n: int, exact: np.ndarray) -> Counter
             parent[i], i = root, parent[i]
         return root
 
-    texts, verified = _Texts(state, step.ngram), 0
-    for i, j in pairs.tolist():
+    texts, verified, current, current_set = _Texts(state, step.ngram), 0, None, set()
+    for i, j in pairs.tolist():  # sorted by i: one shingle set of i per run, one of j at a time
         parent.setdefault(i, i)
         parent.setdefault(j, j)
         ri, rj = find(i), find(j)
-        if ri != rj and dedup.jaccard(texts.shingles(i), texts.shingles(j)) >= step.threshold:
+        if ri == rj:
+            continue
+        if i != current:
+            current, current_set = i, texts.shingles(i)
+        if dedup.jaccard(current_set, texts.shingles(j)) >= step.threshold:
             parent[max(ri, rj)] = min(ri, rj)
             verified += 1
     members: dict[int, list[int]] = {}

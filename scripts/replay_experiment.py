@@ -1,11 +1,13 @@
 """Replay against forgetting, measured: a tiny LoopCoder learns task A, then task B, with and without replay
 of A (data.replay share 0.1); accuracy on held-out items of both tasks after each stage, per seed.
 
-    python scripts/replay_experiment.py --output runs/replay [--seeds 0,1,2] [--steps-a 300] [--steps-b 200]
+    python scripts/replay_experiment.py --output runs/replay [--seeds 0,1,2] [--steps-a 300] [--steps-b 150]
 
-Tasks (chat records: user "A: g c e a", assistant the answer, loss on the answer only; 4 letters of a
-12-letter alphabet): A copies the letters, B reverses them; a byte-level tokenizer (no merges) makes every
-letter one token. Held-out items (200 per task) never occur in training. An item is solved
+Tasks (chat records: user "A: g c", assistant the answer, loss on the answer only; pairs of a 12-letter
+alphabet): A maps the first letter through one fixed permutation, B through another that differs on every
+letter, so B alone teaches the opposite answer to A's questions unless the task letter is heeded. A
+byte-level tokenizer (no merges) makes every letter one token. Held-out pairs (40 of 144 per task) never
+occur in training: solving them needs the rule (first letter, ignore the second), not the items. An item is solved
 when the greedy assistant turn after the question is exactly the answer. Writes OUTPUT/results.json
 (accuracy per seed, stage and task) and OUTPUT/replay.png; a seed whose OUTPUT/seed-N/result.json exists
 is read, not rerun (seeds can run as separate processes first).
@@ -29,20 +31,22 @@ from iquest_core.train.recipe import load_recipe
 from iquest_core.train.trainer import train
 
 LETTERS = "abcdefghijkl"
-TASKS = {"A": lambda xs: xs, "B": lambda xs: xs[::-1]}
+PERM_A = dict(zip(LETTERS, "dkbjalcefhgi"))
+PERM_B = dict(zip(LETTERS, "hcjfkbdigale"))  # differs from PERM_A on every letter
+TASKS = {"A": lambda xs: [PERM_A[xs[0]]], "B": lambda xs: [PERM_B[xs[0]]]}
 MODEL = ["seq_len=128", "batch_tokens=1280", "model.hidden_size=64", "model.intermediate_size=192",
-         "model.num_hidden_layers=2", "optim.lr=1e-2", 'data.loss_on="assistant"', "schedule.warmup_steps=10", "checkpoint_every=0",
+         "model.num_hidden_layers=2", "optim.lr=3e-3", 'data.loss_on="assistant"', "schedule.warmup_steps=10", "checkpoint_every=0",
          "train.plot_every=50"]
 
 
 def items(seed: int) -> dict[str, dict[str, list[list[str]]]]:
-    """Per task, disjoint train (2000) and held-out (200) letter sequences."""
+    """Per task, disjoint train (104) and held-out (40) letter pairs."""
     rng = random.Random(seed)
-    every = [[a, b, c, d] for a in LETTERS for b in LETTERS for c in LETTERS for d in LETTERS]
+    every = [[a, b] for a in LETTERS for b in LETTERS]
     out = {}
     for task in TASKS:
-        chosen = rng.sample(every, 2200)
-        out[task] = {"train": chosen[:2000], "heldout": chosen[2000:]}
+        chosen = rng.sample(every, len(every))
+        out[task] = {"train": chosen[:104], "heldout": chosen[104:]}
     return out
 
 
@@ -63,7 +67,7 @@ def accuracy(model_dir: Path, task: str, seqs: list[list[str]]) -> float:
     prompts = [render_chat([question(task, xs)], tokenizer)[0] + start for xs in seqs]
     eos = common.stop_ids(model, tokenizer, ["<|im_end|>"])
     with torch.no_grad():
-        outs = common.greedy_batches(model, tokenizer, prompts, max_new_tokens=10, eos=eos, batch_size=200)
+        outs = common.greedy_batches(model, tokenizer, prompts, max_new_tokens=4, eos=eos, batch_size=200)
     return sum(o.strip() == " ".join(TASKS[task](xs)) for o, xs in zip(outs, seqs)) / len(seqs)
 
 
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps-a", type=int, default=300)
-    parser.add_argument("--steps-b", type=int, default=200)
+    parser.add_argument("--steps-b", type=int, default=150)
     parser.add_argument("--share", type=float, default=0.1)
     args = parser.parse_args(argv)
     results = []

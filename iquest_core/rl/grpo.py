@@ -139,7 +139,8 @@ def rollout(model, tasks: list[rl_tasks.Task], task_ids: list[int], reward: rl_t
 
 # --- the trainer -------------------------------------------------------------------------------------
 
-def _optimizer(model, optim: dict) -> torch.optim.Optimizer:
+def policy_optimizer(model, optim: dict) -> torch.optim.Optimizer:
+    """AdamW over the model's parameters from an optim table (lr, beta1, beta2, weight_decay)."""
     return torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=(optim["beta1"], optim["beta2"]),
                              weight_decay=optim["weight_decay"])
 
@@ -150,7 +151,7 @@ def pretrain_policy(model, tasks: list[rl_tasks.Task], cfg: dict, optim: dict, s
     and its EOS. Returns the last loss."""
     pre = cfg["pretrain"]
     pairs = rl_tasks.demonstrations(tasks, pre["steps"] * pre["batch"], seed=seed)
-    optimizer = _optimizer(model, {**optim, "lr": pre["lr"]})
+    optimizer = policy_optimizer(model, {**optim, "lr": pre["lr"]})
     model.train()
     loss = math.nan
     for step in range(pre["steps"]):
@@ -294,7 +295,7 @@ def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
             summary["pretrain_loss"] = pretrain_policy(model, tasks, cfg, optim, seed)
             summary["pretrain_seconds"] = round(time.monotonic() - start, 1)
             model.save_pretrained(output / "pretrained")
-    optimizer = _optimizer(model, optim)
+    optimizer = policy_optimizer(model, optim)
     first_step = 1
     found = checkpoint.checkpoints(output / "checkpoints") if resume else []
     if found:

@@ -69,4 +69,15 @@ def history_peeker(task: Task) -> list[dict[str, Any]]:
             {"tool": "submit"}]
 
 
+def play(env, actions: list[dict[str, Any]]):
+    """Reset env and take actions until one ends the episode; returns that step's result (an env of
+    SWEEnv's interface). Raises ValueError when the actions end without it."""
+    env.reset()
+    for action in actions:
+        result = env.step(action)
+        if result.done:
+            return result
+    raise ValueError(f"actions: {len(actions)} actions never ended the episode")
+
+
 AGENTS = {"oracle": oracle, "noop": noop, "test_tamperer": test_tamperer, "history_peeker": history_peeker}

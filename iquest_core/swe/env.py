@@ -28,7 +28,7 @@ from iquest_core.swe.environment import RepoEnvironment, python_path
 from iquest_core.swe.gitrepo import GitError
 from iquest_core.swe.tasks import Task, write_broken_state
 from iquest_core.swe.tools import TOOLS_HELP, ActionError, Tools, parse_action
-from iquest_core.swe.verify import verify
+from iquest_core.swe.verify import source_digest, verify
 
 _SNAPSHOTS: dict[tuple[str, str], Path] = {}
 _SNAPSHOT_LOCK = threading.Lock()
@@ -47,6 +47,11 @@ def broken_snapshot(task: Task) -> Path:
         return _SNAPSHOTS[key]
 
 
+def initial_observation(task: Task, instructions: str = TOOLS_HELP) -> str:
+    """What reset() returns: the problem statement, then the tool list."""
+    return f"{task.problem_statement}{instructions}\n"
+
+
 @dataclass
 class StepResult:
     observation: str
@@ -56,13 +61,19 @@ class StepResult:
 
 
 class SWEEnv:
+    """instructions: the tool list appended to the problem statement in reset(). verify_cache: a dict
+    shared by environments whose tests are deterministic (validated tasks): verdicts by the digest of the
+    workspace's non-test files, so identical final states are judged once."""
+
     def __init__(self, task: Task, *, environment: RepoEnvironment | None = None, max_turns: int = 30,
-                 test_timeout_s: float = 300.0) -> None:
+                 test_timeout_s: float = 300.0, instructions: str = TOOLS_HELP,
+                 verify_cache: dict | None = None) -> None:
         if not isinstance(task, Task):
             raise ValueError(f"task: expected a Task (see load_tasks), got {type(task).__name__}")
         if not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns: expected a positive int, got {max_turns!r}")
         self.task, self.max_turns, self.test_timeout_s = task, max_turns, test_timeout_s
+        self.instructions, self.verify_cache = instructions, verify_cache
         self.environment = environment or RepoEnvironment.current()
         self.workspace: Path | None = None
         self.turns, self.done = 0, False
@@ -76,7 +87,7 @@ class SWEEnv:
         self.tools = Tools(self.workspace, self.environment.ro_binds(),
                            self.environment.variables(python_path(self.workspace)))
         self.turns, self.done = 0, False
-        return f"{self.task.problem_statement}\n{TOOLS_HELP}\n"
+        return initial_observation(self.task, self.instructions)
 
     def step(self, action: Any) -> StepResult:
         if self.workspace is None or self.done:
@@ -97,8 +108,14 @@ class SWEEnv:
 
     def _finish(self, observation: str) -> StepResult:
         try:
-            result = verify(self.task, self.workspace, broken_snapshot(self.task), self.environment,
-                            timeout_s=self.test_timeout_s)
+            key = None if self.verify_cache is None else (self.task.instance_id,
+                                                          source_digest(self.workspace, self.task))
+            result = self.verify_cache.get(key) if key else None
+            if result is None:
+                result = verify(self.task, self.workspace, broken_snapshot(self.task), self.environment,
+                                timeout_s=self.test_timeout_s)
+                if key and not result.error:
+                    self.verify_cache[key] = result
         except (SandboxUnavailable, GitError, OSError) as e:
             return self._end(f"infra error: {e}", None, {"infra_error": str(e)})
         if result.error:

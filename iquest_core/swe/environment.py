@@ -17,10 +17,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from iquest_core.swe.execute import WORKSPACE, run_command
+from iquest_core.sandbox import run_command
+from iquest_core.sandbox.command import WORKSPACE
 from iquest_core.swe.testrunner import TestResult, TestRunner
 
 MARKER = "iquest-swe-env.json"
+VENV_INSIDE = "/opt/iquest-env"
 _REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "requirements-test.txt", "test-requirements.txt",
                       "dev-requirements.txt", "requirements/tests.txt", "requirements/test.txt", "requirements/dev.txt",
                       "requirements/tests.in")
@@ -47,18 +49,30 @@ class RepoEnvironment:
             raise ValueError(f"env: no bin/python in {directory}")
         return cls(path)
 
-    def ro_binds(self) -> list[str]:
-        binds = [str(self.prefix)]
-        cfg = self.prefix / "pyvenv.cfg"
-        if cfg.exists():
-            for line in cfg.read_text().splitlines():
+    @property
+    def is_venv(self) -> bool:
+        return (self.prefix / "pyvenv.cfg").is_file()
+
+    @property
+    def inside(self) -> str:
+        """Where the prefix appears in the sandbox: a virtual environment at VENV_INSIDE (so one under
+        /tmp is not hidden by the sandbox's own /tmp), an installation at its own path."""
+        return VENV_INSIDE if self.is_venv else str(self.prefix)
+
+    def ro_binds(self) -> dict[str, str]:
+        """Host path -> sandbox path: the prefix and, for a virtual environment, its base interpreter's
+        installation (at its own path: the venv's python links to it)."""
+        binds = {str(self.prefix): self.inside}
+        if self.is_venv:
+            for line in (self.prefix / "pyvenv.cfg").read_text().splitlines():
                 key, _, value = line.partition("=")
                 if key.strip() == "home":
-                    binds.append(str(Path(value.strip()).resolve().parent))
+                    base = str(Path(value.strip()).resolve().parent)
+                    binds[base] = base
         return binds
 
     def variables(self, python_path: list[str]) -> dict[str, str]:
-        return {"PATH": f"{self.prefix}/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+        return {"PATH": f"{self.inside}/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": ":".join(python_path)}
 
 
@@ -101,17 +115,23 @@ def run_tests(workspace: Path, test_files: list[str], runner: TestRunner, enviro
 
 def declared_requirements(repo: Path) -> list[str]:
     """pip arguments for the repository's declared requirements: requirement files, then the project's
-    dependencies and test extras from pyproject.toml."""
+    dependencies, test extras and test dependency groups (PEP 735; "dev" when there is no test one) from
+    pyproject.toml."""
     args = []
     for name in _REQUIREMENT_FILES:
         if (repo / name).is_file():
             args += ["-r", str(repo / name)]
     pyproject = repo / "pyproject.toml"
     if pyproject.is_file():
-        project = tomllib.loads(pyproject.read_text()).get("project", {})
+        data = tomllib.loads(pyproject.read_text())
+        project = data.get("project", {})
         args += list(project.get("dependencies", []))
-        for extra in _TEST_EXTRAS:
-            args += list(project.get("optional-dependencies", {}).get(extra, []))
+        extras, groups = project.get("optional-dependencies", {}), data.get("dependency-groups", {})
+        for names in (_TEST_EXTRAS[:-1], _TEST_EXTRAS[-1:]):  # test extras/groups; "dev" only without them
+            found = [r for n in names for r in [*extras.get(n, []), *groups.get(n, [])] if isinstance(r, str)]
+            if found:
+                args += found
+                break
     return args
 
 
@@ -125,9 +145,10 @@ def create_environment(repo: str | Path, dest: str | Path, *, runner_packages: t
         raise ValueError(f"--output: {dest} exists and is not empty")
     subprocess.run([python, "-m", "venv", str(dest)], check=True)
     requirements = declared_requirements(repo)
-    proc = subprocess.run([str(dest / "bin" / "python"), "-m", "pip", "install", "-q", *runner_packages, *requirements],
-                          capture_output=True, text=True)
-    if proc.returncode:
+    packages = [*runner_packages, *requirements]
+    proc = subprocess.run([str(dest / "bin" / "python"), "-m", "pip", "install", "-q", *packages],
+                          capture_output=True, text=True) if packages else None
+    if proc is not None and proc.returncode:
         raise ValueError(f"pip install of {repo}'s requirements failed: {proc.stderr.strip()[-800:]}")
     (dest / MARKER).write_text(json.dumps({"repo": str(repo), "requirements": requirements}) + "\n")
     return RepoEnvironment(dest)

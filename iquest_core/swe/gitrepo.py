@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +78,15 @@ def diff(repo: Path, a: str, b: str, paths: list[str]) -> str:
 
 
 def export_tree(repo: Path, commit: str, dest: Path) -> None:
-    """Write commit's tree into dest (created) as plain files: no .git, no history."""
+    """Write every file of commit's tree into dest (created) as plain files: no .git, no history (unlike
+    `git archive`, files marked export-ignore are kept: the code may need them)."""
     dest.mkdir(parents=True, exist_ok=True)
-    archive = git(repo, "archive", "--format=tar", commit)
-    proc = subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, capture_output=True)
-    if proc.returncode:
-        raise GitError(f"tar: {proc.stderr.decode(errors='replace').strip()}")
+    with tempfile.TemporaryDirectory(prefix="iquest-swe-index-") as scratch:
+        env = {**os.environ, "GIT_INDEX_FILE": os.path.join(scratch, "index"), "LC_ALL": "C"}
+        for args in (["read-tree", commit], ["checkout-index", "-a", "-f", f"--prefix={dest.resolve()}/"]):
+            proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=env)
+            if proc.returncode:
+                raise GitError(f"git {args[0]}: {proc.stderr.decode(errors='replace').strip()}")
 
 
 def apply_patch(directory: Path, patch: str, *, reverse: bool = False) -> None:

@@ -49,9 +49,11 @@ class _Candidate:
 
 
 def _static_filter(repo: Path, commit: gitrepo.Commit, runner: TestRunner, max_source_files: int,
-                   max_changed_lines: int) -> _Candidate | str:
-    if len(commit.parents) != 1:
-        return "merge_commit" if commit.parents else "root_commit"
+                   max_changed_lines: int, merges: bool) -> _Candidate | str:
+    if not commit.parents:
+        return "root_commit"
+    if len(commit.parents) > 1 and not merges:
+        return "merge_commit"
     changes = gitrepo.changed_files(repo, commit.parents[0], commit.sha)
     if any(c.binary for c in changes):
         return "binary_change"
@@ -77,8 +79,7 @@ def _side(runs: list[TestRun]) -> dict[str, list[bool]]:
 def problem_statement(failing: list[str], broken: TestRun, subject: str | None = None) -> str:
     """The failing tests' ids and truncated failure messages from the broken state (plus the commit
     subject when given)."""
-    lines = ["Some tests of this repository fail. Change the source code (not the tests) so that they pass.",
-             "", "Failing tests:"]
+    lines = ["Fix the source code (not the tests) so that these tests pass:"]
     for test_id in failing[:PROBLEM_TESTS]:
         result = (broken.results or {}).get(test_id)
         lines.append(f"- {test_id}")
@@ -125,7 +126,10 @@ class _Miner:
         """(the task or the rejection reason, flaky tests dropped)."""
         work = Path(tempfile.mkdtemp(dir=self.scratch))
         try:
-            states = self._states(c, work)
+            try:
+                states = self._states(c, work)
+            except gitrepo.GitError:
+                return "patch_conflict", 0
             if isinstance(states, str):
                 return states, 0
             task, broken_dir, fixed_dir = states
@@ -154,9 +158,11 @@ class _Miner:
 def mine_repository(repo: str | Path, *, mode: str = "head", max_tasks: int | None = None, runs: int = 3,
                     environment: RepoEnvironment | None = None, runner: TestRunner | None = None,
                     max_source_files: int = 8, max_changed_lines: int = 500, commit_message: bool = False,
-                    workers: int = 2, timeout_s: float = 300.0, max_commits: int | None = None) -> MineReport:
-    """Tasks from repo's first-parent history, newest first (see the module doc). ValueError naming the
-    argument for a path that is not a git repository or a bad option."""
+                    workers: int = 2, timeout_s: float = 300.0, max_commits: int | None = None,
+                    merges: bool = False) -> MineReport:
+    """Tasks from repo's first-parent history, newest first (see the module doc). With merges, a merge
+    commit counts too, as its change against its first parent (a pull request's squash). ValueError
+    naming the argument for a path that is not a git repository or a bad option."""
     repo = gitrepo.check_repository(repo)
     if mode not in MODES:
         raise ValueError(f"--mode: expected one of {MODES}, got {mode!r}")
@@ -172,7 +178,7 @@ def mine_repository(repo: str | Path, *, mode: str = "head", max_tasks: int | No
     candidates = []
     for commit in gitrepo.first_parent_history(repo)[:max_commits]:
         report.commits += 1
-        found = _static_filter(repo, commit, runner, max_source_files, max_changed_lines)
+        found = _static_filter(repo, commit, runner, max_source_files, max_changed_lines, merges)
         if isinstance(found, str):
             report.rejections[found] += 1
         else:

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from iquest_core.swe.execute import WORKSPACE, run_command
+from iquest_core.sandbox import run_command
+from iquest_core.sandbox.command import WORKSPACE
 
 TOOL_ARGS: dict[str, dict[str, tuple[type, ...]]] = {
     "bash": {"command": (str,), "timeout_s": (int, float)},
@@ -77,7 +78,7 @@ def truncate(text: str, *, head: int = 40, tail: int = 40, max_line_chars: int =
 class Tools:
     """The tools over one workspace directory, run with the given sandbox mounts and variables."""
 
-    def __init__(self, workspace: Path, ro_binds: list[str], variables: dict[str, str]) -> None:
+    def __init__(self, workspace: Path, ro_binds: dict[str, str], variables: dict[str, str]) -> None:
         self.root = workspace.resolve()
         self.ro_binds, self.variables = ro_binds, variables
 

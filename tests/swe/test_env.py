@@ -1,18 +1,13 @@
 import pytest
 
 from iquest_core.swe import SWEEnv
-from iquest_core.swe.agents import AGENTS, patch_edits
+from iquest_core.swe.agents import AGENTS, patch_edits, play
 from iquest_core.swe.validate import validate_tasks
 
 
-def play(task, actions, **kwargs):
+def play_task(task, actions, **kwargs):
     with SWEEnv(task, **kwargs) as env:
-        env.reset()
-        for action in actions:
-            result = env.step(action)
-            if result.done:
-                return result
-    raise AssertionError("the agent never submitted")
+        return play(env, actions)
 
 
 def test_gold_resolves_every_run_and_empty_none(tasks, tmp_path):
@@ -25,7 +20,7 @@ def test_gold_resolves_every_run_and_empty_none(tasks, tmp_path):
                                             ("history_peeker", 0.0)])
 def test_scripted_agents(tasks, agent, expected):
     for task in tasks:
-        result = play(task, AGENTS[agent](task))
+        result = play_task(task, AGENTS[agent](task))
         assert result.reward == expected and result.info["resolved"] == (expected == 1.0), (agent, result)
 
 
@@ -81,10 +76,27 @@ def test_malformed_actions_are_observations(tasks):
 def test_turn_limit_verifies(tasks):
     task = tasks[0]
     edits = [a for a in AGENTS["oracle"](task) if a["tool"] != "submit"]
-    result = play(task, edits + [{"tool": "bash", "command": "true"}] * 3, max_turns=len(edits))
+    result = play_task(task, edits + [{"tool": "bash", "command": "true"}] * 3, max_turns=len(edits))
     assert result.done and result.reward == 1.0 and "turn limit" in result.observation
 
 
 def test_patch_edits_reads_hunks():
     patch = "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1,3 +1,3 @@\n a\n-b\n+c\n d\n"
     assert patch_edits(patch) == [("m.py", "a\nb\nd\n", "a\nc\nd\n")]
+
+
+def test_environment_under_tmp_is_visible_in_the_sandbox(tmp_path, mathlib):
+    """A repository environment made by create_environment (here without packages) is what the sandbox's
+    python runs, also from under /tmp (which the sandbox replaces with its own)."""
+    from iquest_core.sandbox import run_command
+    from iquest_core.swe import create_environment
+    from iquest_core.swe.environment import VENV_INSIDE, python_path
+
+    env = create_environment(mathlib[0], tmp_path / "env", runner_packages=())
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    result = run_command(["python", "-c", "import sys; print(sys.prefix)"], workdir=workspace,
+                         ro_binds=env.ro_binds(), env=env.variables(python_path(workspace)))
+    assert result.returncode == 0 and result.stdout.strip() == VENV_INSIDE
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        create_environment(mathlib[0], tmp_path / "env")

@@ -1,0 +1,124 @@
+"""Multi-turn GRPO on SWE tasks: `iquest rl --recipe swe-tiny`.
+
+Each step draws rl.prompts_per_step tasks and runs rl.group_size trajectories of each (rollout in
+multiturn.py, environments from engines.py). Rewards: r_test plus the efficiency bonus of
+swe/reward.py within the group; unscored trajectories (infrastructure error, verifier timeout) are left
+out and a group needs two scored members with different r_test to be kept (the efficiency bonus orders
+trajectories inside a group with a signal; alone, its small differences would be scaled up to unit
+advantages by the group normalisation and train on noise). With rl.shuffle_rewards (the
+control run) the rewards are permuted inside each group before the advantages, which removes any link
+between a trajectory and its reward. The group advantage applies to every masked-in token; the loss is
+grpo_loss (clip-higher, token mean) against the log-probabilities recorded at sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iquest_core.rl.grpo import group_advantages, grpo_loss
+from iquest_core.rl.multiturn import RolloutLimits, Trajectory, TurnCodec, rollout
+from iquest_core.swe.reward import group_rewards, trajectory_cost
+
+
+def padded_batch(trajectories: list[Trajectory]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ids (B, T) right-padded with 0, mask (B, T) bool (False on padding), old log-probs (B, T)."""
+    width = max(len(t.ids) for t in trajectories)
+    ids = torch.zeros(len(trajectories), width, dtype=torch.long)
+    mask = torch.zeros(len(trajectories), width, dtype=torch.bool)
+    old = torch.zeros(len(trajectories), width)
+    for row, t in enumerate(trajectories):
+        ids[row, :len(t.ids)] = torch.tensor(t.ids)
+        mask[row, :len(t.ids)] = torch.tensor(t.mask)
+        old[row, :len(t.ids)] = torch.tensor(t.old_logprobs)
+    return ids, mask, old
+
+
+def token_logprobs(model, ids: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, T): log pi(ids[:, t] | ids[:, :t]) with logits / temperature as when sampling; column 0 is 0
+    (the first token is never the model's). Padding on the right does not change earlier positions."""
+    logits = model(ids).logits[:, :-1].float() / temperature
+    picked = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    return torch.cat([picked.new_zeros(len(ids), 1), picked], 1)
+
+
+def score_groups(trajectories: list[Trajectory], group_size: int, *, max_turns: int, max_tokens: int,
+                 shuffle: torch.Generator | None = None) -> list[tuple[Trajectory, float]]:
+    """(trajectory, advantage) of every scored trajectory of the groups worth keeping; sets t.reward."""
+    kept = []
+    for start in range(0, len(trajectories), group_size):
+        group = trajectories[start:start + group_size]
+        costs = [trajectory_cost(t.turns, t.generated, max_turns, max_tokens) for t in group]
+        rewards = group_rewards([t.r_test for t in group], [t.resolved for t in group], costs)
+        for t, r in zip(group, rewards):
+            t.reward = r
+        scored = [t for t in group if t.reward is not None]
+        if len(scored) < 2 or len({t.r_test for t in scored}) < 2:
+            continue
+        values = torch.tensor([t.reward for t in scored], dtype=torch.float64)
+        if shuffle is not None:
+            values = values[torch.randperm(len(values), generator=shuffle)]
+        if values.std() == 0:
+            continue
+        kept += list(zip(scored, group_advantages(values, len(values)).tolist()))
+    return kept
+
+
+def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: dict, optim: dict,
+                  generator: torch.Generator) -> dict[str, float]:
+    losses, norms = [], []
+    model.train()
+    for _ in range(rl["epochs"]):
+        order = torch.randperm(len(kept), generator=generator).tolist()
+        for start in range(0, len(order), rl["minibatch"]):
+            chosen = [kept[i] for i in order[start:start + rl["minibatch"]]]
+            ids, mask, old = padded_batch([t for t, _ in chosen])
+            advantages = torch.tensor([a for _, a in chosen], dtype=torch.float32)
+            new = token_logprobs(model, ids, rl["temperature"])
+            loss = grpo_loss(new, old, advantages, mask, eps_low=rl["eps_low"], eps_high=rl["eps_high"])
+            loss.backward()
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim["max_grad_norm"])))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+    return {"loss": sum(losses) / len(losses), "grad_norm": sum(norms) / len(norms)}
+
+
+def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, optim: dict,
+            pool: ThreadPoolExecutor, generator: torch.Generator, shuffle: torch.Generator | None) -> dict[str, Any]:
+    """One GRPO step: rollouts, rewards, advantages, policy update; returns its metrics record."""
+    start = time.monotonic()
+    chosen = torch.randint(len(tasks), (rl["prompts_per_step"],), generator=generator).tolist()
+    indices = [i for i in chosen for _ in range(rl["group_size"])]
+    envs = [factory.make(tasks[i]) for i in indices]
+    limits = RolloutLimits(rl["max_new_tokens"], rl["max_tokens"], rl["max_context"], rl["temperature"])
+    model.eval()
+    try:
+        trajectories = rollout(model, codec, envs, indices, limits, pool, generator)
+    finally:
+        for env in envs:
+            env.close()
+    rollout_s = time.monotonic() - start
+    kept = score_groups(trajectories, rl["group_size"], max_turns=rl["max_turns"], max_tokens=rl["max_tokens"],
+                        shuffle=shuffle)
+    record = {"resolved_rate": sum(t.resolved for t in trajectories) / len(trajectories),
+              "r_test": sum(t.r_test or 0.0 for t in trajectories) / len(trajectories),
+              "unscored": sum(t.r_test is None for t in trajectories),
+              "turns": sum(t.turns for t in trajectories) / len(trajectories),
+              "generated_tokens": sum(t.generated for t in trajectories) / len(trajectories),
+              "kept_trajectories": len(kept), "rollout_seconds": round(rollout_s, 2)}
+    record.update(policy_update(model, optimizer, kept, rl, optim, generator) if kept else {"loss": 0.0,
+                                                                                             "grad_norm": 0.0})
+    record["seconds"] = round(time.monotonic() - start, 2)
+    return record
+
+
+def write_summary(output: Path, summary: dict) -> None:
+    from iquest_core.atomic_io import write_atomic
+
+    write_atomic(output / "summary.json", json.dumps(summary, indent=2) + "\n")

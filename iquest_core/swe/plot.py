@@ -1,0 +1,64 @@
+"""`iquest swe plot RUN_DIR ... --output PNG`: the resolved rate per RL step of several runs (each run's
+metrics.jsonl; label: its directory name), raw and as a moving average, in one figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from iquest_core.atomic_io import atomic_path
+from iquest_core.command_line import CommandParser
+
+WINDOW = 5
+
+
+def moving_average(values: list[float], window: int = WINDOW) -> list[float]:
+    return [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+            for i in range(len(values))]
+
+
+def plot_runs(runs: list[Path], output: Path) -> Path:
+    """plot_records of each run directory's metrics.jsonl, labelled by the directory's name."""
+    labelled = {}
+    for run in runs:
+        path = run / "metrics.jsonl"
+        if not path.is_file():
+            raise ValueError(f"RUN_DIR: no metrics.jsonl in {run}")
+        labelled[run.name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return plot_records(labelled, output)
+
+
+def plot_records(runs: dict[str, list[dict]], output: Path) -> Path:
+    """The resolved rate per step of each run (label -> metric records), raw and as a moving average, into
+    output (PNG, written atomically)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for color, (label, records) in zip(("tab:green", "tab:gray", "tab:blue", "tab:red"), runs.items()):
+        steps, rates = [r["step"] for r in records], [r["resolved_rate"] for r in records]
+        ax.plot(steps, rates, color=color, alpha=0.3, linewidth=1)
+        ax.plot(steps, moving_average(rates), color=color, label=f"{label} ({WINDOW}-step mean)")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("resolved rate of the step's trajectories")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(output, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
+    return output
+
+
+def plot_main(argv: list[str]) -> int:
+    parser = CommandParser(prog="iquest swe plot", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--output", required=True, help="PNG path")
+    args = parser.parse_args(argv)
+    print(plot_runs([Path(r) for r in args.runs], Path(args.output)))
+    return 0

@@ -6,8 +6,8 @@ of A (data.replay share 0.1); accuracy on held-out items of both tasks after eac
 Tasks (chat records: user "A: g c", assistant the answer, loss on the answer only; pairs of a 12-letter
 alphabet): A maps the first letter through one fixed permutation, B through another that differs on every
 letter, so B alone teaches the opposite answer to A's questions unless the task letter is heeded. A
-byte-level tokenizer (no merges) makes every letter one token. Held-out pairs (40 of 144 per task) never
-occur in training: solving them needs the rule (first letter, ignore the second), not the items. An item is solved
+byte-level tokenizer (no merges) makes every letter one token. Held-out pairs (3 of the 12 of every first
+letter) never occur in training: solving them needs the rule (first letter, ignore the second), not the items. An item is solved
 when the greedy assistant turn after the question is exactly the answer. Writes OUTPUT/results.json
 (accuracy per seed, stage and task) and OUTPUT/replay.png; a seed whose OUTPUT/seed-N/result.json exists
 is read, not rerun (seeds can run as separate processes first).
@@ -40,13 +40,17 @@ MODEL = ["seq_len=128", "batch_tokens=1280", "model.hidden_size=64", "model.inte
 
 
 def items(seed: int) -> dict[str, dict[str, list[list[str]]]]:
-    """Per task, disjoint train (104) and held-out (40) letter pairs."""
+    """Per task, disjoint train (108) and held-out (36) letter pairs: for every first letter, 9 of its 12
+    pairs train and 3 are held out, so each letter's rule is learnt from as many items and weighs the same
+    in the held-out accuracy."""
     rng = random.Random(seed)
-    every = [[a, b] for a in LETTERS for b in LETTERS]
     out = {}
     for task in TASKS:
-        chosen = rng.sample(every, len(every))
-        out[task] = {"train": chosen[:104], "heldout": chosen[104:]}
+        out[task] = {"train": [], "heldout": []}
+        for first in LETTERS:
+            pairs = [[first, second] for second in rng.sample(LETTERS, len(LETTERS))]
+            out[task]["train"] += pairs[:9]
+            out[task]["heldout"] += pairs[9:]
     return out
 
 

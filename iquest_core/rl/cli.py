@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from iquest_core.command_line import CommandParser
-from iquest_core.train.recipe import RecipeError, read_recipe
-from iquest_core.train.schema import Optim, RunRecipe, knob
+from iquest_core.rl.replay import rows_per_update
+from iquest_core.train.recipe import RecipeError, check_replay, read_recipe
+from iquest_core.train.schema import Optim, Replay, RunRecipe, knob
 
 @dataclass
 class Pretrain:
@@ -60,6 +61,14 @@ class Sandbox:
 
 
 @dataclass
+class RLData:
+    replay: Replay = knob(Replay(), "auxiliary next-token loss on earlier stages' data (rl/replay.py): "
+                                    "round(share x rl.minibatch) rows per policy update, x weight (0: none)")
+    tokenizer: str = knob("", "tokenizer directory of the replay text ('': the toy tasks' byte vocabulary)")
+    seq_len: int = knob(128, "tokens per packed replay row")
+
+
+@dataclass
 class RLRecipe(RunRecipe):
     """The RL recipe: the common training fields (stage, steps, seed, checkpoints, model, optim) and GRPO's."""
     stage: str = knob("rl", "a label written to metrics and checkpoints")
@@ -69,6 +78,7 @@ class RLRecipe(RunRecipe):
     pretrain: Pretrain = knob(Pretrain(), "supervised warm-up on the task family")
     rl: GRPO = knob(GRPO(), "GRPO / DAPO")
     sandbox: Sandbox = knob(Sandbox(), "the reward's sandbox")
+    data: RLData = knob(RLData(), "replay of earlier stages' data")
 
 
 def load_rl_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RLRecipe:
@@ -93,13 +103,18 @@ def _validate(recipe: RLRecipe) -> None:
     rl = recipe.rl
     check_minimums(recipe, {"steps": 1, "rl.prompts_per_step": 1, "rl.group_size": 2, "rl.max_new_tokens": 1,
                             "rl.epochs": 1, "rl.minibatch": 1, "rl.dynamic_sampling_rounds": 1, "pretrain.steps": 0,
-                            "pretrain.batch": 1, "sandbox.workers": 0})
+                            "pretrain.batch": 1, "sandbox.workers": 0, "data.seq_len": 1})
     if not 0 <= rl.overlong_cache < rl.max_new_tokens:
         raise RecipeError(f"rl.overlong_cache: expected 0 <= overlong_cache < max_new_tokens, got {rl.overlong_cache}")
     if not rl.temperature > 0 or not 0 < rl.top_p <= 1:
         raise RecipeError(f"rl.temperature, rl.top_p: expected > 0 and (0, 1], got {rl.temperature}, {rl.top_p}")
     if not 0 <= rl.eps_low < 1 or rl.eps_high < 0:
         raise RecipeError(f"rl.eps_low, rl.eps_high: expected [0, 1) and >= 0, got {rl.eps_low}, {rl.eps_high}")
+    check_replay(recipe.data.replay)
+    try:
+        rows_per_update(recipe.data.replay.share, rl.minibatch)
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ The trainer (`train_rl`): each step samples G completions for each of P prompts 
 dual-cache `generate` (temperature, top-p), scores them (share of tests passed in the sandbox, plus DAPO's
 soft overlong penalty), computes group advantages, drops groups whose rewards are all equal (dynamic
 sampling: they carry no signal), and runs several epochs of minibatch policy steps against the
-rollout's log-probs (clip-higher, token-level mean, no KL term, no reference model).
+rollout's log-probs (clip-higher, token-level mean, no KL term, no reference model). With data.replay each
+policy step also minimises a weighted next-token loss on earlier stages' data (`iquest_core.rl.replay`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from iquest_core.rl import tasks as rl_tasks
+from iquest_core.rl.replay import ReplayLoss, build_replay
 from iquest_core.train import checkpoint
 from iquest_core.train.metrics import MetricsWriter
 from iquest_core.data.packing import IGNORE_INDEX
@@ -206,8 +208,9 @@ def _collect(model, tasks, reward, rl: dict, generator: torch.Generator) -> tupl
 
 
 def policy_update(model, optimizer, kept: list[Rollout], rl: dict, optim: dict, prompt_len: int,
-                  generator: torch.Generator) -> dict[str, float]:
-    """rl["epochs"] passes of minibatch GRPO steps over the kept groups against their rollout log-probs."""
+                  generator: torch.Generator, replay: ReplayLoss | None = None) -> dict[str, float]:
+    """rl["epochs"] passes of minibatch GRPO steps over the kept groups against their rollout log-probs;
+    with `replay`, each step's loss adds replay.weight x the next-token loss of a replay batch."""
     ids = torch.cat([k.ids for k in kept])
     mask = torch.cat([k.mask for k in kept])
     advantages = torch.cat([group_advantages(k.rewards, rl["group_size"]) for k in kept]).float()
@@ -215,7 +218,7 @@ def policy_update(model, optimizer, kept: list[Rollout], rl: dict, optim: dict, 
     with torch.no_grad():
         old = sequence_logprobs(model, ids, prompt_len, rl["temperature"])
     model.train()
-    losses, clipped, norms = [], [], []
+    losses, clipped, norms, replayed = [], [], [], []
     for _ in range(rl["epochs"]):
         order = torch.randperm(len(ids), generator=generator)
         for start in range(0, len(ids), rl["minibatch"]):
@@ -223,7 +226,12 @@ def policy_update(model, optimizer, kept: list[Rollout], rl: dict, optim: dict, 
             new = sequence_logprobs(model, ids[rows], prompt_len, rl["temperature"])
             loss = grpo_loss(new, old[rows], advantages[rows], mask[rows], eps_low=rl["eps_low"],
                              eps_high=rl["eps_high"])
-            loss.backward()
+            if replay is None:
+                loss.backward()
+            else:
+                auxiliary = replay.unweighted(model)
+                (loss + replay.weight * auxiliary).backward()
+                replayed.append(auxiliary.item())
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim["max_grad_norm"])))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -231,8 +239,11 @@ def policy_update(model, optimizer, kept: list[Rollout], rl: dict, optim: dict, 
                 ratio = torch.exp(new - old[rows])[mask[rows]]
                 clipped.append(float(((ratio < 1 - rl["eps_low"]) | (ratio > 1 + rl["eps_high"])).float().mean()))
             losses.append(loss.item())
-    return {"loss": sum(losses) / len(losses), "clip_frac": sum(clipped) / len(clipped),
-            "grad_norm": sum(norms) / len(norms)}
+    stats = {"loss": sum(losses) / len(losses), "clip_frac": sum(clipped) / len(clipped),
+             "grad_norm": sum(norms) / len(norms)}
+    if replayed:
+        stats["replay_loss"] = sum(replayed) / len(replayed)
+    return stats
 
 
 def plot_rewards(runs: dict[str, list[dict]], path: Path) -> Path:
@@ -296,12 +307,17 @@ def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
             summary["pretrain_seconds"] = round(time.monotonic() - start, 1)
             model.save_pretrained(output / "pretrained")
     optimizer = policy_optimizer(model, optim)
+    replay = build_replay(cfg, model.config.vocab_size)
     first_step = 1
     found = checkpoint.checkpoints(output / "checkpoints") if resume else []
     if found:
         state = checkpoint.load(found[-1], model, optimizer, model_config=model.config.to_dict())
         first_step = state["step"] + 1
         summary = state["summary"]
+        if replay is not None:
+            if not state.get("replay"):
+                raise ValueError(f"data.replay: {found[-1]} was written by a run without replay")
+            replay.load_state_dict(state["replay"])
     elif cfg["greedy_eval"]:
         summary["greedy_before"] = greedy_scores(model, tasks, reward, rl["max_new_tokens"])
     writer = MetricsWriter(output, truncate_after=first_step - 1, title="GRPO on the toy task set")
@@ -315,7 +331,7 @@ def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
         if rl["shuffle_rewards"]:  # its own generator: the rollouts draw the same numbers as a normal run
             shuffle_rewards(kept, torch.Generator().manual_seed(seed * 1_000_003 - step))
         if kept:
-            record.update(policy_update(model, optimizer, kept, rl, optim, prompt_len, generator))
+            record.update(policy_update(model, optimizer, kept, rl, optim, prompt_len, generator, replay))
         else:
             record.update(loss=0.0, clip_frac=0.0, grad_norm=0.0)
         record["seconds"] = round(time.monotonic() - start, 3)
@@ -326,7 +342,7 @@ def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
         if step == cfg["steps"] or (cfg["checkpoint_every"] and step % cfg["checkpoint_every"] == 0):
             checkpoint.save(output / "checkpoints", step, model, optimizer, keep=cfg["keep_checkpoints"],
                             trainer_state={"stage": cfg["stage"], "model_config": model.config.to_dict(),
-                                           "summary": summary})
+                                           "summary": summary, "replay": replay and replay.state_dict()})
     records = writer.records
     if records:
         writer.plot()

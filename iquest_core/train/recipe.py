@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 from iquest_core.model import LoopCoderConfig
 from iquest_core.train.schedule import lr_at
 from iquest_core.data.mixture import expand_components
-from iquest_core.train.schema import Mixture, ModelSection, Parallel, Recipe, Source, field_doc
+from iquest_core.train.schema import Mixture, ModelSection, Parallel, Recipe, Replay, Source, field_doc
 
 BUNDLED = ("pretrain", "anneal", "midtrain-32k", "midtrain-128k", "sft-thinking", "sft-instruct", "tiny")
 MODEL_FIELDS = {f.name for f in dataclasses.fields(LoopCoderConfig)} - {"extra"}
@@ -178,13 +178,8 @@ def validate(recipe: Recipe) -> None:
     data = recipe.data
     if not data.sources:
         raise RecipeError("data.sources: expected at least one source")
-    for where, sources in (("data.sources", data.sources), ("data.replay.sources", data.replay.sources)):
-        for i, source in enumerate(sources):
-            if not source.weight > 0:
-                raise RecipeError(f"{where}[{i}].weight: expected > 0, got {source.weight!r}")
-    if bool(data.replay.sources) != (data.replay.share > 0) or not 0 <= data.replay.share < 1:
-        raise RecipeError(f"data.replay: expected sources with a share in (0, 1), or neither; got share "
-                          f"{data.replay.share} and {len(data.replay.sources)} sources")
+    _check_weights("data.sources", data.sources)
+    check_replay(data.replay)
     _check_mixture(data.mixture, len(data.sources))
     curriculum = data.curriculum
     if len(curriculum.boundaries) != len(curriculum.stage_steps):
@@ -199,6 +194,23 @@ def validate(recipe: Recipe) -> None:
     parallel_layout(recipe.parallel)
     if recipe.guard.check_every < 0:
         raise RecipeError(f"guard.check_every: expected >= 0, got {recipe.guard.check_every}")
+
+
+def _check_weights(where: str, sources: list[Source]) -> None:
+    for i, source in enumerate(sources):
+        if not source.weight > 0:
+            raise RecipeError(f"{where}[{i}].weight: expected > 0, got {source.weight!r}")
+
+
+def check_replay(replay: Replay) -> None:
+    """data.replay's rules (trainer and RL recipes): sources with a share in (0, 1), or neither; source
+    weights > 0; the auxiliary loss weight (RL) >= 0."""
+    _check_weights("data.replay.sources", replay.sources)
+    if bool(replay.sources) != (replay.share > 0) or not 0 <= replay.share < 1:
+        raise RecipeError(f"data.replay: expected sources with a share in (0, 1), or neither; got share "
+                          f"{replay.share} and {len(replay.sources)} sources")
+    if not replay.weight >= 0:
+        raise RecipeError(f"data.replay.weight: expected >= 0, got {replay.weight!r}")
 
 
 def _check_mixture(mixture: Mixture, sources: int) -> None:

@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from iquest_core.atomic_io import write_atomic
 from iquest_core.data.engine import map_shards
@@ -69,6 +69,21 @@ class Pipeline:
 
 
 @dataclass
+class Summary:
+    """What a job did: documents in, counts by outcome, inputs skipped by reason."""
+    documents: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def print(self, title: str, stream: TextIO | None = None) -> None:
+        stream = sys.stderr if stream is None else stream  # the current stderr, not the one at import
+        print(f"{title}: {self.documents} documents in", file=stream)
+        for name, counts in (("outcome", self.outcomes), ("skipped", self.skipped)):
+            for key, count in sorted(counts.items()):
+                print(f"  {name:8s} {key:28s} {count}", file=stream)
+
+
+@dataclass
 class RunSummary:
     """What a job did: documents read, counts per outcome, skipped inputs ("reason: file" -> count), shards
     run now and shards found finished (resumed)."""
@@ -80,8 +95,6 @@ class RunSummary:
 
     def print(self, title: str, examples: int = 3) -> None:
         """Counts per outcome and per skip reason, with the first `examples` files of each reason."""
-        from iquest_core.data.jobs import Summary
-
         by_reason: dict[str, list[str]] = {}
         for key in sorted(self.skipped):
             reason, _, source = key.partition(": ")

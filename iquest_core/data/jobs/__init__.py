@@ -10,14 +10,13 @@ import random
 import shutil
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from iquest_core.atomic_io import atomic_path
 from iquest_core.data import steps
 from iquest_core.data.engine import add_engine_arguments
-from iquest_core.data.pipeline import DEFAULT_SHARD_BYTES, Pipeline, run_pipeline
+from iquest_core.data.pipeline import DEFAULT_SHARD_BYTES, Pipeline, Summary, run_pipeline
 from iquest_core.data.sources import Document, Skipped, read_documents
 
 
@@ -44,21 +43,6 @@ def document_rng(seed: int, doc: Document) -> random.Random:
     """A generator that depends only on the seed and the document's identity (repo, path), so a job's
     output does not depend on how documents are spread over workers."""
     return steps.document_rng(seed, {"repo": doc.repo, "path": doc.path})
-
-
-@dataclass
-class Summary:
-    """What a job did: documents in, counts by outcome, inputs skipped by reason."""
-    documents: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-
-    def print(self, title: str, stream: TextIO | None = None) -> None:
-        stream = sys.stderr if stream is None else stream  # the current stderr, not the one at import
-        print(f"{title}: {self.documents} documents in", file=stream)
-        for name, counts in (("outcome", self.outcomes), ("skipped", self.skipped)):
-            for key, count in sorted(counts.items()):
-                print(f"  {name:8s} {key:28s} {count}", file=stream)
 
 
 def add_shard_argument(parser: Any) -> None:

@@ -9,7 +9,8 @@ uniform run is also the reference model; its final per-source held-out losses ar
 `reference`, so the dynamic run moves weight toward the sources where it lags the reference most. The
 static run logs held-out losses with a dynamic mixture of eta = 0 (its weights stay uniform). Writes
 OUTPUT/results.json (per seed: the final weights, the mean weight in force over the run, per-source
-held-out losses of both runs at the last step, the source with the highest summed excess loss) and OUTPUT/mixture.png (weights over steps, one line per seed).
+held-out losses of both runs at the last step, the source with the highest summed excess loss) and OUTPUT/mixture.png (weights over steps, one line per seed); a seed whose OUTPUT/seed-N/result.json
+exists is read, not rerun.
 """
 
 from __future__ import annotations
@@ -95,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--every", type=int, default=10)
     args = parser.parse_args(argv)
-    results = [run_seed(args.output, int(s), args.steps, args.every) for s in args.seeds.split(",")]
+    results = []
+    for seed in map(int, args.seeds.split(",")):
+        done = args.output / f"seed-{seed}" / "result.json"  # seeds may run as separate processes first
+        if not done.is_file():
+            done.write_text(json.dumps(run_seed(args.output, seed, args.steps, args.every)) + "\n")
+        results.append(json.loads(done.read_text()))
     (args.output / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.output / "mixture.png")
     for r in results:

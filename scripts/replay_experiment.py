@@ -1,7 +1,7 @@
 """Replay against forgetting, measured: a tiny LoopCoder learns task A, then task B, with and without replay
 of A (data.replay share 0.1); accuracy on held-out items of both tasks after each stage, per seed.
 
-    python scripts/replay_experiment.py --output runs/replay [--seeds 0,1,2] [--steps-a 300] [--steps-b 150]
+    python scripts/replay_experiment.py --output runs/replay [--seeds 0,1,2] [--steps-a 300] [--steps-b 300]
 
 Tasks (chat records: user "A: g c", assistant the answer, loss on the answer only; pairs of a 12-letter
 alphabet): A maps the first letter through one fixed permutation, B through another that differs on every
@@ -125,18 +125,21 @@ def run_seed(output: Path, seed: int, steps_a: int, steps_b: int, share: float) 
 
 
 def plot(results: list[dict], path: Path) -> None:
+    """Held-out accuracy per stage and task, one dot per seed (the two B runs are branches from after A)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    labels = ["after_A", "B_no_replay", "B_replay"]
+    labels = ["before", "after_A", "B_no_replay", "B_replay"]
     for k, task in enumerate(TASKS):
-        for r in results:
-            ax.plot([i + 0.1 * k for i in range(3)], [100 * r[label][task] for label in labels], "o-",
-                    color=f"C{k}", alpha=0.7, label=f"task {task}" if r is results[0] else None)
-    ax.set_xticks(range(3), ["after A", "then B, no replay", "then B, replay 0.1"])
+        for n, r in enumerate(results):
+            ax.plot([i - 0.12 + 0.24 * k + 0.03 * (n - len(results) / 2) for i in range(4)],
+                    [100 * r[label][task] for label in labels], "o", color=f"C{k}", alpha=0.7,
+                    label=f"task {task}" if n == 0 else None)
+    ax.set_xticks(range(4), ["before", "after A", "then B,\nno replay", "then B,\nreplay 0.1 of A"])
     ax.set_ylabel("held-out accuracy (%)")
-    ax.legend()
+    ax.set_title(f"forgetting of A while learning B, {len(results)} seeds (one dot each)")
+    ax.legend(loc="center left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps-a", type=int, default=300)
-    parser.add_argument("--steps-b", type=int, default=150)
+    parser.add_argument("--steps-b", type=int, default=300)
     parser.add_argument("--share", type=float, default=0.1)
     args = parser.parse_args(argv)
     results = []

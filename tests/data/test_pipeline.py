@@ -18,7 +18,7 @@ from iquest_core.data.pipeline import Pipeline, load_pipeline, run_pipeline
 from iquest_core.data.steps import make_step
 from iquest_core.data.steps.io import plan_shards, read_shard
 from iquest_core.data.steps import ShardContext
-from iquest_core.data.steps import near_dedup
+from iquest_core.data.steps import dedup_cluster, near_dedup
 from iquest_core.data.steps.code import syntax_verdict
 from tests.data.conftest import FILES, STDLIB
 
@@ -68,6 +68,8 @@ def files_of(output):
 
 def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(near_dedup, "SLICE_ROWS", 16)  # several slices of digest and band-key space
+    for name, value in (("RUN_PAIRS", 8), ("MERGE_KEYS", 16), ("MIN_BLOCK", 2), ("TRIANGLE_ROWS", 3)):
+        monkeypatch.setattr(dedup_cluster, name, value)  # several runs per band, merge chunks, row-wise buckets
     removed = tmp_path / "removed.jsonl"
     summary = run_pipeline(pipeline(corpus, tmp_path / "out", [{"name": "dedup", "removed": str(removed)}]),
                            workers=1, progress=False)

@@ -7,23 +7,25 @@ connected components; each group keeps its first document in input order), compu
 1. collect, per shard: the SHA-256 of each document, its MinHash signature (C++ kernel), and its UTF-8
    text (for verification) -> STATE/shard-N.{digests,band-B}.npy, .texts, .offsets.npy (and the
    documents' [path, repo] -> .names.json, for the `removed` report). Each row carries
-   the document's global id (shard << 32 | index), so input order is id order.
+   the document's global id (shard << 32 | index). The later stages number documents in input order
+   over the whole job (shard by shard, from the shards' counts) and pair and cluster those numbers.
 2. exact, per slice of digest space: digests of every shard in the slice (each shard's file is sorted, so
-   a slice is a searchsorted range), runs of equal digests -> (dropped id, kept id) -> STATE/exact.npy.
+   a slice is a searchsorted range), runs of equal digests -> (dropped, kept) numbers -> STATE/exact.npy.
 3. bands, per LSH band: band keys (exact values of the band's `rows` signature entries, with a 64-bit
    mix of them as the sort key) of every shard, slice by slice of mix space, minus exact duplicates;
-   every pair of ids sharing a key -> STATE/pairs-B.npy (sorted, unique).
-4. cluster: the union of all bands' pairs in id order, each verified by exact Jaccard of the shingle
-   sets (texts read from the shard text files, two sets in memory at a time) unless union-find already
-   joined it; each
-   component keeps its smallest id -> STATE/shard-N.drops.npy (index, kept id, kind 0 exact / 1 near);
-   with `removed`, a JSONL report of every dropped document and the one kept in its place.
+   every pair of documents sharing a key -> sorted runs STATE/pairs-B-R.bin (dedup_cluster.PairRuns).
+4. cluster: the runs of all bands merged as one sorted stream in chunks, each pair verified by exact
+   Jaccard of the shingle sets (texts read from the shard text files, two sets in memory at a time)
+   unless the union-find already joined it; each component keeps its smallest number ->
+   STATE/shard-N.drops.npy (index, kept number, kind 0 exact / 1 near); with `removed`, a JSONL report
+   of every dropped document and the one kept in its place.
 5. run (the filter pass), per shard: drops the listed documents; outcomes "dedup:kept",
    "dedup:dropped:exact", "dedup:dropped:near".
 
-Memory: collect holds one shard's signatures; exact and bands hold one slice of at most SLICE_ROWS rows;
-cluster holds the candidate pairs and a union-find over the documents in them (both grow with the
-number of near duplicates, not with the corpus), the per-shard offsets and two shingle sets.
+Memory: collect holds one shard's signatures; exact and bands hold one slice of at most SLICE_ROWS rows
+and at most dedup_cluster.RUN_PAIRS pairs; cluster holds one merge chunk of pairs, two shingle sets and
+what grows with the corpus: a union-find parent per document (4 bytes) and the exact duplicates' numbers
+(16 bytes each).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import numpy as np
 from iquest_core.atomic_io import atomic_path, write_atomic
 from iquest_core.data import dedup
 from iquest_core.data.steps import Doc, ShardContext, register
+from iquest_core.data.steps.dedup_cluster import PairRuns, ShingleReader, cluster
 
 BATCH = 256
 SLICE_ROWS = 1 << 18
@@ -128,14 +131,26 @@ class NearDedup:
 
     def reduce(self, job) -> Counter[str]:
         state, n = job.state_dir, job.num_shards
-        total = sum(len(np.load(state / f"shard-{i:05d}.offsets.npy", mmap_mode="r")) - 1 for i in range(n))
-        slices = max(1, -(-total // SLICE_ROWS))
-        exact = np.concatenate(job.map(functools.partial(_exact_slice, str(state), n, slices), list(range(slices)),
-                                       "dedup exact") or [np.zeros((0, 2), np.uint64)])
-        save(state / "exact.npy", exact[np.argsort(exact[:, 0])] if len(exact) else exact)
-        pair_counts = job.map(functools.partial(_band_pairs, str(state), n, slices), list(range(self.bands)),
-                              "dedup bands")
-        return _cluster(self, state, n, exact) + Counter({"dedup:candidate_pairs_by_band": sum(pair_counts)})
+        counts = [len(np.load(state / f"shard-{i:05d}.offsets.npy", mmap_mode="r")) - 1 for i in range(n)]
+        first = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+        slices = max(1, -(-int(first[-1]) // SLICE_ROWS))
+        exact = np.concatenate(job.map(functools.partial(_exact_slice, str(state), n, slices, first),
+                                       list(range(slices)), "dedup exact") or [np.zeros((0, 2), np.int64)])
+        exact = exact[np.argsort(exact[:, 0])]
+        save(state / "exact.npy", exact)
+        bands = job.map(functools.partial(_band_pairs, str(state), n, slices, first), list(range(self.bands)),
+                        "dedup bands")
+        runs_of_bands = [path for _, paths in bands for path in paths]
+        root, candidates, verified = cluster(runs_of_bands, ShingleReader(state, first, self.ngram), int(first[-1]),
+                                             self.threshold)
+        write_drops(state, first, root, exact)
+        if self.removed:
+            write_removed(Path(self.removed), state, first)
+        joined = root != np.arange(len(root), dtype=root.dtype)
+        return Counter({"dedup:exact_duplicate_groups": len(np.unique(exact[:, 1])),
+                        "dedup:near_duplicate_groups": len(np.unique(root[joined])),
+                        "dedup:candidate_pairs": candidates, "dedup:verified_merges": verified,
+                        "dedup:candidate_pairs_by_band": sum(count for count, _ in bands)})
 
     def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
         drops = np.load(ctx.state_dir / f"{ctx.name}.drops.npy")
@@ -165,103 +180,57 @@ def _bounds(slices: int, k: int) -> tuple[int, int]:
     return k * width, min((k + 1) * width, 1 << 64)
 
 
-def _exact_slice(state: str, n: int, slices: int, k: int) -> np.ndarray:
-    """(dropped id, kept id) of the exact duplicates whose digest falls in slice k."""
+def numbers(gids: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Document numbers (input order over the whole job) of global ids (shard << 32 | index)."""
+    return first[(gids >> np.uint64(32)).astype(np.int64)] + (gids & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def _exact_slice(state: str, n: int, slices: int, first: np.ndarray, k: int) -> np.ndarray:
+    """(dropped, kept) document numbers of the exact duplicates whose digest falls in slice k."""
     rows = _slice_rows(state, n, "{shard}.digests.npy", *_bounds(slices, k))
-    found = []
+    found = [np.zeros((0, 2), np.int64)]
     for start, end in runs(rows[:, :4]):
-        ids = np.sort(rows[start:end, 4])
-        found += [(int(gid), int(ids[0])) for gid in ids[1:]]
-    return np.asarray(found, dtype=np.uint64).reshape(-1, 2)
+        ids = np.sort(numbers(rows[start:end, 4], first))
+        found.append(np.column_stack([ids[1:], np.full(len(ids) - 1, ids[0])]))
+    return np.concatenate(found)
 
 
-def _band_pairs(state: str, n: int, slices: int, band: int) -> int:
-    """Writes the sorted unique candidate pairs (id, id) of one band, exact duplicates left out."""
+def _band_pairs(state: str, n: int, slices: int, first: np.ndarray, band: int) -> tuple[int, list[str]]:
+    """Writes the candidate pairs of one band (documents sharing its key, exact duplicates left out) as
+    sorted runs; (pairs, run paths)."""
     exact = np.load(Path(state) / "exact.npy")[:, 0]
-    pairs = []
+    pairs = PairRuns(Path(state) / f"pairs-{band}")
     for k in range(slices):
         rows = _slice_rows(state, n, f"{{shard}}.band-{band}.npy", *_bounds(slices, k))
-        rows = rows[~np.isin(rows[:, -1], exact)] if len(exact) and len(rows) else rows
-        for start, end in runs(rows[:, :-1]):
-            ids = np.sort(rows[start:end, -1])
-            first, second = np.triu_indices(len(ids), 1)
-            pairs.append(np.column_stack([ids[first], ids[second]]))
-    found = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.uint64)
-    save(Path(state) / f"pairs-{band}.npy", found)
-    return len(found)
+        ids = numbers(rows[:, -1], first)
+        fresh = ~np.isin(ids, exact)
+        keys, ids = rows[fresh, :-1], ids[fresh]
+        for start, end in runs(keys):
+            pairs.add_bucket(np.sort(ids[start:end]))
+    return pairs.close()
 
 
-class _Texts:
-    """Shingle sets of documents by global id, read from the shard text files."""
-
-    def __init__(self, state: Path, ngram: int) -> None:
-        self.state, self.ngram, self.offsets = state, ngram, {}
-
-    def shingles(self, gid: int) -> set[bytes]:
-        shard, index = gid >> 32, gid & 0xFFFFFFFF
-        if shard not in self.offsets:
-            self.offsets[shard] = np.load(self.state / f"shard-{shard:05d}.offsets.npy")
-        start, end = self.offsets[shard][index:index + 2]
-        with open(self.state / f"shard-{shard:05d}.texts", "rb") as handle:
-            handle.seek(int(start))
-            return dedup.shingles(handle.read(int(end - start)).decode("utf-8"), self.ngram)
+def write_drops(state: Path, first: np.ndarray, root: np.ndarray, exact: np.ndarray) -> None:
+    """STATE/shard-N.drops.npy: (index in the shard, kept document number, kind 0 exact / 1 near) of each
+    document the filter pass drops, by index."""
+    for shard in range(len(first) - 1):
+        lo, hi = int(first[shard]), int(first[shard + 1])
+        near = np.flatnonzero(root[lo:hi] != np.arange(lo, hi))
+        a, b = np.searchsorted(exact[:, 0], [lo, hi])
+        rows = np.concatenate([np.column_stack([exact[a:b, 0] - lo, exact[a:b, 1], np.zeros(b - a, np.int64)]),
+                               np.column_stack([near, root[lo:hi][near], np.ones(len(near), np.int64)])])
+        save(state / f"shard-{shard:05d}.drops.npy", rows[np.argsort(rows[:, 0])].astype(np.int64))
 
 
-def write_removed(path: Path, state: Path, drops: dict[int, list[tuple[int, int, int]]]) -> None:
+def write_removed(path: Path, state: Path, first: np.ndarray) -> None:
     """JSONL {"path", "repo", "kind", "kept_path", "kept_repo"} per dropped document, in input order."""
     names = functools.lru_cache(maxsize=8)(lambda shard: json.loads((state / f"shard-{shard:05d}.names.json").read_text()))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for shard in sorted(drops):
-            for index, kept, kind in sorted(drops[shard]):
-                (p, repo), (kept_p, kept_repo) = names(shard)[index], names(kept >> 32)[kept & 0xFFFFFFFF]
+        for shard in range(len(first) - 1):
+            for index, kept, kind in np.load(state / f"shard-{shard:05d}.drops.npy").tolist():
+                kept_shard = int(np.searchsorted(first, kept, side="right")) - 1
+                (p, repo), (kept_p, kept_repo) = names(shard)[index], names(kept_shard)[kept - int(first[kept_shard])]
                 record = {"path": p, "repo": repo, "kind": ("exact", "near")[kind], "kept_path": kept_p,
                           "kept_repo": kept_repo}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _cluster(step: NearDedup, state: Path, n: int, exact: np.ndarray) -> Counter[str]:
-    bands = [np.load(state / f"pairs-{b}.npy") for b in range(step.bands)]
-    pairs = np.unique(np.concatenate(bands), axis=0) if bands else np.zeros((0, 2), np.uint64)
-    del bands
-    parent: dict[int, int] = {}
-
-    def find(i: int) -> int:
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            parent[i], i = root, parent[i]
-        return root
-
-    texts, verified, current, current_set = _Texts(state, step.ngram), 0, None, set()
-    for i, j in pairs.tolist():  # sorted by i: one shingle set of i per run, one of j at a time
-        parent.setdefault(i, i)
-        parent.setdefault(j, j)
-        ri, rj = find(i), find(j)
-        if ri == rj:
-            continue
-        if i != current:
-            current, current_set = i, texts.shingles(i)
-        if dedup.jaccard(current_set, texts.shingles(j)) >= step.threshold:
-            parent[max(ri, rj)] = min(ri, rj)
-            verified += 1
-    members: dict[int, list[int]] = {}
-    for i in parent:
-        members.setdefault(find(i), []).append(i)
-    groups = [g for g in members.values() if len(g) > 1]
-    drops: dict[int, list[tuple[int, int, int]]] = {i: [] for i in range(n)}
-    for dropped, kept in exact.tolist():
-        drops[dropped >> 32].append((dropped & 0xFFFFFFFF, kept, 0))
-    for group in groups:
-        kept = min(group)
-        for gid in group:
-            if gid != kept:
-                drops[gid >> 32].append((gid & 0xFFFFFFFF, kept, 1))
-    for shard, rows in drops.items():
-        save(state / f"shard-{shard:05d}.drops.npy", np.asarray(sorted(rows), dtype=np.uint64).reshape(-1, 3))
-    if step.removed:
-        write_removed(Path(step.removed), state, drops)
-    return Counter({"dedup:exact_duplicate_groups": len({k for _, k in exact.tolist()}),
-                    "dedup:near_duplicate_groups": len(groups), "dedup:candidate_pairs": len(pairs),
-                    "dedup:verified_merges": verified})

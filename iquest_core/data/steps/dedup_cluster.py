@@ -1,0 +1,153 @@
+"""The candidate-pair and cluster stages of the `dedup` step, in memory bounded by chunks (not by pairs).
+
+Documents are numbered densely in input order (shard by shard). A candidate pair (i, j), i < j, is the
+uint64 key i << 32 | j, so key order is pair order (by i, then j).
+
+- `PairRuns` writes one band's pairs as sorted runs of at most RUN_PAIRS keys (raw uint64 files);
+  a bucket of k documents is expanded row by row, so even one huge bucket never holds k**2 / 2 pairs at once.
+- `merged_pairs` streams the sorted union of many runs (every band's) in chunks: each round reads a block
+  of every run, emits the keys up to the smallest block end, and advances; memory is
+  max(MERGE_KEYS, runs * MIN_BLOCK) keys whatever the number of pairs.
+- `cluster` walks the merged pairs once with a union-find over every document (a numpy int32 parent
+  array: 4 bytes per document, the one state that grows with the corpus), verifying each pair whose ends
+  are not yet joined by the exact Jaccard of their shingle sets (read one document at a time from the
+  shard text files). Each component's root is its smallest document.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from iquest_core.atomic_io import atomic_path
+from iquest_core.data import dedup
+
+RUN_PAIRS = 1 << 20
+MERGE_KEYS = 1 << 21
+MIN_BLOCK = 1024
+TRIANGLE_ROWS = 2048
+_LOW = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+
+
+class PairRuns:
+    """Sorted runs `{prefix}-{r}.bin` of the pair keys of the buckets added; `paths` and `count` once closed."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix, self.paths, self.count = prefix, [], 0
+        self._pending: list[np.ndarray] = []
+        self._size = 0
+
+    def add_bucket(self, ids: np.ndarray) -> None:
+        """Every pair of `ids` (sorted, distinct document numbers)."""
+        ids = ids.astype(np.uint64)
+        if len(ids) <= TRIANGLE_ROWS:
+            first, second = np.triu_indices(len(ids), 1)
+            self._add((ids[first] << _SHIFT) | ids[second])
+            return
+        for row in range(len(ids) - 1):
+            self._add((ids[row] << _SHIFT) | ids[row + 1:])
+
+    def _add(self, keys: np.ndarray) -> None:
+        self._pending.append(keys)
+        self._size += len(keys)
+        if self._size >= RUN_PAIRS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._size:
+            return
+        keys = np.unique(np.concatenate(self._pending))
+        path = Path(f"{self.prefix}-{len(self.paths)}.bin")
+        with atomic_path(path) as tmp:
+            keys.tofile(tmp)
+        self.paths.append(str(path))
+        self.count += len(keys)
+        self._pending, self._size = [], 0
+
+    def close(self) -> tuple[int, list[str]]:
+        self._flush()
+        return self.count, self.paths
+
+
+def merged_pairs(paths: Sequence[str]) -> Iterator[np.ndarray]:
+    """The sorted, duplicate-free union of the sorted runs in `paths`, as consecutive chunks of keys."""
+    sizes = [os.path.getsize(p) // 8 for p in paths]
+    cursors = [0] * len(paths)
+    block = max(MIN_BLOCK, MERGE_KEYS // max(len(paths), 1))
+    while True:
+        blocks = {r: np.fromfile(paths[r], dtype=np.uint64, count=block, offset=cursors[r] * 8)
+                  for r in range(len(paths)) if cursors[r] < sizes[r]}
+        if not blocks:
+            return
+        bound = min(keys[-1] for keys in blocks.values())  # every run's keys <= bound are in its block
+        parts = []
+        for r, keys in blocks.items():
+            taken = int(np.searchsorted(keys, bound, side="right"))
+            parts.append(keys[:taken])
+            cursors[r] += taken
+        yield np.unique(np.concatenate(parts))
+
+
+def roots(parent: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The union-find root of each of `items` (vectorised pointer chasing)."""
+    found = parent[items]
+    while True:
+        above = parent[found]
+        if np.array_equal(above, found):
+            return found
+        found = above
+
+
+def _find(parent: np.ndarray, i: int) -> int:
+    while (up := int(parent[i])) != i:
+        parent[i] = parent[up]
+        i = up
+    return i
+
+
+class ShingleReader:
+    """Shingle sets of documents by number, read from the shard text files (`STATE/shard-N.texts` with
+    `.offsets.npy`); `first[s]` is shard s's first document number. Keeps the offsets of the 64 shards read
+    last."""
+
+    def __init__(self, state: Path, first: np.ndarray, ngram: int) -> None:
+        self.state, self.first, self.ngram = state, first, ngram
+        self.offsets = functools.lru_cache(maxsize=64)(
+            lambda shard: np.load(state / f"shard-{shard:05d}.offsets.npy"))
+
+    def shingles(self, number: int) -> set[bytes]:
+        shard = int(np.searchsorted(self.first, number, side="right")) - 1
+        index = number - int(self.first[shard])
+        start, end = self.offsets(shard)[index:index + 2]
+        with open(self.state / f"shard-{shard:05d}.texts", "rb") as handle:
+            handle.seek(int(start))
+            return dedup.shingles(handle.read(int(end - start)).decode("utf-8"), self.ngram)
+
+
+def cluster(paths: Sequence[str], texts: ShingleReader, documents: int, threshold: float) -> tuple[np.ndarray, int, int]:
+    """(root of every document, candidate pairs, verified merges): the components of the candidate pairs
+    in `paths` whose shingle sets have Jaccard >= threshold."""
+    if documents >= 1 << 31:
+        raise ValueError(f"documents: the dedup step numbers documents in int32, got {documents}")
+    parent = np.arange(documents, dtype=np.int32)
+    candidates = verified = 0
+    current, current_set = -1, set()
+    for keys in merged_pairs(paths):
+        candidates += len(keys)
+        first, second = (keys >> _SHIFT).astype(np.int64), (keys & _LOW).astype(np.int64)
+        apart = roots(parent, first) != roots(parent, second)
+        for i, j in zip(first[apart].tolist(), second[apart].tolist()):  # by i: one shingle set of i per run
+            ri, rj = _find(parent, i), _find(parent, j)
+            if ri == rj:
+                continue
+            if i != current:
+                current, current_set = i, texts.shingles(i)
+            if dedup.jaccard(current_set, texts.shingles(j)) >= threshold:
+                parent[max(ri, rj)] = min(ri, rj)
+                verified += 1
+    return roots(parent, np.arange(documents)), candidates, verified

@@ -1,0 +1,66 @@
+"""The dedup step's pair and cluster stages: runs of pairs merge into the sorted union chunk by chunk (never
+more than a block of every run at once), a huge bucket is expanded row by row into the same pairs, and the
+union-find gives the components of the verified pairs."""
+
+import numpy as np
+
+from iquest_core.data import dedup
+from iquest_core.data.steps import dedup_cluster
+from iquest_core.data.steps.dedup_cluster import PairRuns, cluster, merged_pairs
+
+
+def pair_set(paths):
+    return {int(k) for p in paths for k in np.fromfile(p, dtype=np.uint64)}
+
+
+def test_runs_merge_into_their_sorted_union_in_bounded_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(dedup_cluster, "RUN_PAIRS", 50)
+    monkeypatch.setattr(dedup_cluster, "MERGE_KEYS", 40)
+    monkeypatch.setattr(dedup_cluster, "MIN_BLOCK", 4)
+    rng = np.random.default_rng(0)
+    paths = []
+    for band in range(5):  # overlapping buckets in every band: the same pair comes from several bands
+        runs = PairRuns(tmp_path / f"pairs-{band}")
+        for _ in range(30):
+            runs.add_bucket(np.unique(rng.integers(0, 60, size=rng.integers(2, 9))))
+        count, band_paths = runs.close()
+        assert len(band_paths) > 1 and count == sum(len(np.fromfile(p, np.uint64)) for p in band_paths)
+        paths += band_paths
+    chunks = list(merged_pairs(paths))
+    merged = np.concatenate(chunks)
+    assert merged.tolist() == sorted(pair_set(paths))  # sorted, no pair twice
+    assert len(chunks) > 3 and max(map(len, chunks)) <= len(paths) * max(4, 40 // len(paths))
+
+
+def test_a_huge_bucket_is_expanded_row_by_row_into_the_same_pairs(tmp_path, monkeypatch):
+    ids = np.arange(0, 300, 3)
+    whole = PairRuns(tmp_path / "whole")
+    whole.add_bucket(ids)
+    monkeypatch.setattr(dedup_cluster, "TRIANGLE_ROWS", 8)
+    monkeypatch.setattr(dedup_cluster, "RUN_PAIRS", 500)
+    rows = PairRuns(tmp_path / "rows")
+    rows.add_bucket(ids)
+    _, row_paths = rows.close()
+    assert len(row_paths) > 5 and max(len(np.fromfile(p, np.uint64)) for p in row_paths) < 500 + len(ids)
+    assert pair_set(row_paths) == pair_set(whole.close()[1]) and len(pair_set(row_paths)) == 100 * 99 // 2
+
+
+class Texts:
+    def __init__(self, texts):
+        self.texts = texts
+
+    def shingles(self, i):
+        return dedup.shingles(self.texts[i])
+
+
+def test_cluster_joins_the_verified_pairs_and_keeps_the_smallest(tmp_path, monkeypatch):
+    monkeypatch.setattr(dedup_cluster, "MERGE_KEYS", 2)
+    monkeypatch.setattr(dedup_cluster, "MIN_BLOCK", 1)
+    base = " ".join(f"word{i}" for i in range(200))
+    other = " ".join(f"thing{i}" for i in range(100))
+    texts = [base, "unrelated text " * 30, base + " tail", other, base + " tail two", other + " x"]
+    runs = PairRuns(tmp_path / "pairs")
+    runs.add_bucket(np.arange(6))  # every pair a candidate: only the verified ones may join
+    root, candidates, verified = cluster(runs.close()[1], Texts(texts), 6, 0.8)
+    assert root.tolist() == [0, 1, 0, 3, 0, 3]
+    assert candidates == 15 and verified == 3  # pairs already joined are not verified again

@@ -7,7 +7,7 @@ or from a file (`iquest data run PIPELINE.toml`):
 
     inputs = ["corpus/"]          # directories, .jsonl, .jsonl.gz, .parquet (steps.io.plan_shards)
     output = "out/"               # a directory of shard-NNNNN.<output_format>, one per input shard
-    output_format = "jsonl.gz"    # or "jsonl", "parquet"
+    output_format = "jsonl.gz"    # or "jsonl", "parquet"; "tokens" after a last tokenize step (token shards)
     shard_bytes = 33554432        # the largest input shard (byte ranges of .jsonl, row groups, files)
     seed = 0                      # per-document random draws (steps.document_rng)
     [[steps]]
@@ -66,6 +66,10 @@ class Pipeline:
             raise ValueError(f"output_format: expected one of {OUTPUT_FORMATS}, got {self.output_format!r}")
         if not self.steps:
             raise ValueError("steps: expected at least one step")
+        tokenizes = [i for i, step in enumerate(self.steps) if step.name == "tokenize"]
+        if (self.output_format == "tokens") != (tokenizes == [len(self.steps) - 1]):
+            raise ValueError(f"output_format: 'tokens' goes with one tokenize step, the last; got {self.output_format!r} "
+                             f"with steps {[step.name for step in self.steps]}")
 
 
 @dataclass
@@ -268,9 +272,21 @@ def run_pipeline(pipeline: Pipeline, *, engine: str = "local", workers: int | No
         if global_step is not None:
             summary.outcomes.update(_reduce(global_step, ReduceContext(state_dir, len(shards), options),
                                             done / f"reduce-{k}.json"))
+    if pipeline.output_format == "tokens":
+        write_token_index(out, results, pipeline.steps[-1])
     if state.exists():
         shutil.rmtree(state)
     return summary
+
+
+def write_token_index(out: Path, results: list[dict], tokenize: Step) -> None:
+    """index.json of the token shards (iquest_core.data.shards), written last."""
+    from iquest_core.data.shards import write_index
+    from iquest_core.data.steps.tokenize import cached_tokenizer
+
+    entries = [{"name": f"shard-{i:05d}", "num_documents": r["written"], "num_tokens": r["outcomes"].get("tokenize:tokens", 0)}
+               for i, r in enumerate(results)]
+    write_index(out, entries, vocab_size=cached_tokenizer(tokenize.tokenizer).vocab_size)
 
 
 def _reduce(step: GlobalStep, ctx: ReduceContext, marker: Path) -> Counter[str]:

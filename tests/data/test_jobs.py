@@ -134,12 +134,15 @@ def test_tokenize_job_round_trip(inputs, tmp_path, tokenizer):
     fim_job.main([*inputs, "--output", str(fim_out), "--repo-level-rate", "0.5", "--workers", "1"])
     shards_dir = tmp_path / "shards"
     summary = tokenize_job.run(tokenize_job.parser().parse_args(
-        [str(fim_out), "--tokenizer", str(tmp_path / "tok"), "--output", str(shards_dir), "--docs-per-shard", "7",
+        [str(fim_out), "--tokenizer", str(tmp_path / "tok"), "--output", str(shards_dir), "--shard-bytes", "30000",
          "--workers", "2"]))
     records = read_jsonl(fim_out)
     shards = TokenShards(shards_dir)
     tok = load_tokenizer(tmp_path / "tok")
-    assert len(shards) == len(records) == summary.documents and summary.outcomes["shards"] == 4
+    assert len(shards) == len(records) == summary.documents and summary.outcomes["shards"] == len(shards.index["shards"]) > 2
+    assert summary.outcomes["fim_templates"] == sum(bool(r["special"]) for r in records) > 0
+    assert sorted(p.name for p in shards_dir.iterdir()) == sorted(
+        ["index.json"] + [f"{s['name']}.{kind}.npy" for s in shards.index["shards"] for kind in ("tokens", "offsets")])
     assert shards.vocab_size == tok.vocab_size and shards.num_tokens == summary.outcomes["tokens"]
     eos = tok.special_id("<|endoftext|>")
     for ids, record in zip(shards, records):
@@ -162,6 +165,7 @@ def test_tokenize_job_failure_leaves_nothing(tmp_path, tokenizer, capsys):
     bad.write_text(json.dumps({"path": "a.py", "text": "<|fim_prefix|>x", "special": [[5, 2]]}) + "\n")
     assert tokenize_job.main([str(bad), "--tokenizer", str(tmp_path / "tok"), "--output", str(tmp_path / "s"),
                               "--workers", "1"]) == 2
-    assert "iquest data tokenize: error: special: span (5, 2)" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "iquest data tokenize: error: shard 0 (" in error and "special: span (5, 2)" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "tok"]
     np.testing.assert_equal(len(list((tmp_path / "tok").iterdir())), 2)

@@ -19,7 +19,10 @@ from iquest_core.data.steps import make_step
 from iquest_core.data.steps.io import plan_shards, read_shard
 from iquest_core.data.steps import ShardContext
 from iquest_core.data.steps import dedup_cluster, near_dedup
+from iquest_core.data.shards import TokenShards
 from iquest_core.data.steps.code import syntax_verdict
+from iquest_core.data.steps.tokenize import encode_document
+from iquest_core.data.tokenizer import load_tokenizer
 from tests.data.conftest import FILES, STDLIB
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,22 +101,48 @@ def test_staged_dedup_keeps_what_in_memory_dedup_keeps(corpus, tmp_path, monkeyp
         (docs[i]["path"], docs[i]["repo"], kind, docs[k]["path"], docs[k]["repo"]) for i, (k, kind) in sorted(kept_of.items())]
 
 
-def test_outputs_are_identical_on_one_and_two_workers_and_ray(corpus, tmp_path):
+FULL = [{"name": "syntax_filter", "max_error_share": 0.02}, {"name": "dedup"}, {"name": "decontam"},
+        {"name": "fim", "fim_rate": 0.5, "repo_level_rate": 0.3}]
+
+
+def test_outputs_are_identical_on_one_and_two_workers_and_ray(corpus, tmp_path, tokenizer):
     ray = pytest.importorskip("ray")
-    steps = [{"name": "syntax_filter", "max_error_share": 0.02}, {"name": "dedup"}, {"name": "decontam"}]
+    tokenizer.save(tmp_path / "tok")
+    jobs = {"parquet": (FULL[:3], "parquet"), "tokens": (FULL + [{"name": "tokenize", "tokenizer": str(tmp_path / "tok")}],
+                                                         "tokens")}
     outputs = []
     for name, options in (("w1", {"workers": 1}), ("w2", {"workers": 2}), ("ray", {"engine": "ray"})):
         if name == "ray":
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
                      configure_logging=False)
         try:
-            run_pipeline(pipeline(corpus, tmp_path / name, steps, output_format="parquet"), progress=False,
-                         **options)
+            for job, (steps, fmt) in jobs.items():
+                run_pipeline(pipeline(corpus, tmp_path / name / job, steps, output_format=fmt), progress=False, **options)
         finally:
             if name == "ray":
                 ray.shutdown()
-        outputs.append(files_of(tmp_path / name))
-    assert len(outputs[0]) > 4 and outputs[0] == outputs[1] == outputs[2]
+        outputs.append({job: files_of(tmp_path / name / job) for job in jobs})
+    assert len(outputs[0]["parquet"]) > 4 and len(outputs[0]["tokens"]) > 8
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_the_full_pipeline_writes_the_token_shards_of_its_documents(corpus, tmp_path, tokenizer):
+    tokenizer.save(tmp_path / "tok")
+    text = run_pipeline(pipeline(corpus, tmp_path / "text", FULL, output_format="jsonl"), workers=1, progress=False)
+    steps = FULL + [{"name": "tokenize", "tokenizer": str(tmp_path / "tok")}]
+    tokens = run_pipeline(pipeline(corpus, tmp_path / "tokens", steps, output_format="tokens"), workers=2,
+                          progress=False)
+    docs = read_output(tmp_path / "text")
+    shards = TokenShards(tmp_path / "tokens")
+    tok = load_tokenizer(tmp_path / "tok")
+    assert len(shards) == len(docs) == sum(v for k, v in tokens.outcomes.items() if k.startswith("fim:")) > 20
+    assert [shards[i].tolist() for i in range(len(docs))] == [
+        encode_document(tok, d["path"], d["content"], d.get("special", ())) for d in docs]
+    assert shards.num_tokens == tokens.outcomes["tokenize:tokens"] and tokens.outcomes["tokenize:fim_templates"] > 0
+    assert {k: v for k, v in tokens.outcomes.items() if not k.startswith("tokenize")} == text.outcomes
+    for fmt, steps in (("tokens", FULL), ("jsonl", steps), ("tokens", steps[::-1])):
+        with pytest.raises(ValueError, match="^output_format: 'tokens' goes with one tokenize step, the last"):
+            pipeline(corpus, tmp_path / "bad", steps, output_format=fmt)
 
 
 KILLER = """

@@ -67,10 +67,15 @@ def run_one_step(args: argparse.Namespace, step: Any) -> Summary:
     shutil.rmtree(staging)
     prefix = f"{step.name}:"
     outcomes = Counter({k.removeprefix(prefix): v for k, v in result.outcomes.items()})
-    skipped = Counter()
-    for key, count in result.skipped.items():
-        skipped[key.partition(":")[0]] += count
-    return Summary(result.documents, outcomes, skipped)
+    return Summary(result.documents, outcomes, skip_reasons(result.skipped))
+
+
+def skip_reasons(skipped: Counter[str]) -> Counter[str]:
+    """A pipeline's skipped inputs ("reason: file" -> count) summed by reason."""
+    reasons: Counter[str] = Counter()
+    for key, count in skipped.items():
+        reasons[key.partition(":")[0]] += count
+    return reasons
 
 
 def run_main(title: str, parser: Any, run: Any, argv: list[str] | None) -> int:

@@ -16,7 +16,8 @@ fields. Bad input never aborts: a line that is not UTF-8 JSON is skipped as "bad
 corrupt gzip stream or Parquet file ends its shard as "corrupt" (the documents before it are kept), a
 Parquet file whose footer cannot be read is skipped whole at planning; each named with its file.
 
-Writers choose the format by the file's extension (.jsonl, .jsonl.gz, .parquet), write to a temporary
+Writers choose the format by the file's extension (.jsonl, .jsonl.gz, .parquet; NAME.tokens: the token shard
+NAME.tokens.npy + NAME.offsets.npy of the tokenize step, steps.tokenize), write to a temporary
 name and rename (a killed worker leaves no partial shard), and are deterministic: gzip without a
 timestamp or name, Parquet with the schema of the first 1024 documents (later fields outside it are
 dropped, missing ones null).
@@ -36,7 +37,7 @@ from iquest_core.atomic_io import atomic_path
 from iquest_core.data.sources import directory_files, file_document, line_records, record_document
 from iquest_core.data.steps import Doc, ShardContext
 
-OUTPUT_FORMATS = ("jsonl", "jsonl.gz", "parquet")
+OUTPUT_FORMATS = ("jsonl", "jsonl.gz", "parquet", "tokens")
 PARQUET_BATCH = 1024
 _CORRUPT = (EOFError, OSError, zlib.error)
 
@@ -198,10 +199,10 @@ def _read_row_groups(shard: InputShard, skip: _SkipTo) -> Iterator[Doc]:
 def output_format(path: str | Path) -> str:
     """"jsonl", "jsonl.gz" or "parquet" from a file name; ValueError otherwise."""
     name = Path(path).name.lower()
-    for fmt in ("jsonl.gz", "jsonl", "parquet"):
+    for fmt in ("jsonl.gz", "jsonl", "parquet", "tokens"):
         if name.endswith(f".{fmt}"):
             return fmt
-    raise ValueError(f"output: expected a .jsonl, .jsonl.gz or .parquet name, got {path}")
+    raise ValueError(f"output: expected a .jsonl, .jsonl.gz, .parquet or .tokens name, got {path}")
 
 
 def write_shard(path: str | Path, docs: Iterable[Doc]) -> tuple[int, int]:
@@ -217,6 +218,11 @@ def write_shard(path: str | Path, docs: Iterable[Doc]) -> tuple[int, int]:
             counts[1] += len(doc["content"].encode("utf-8"))
             yield doc
 
+    if fmt == "tokens":
+        from iquest_core.data.steps.tokenize import write_token_shard
+
+        write_token_shard(path, counted(docs))
+        return counts[0], counts[1]
     with atomic_path(path) as tmp:
         if fmt == "parquet":
             _write_parquet(tmp, counted(docs))

@@ -18,6 +18,7 @@ comparison is the dedup pipeline alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import sys
@@ -25,6 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data_scale import measure  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from iquest_core.data import dedup  # noqa: E402
 
 OURS = """inputs = {inputs}
 output = "out"
@@ -86,19 +91,66 @@ def datatrove_clusters(work: Path) -> tuple[dict[object, set], set]:
     return {k: v for k, v in clusters.items() if len(v) > 1}, seen
 
 
-def agreement(ours_dir: Path, theirs_dir: Path) -> dict:
-    """Pairs of documents sharing a cluster, over the documents both read; documents each dropped."""
-    theirs_clusters, seen = datatrove_clusters(theirs_dir)
-    ours_clusters = {k: v & seen for k, v in our_clusters(ours_dir).items()}
+def datatrove_edges(corpus: Path, work: Path) -> tuple[list[tuple[object, object]], dict[object, str]]:
+    """Datatrove's candidate edges (its buckets/*.dups: two documents with equal band hashes, each joined to
+    the previous one of its bucket, unverified) as document keys, and the text of every document in one.
+    Datatrove numbers documents per task (= part file, in order) as its reader yields them: empty ones are
+    skipped."""
+    raw = np.concatenate([np.fromfile(p, dtype="<u4").reshape(-1, 4) for p in sorted((work / "buckets").glob("*.dups"))])
+    wanted = {(int(f), int(d)) for f, d in np.concatenate([raw[:, :2], raw[:, 2:]]).tolist()}
+    key_of, text_of = {}, {}
+    for rank, part in enumerate(sorted(corpus.glob("part-*.jsonl"))):
+        with open(part, encoding="utf-8") as lines:
+            records = (json.loads(line) for line in lines)
+            for index, record in enumerate(r for r in records if r["content"]):
+                if (rank, index) in wanted:
+                    key = (record["path"], record.get("repo"))
+                    key_of[rank, index], text_of[key] = key, record["content"]
+    edges = [(key_of[a, b], key_of[c, d]) for a, b, c, d in raw.tolist()]
+    return edges, text_of
+
+
+def verified_clusters(edges: list[tuple[object, object]], text_of: dict[object, str], threshold: float) -> dict[object, set]:
+    """Components of the edges whose shingle sets (ours) have Jaccard >= threshold."""
+    shingles = functools.lru_cache(maxsize=4096)(lambda key: dedup.shingles(text_of[key]))
+    parent: dict[object, object] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb and dedup.jaccard(shingles(a), shingles(b)) >= threshold:
+            parent[max(ra, rb)] = min(ra, rb)
+    clusters: dict[object, set] = {}
+    for x in list(parent):
+        clusters.setdefault(find(x), set()).add(x)
+    return {k: v for k, v in clusters.items() if len(v) > 1}
+
+
+def compare(ours_clusters: dict[object, set], theirs_clusters: dict[object, set]) -> dict:
     ours, theirs = pairs(ours_clusters), pairs(theirs_clusters)
-    dropped_ours = {m for k, v in ours_clusters.items() for m in v if m != k}
-    dropped_theirs = {m for v in theirs_clusters.values() for m in sorted(v)[1:]}
     return {"our_pairs": len(ours), "datatrove_pairs": len(theirs),
             "share_of_ours_datatrove_finds": round(len(ours & theirs) / max(len(ours), 1), 4),
             "share_of_datatrove_we_find": round(len(ours & theirs) / max(len(theirs), 1), 4),
-            "our_dropped": len(dropped_ours), "datatrove_dropped": len(dropped_theirs),
-            "largest_cluster_ours": max(map(len, ours_clusters.values()), default=0),
+            "datatrove_dropped": sum(len(v) - 1 for v in theirs_clusters.values()),
             "largest_cluster_datatrove": max(map(len, theirs_clusters.values()), default=0)}
+
+
+def agreement(corpus: Path, ours_dir: Path, theirs_dir: Path) -> dict:
+    """Pairs of documents sharing a cluster, over the documents both read: ours against datatrove's clusters,
+    and against the clusters of datatrove's candidate edges verified like ours (Jaccard >= 0.8)."""
+    theirs_clusters, seen = datatrove_clusters(theirs_dir)
+    ours_clusters = {k: v & seen for k, v in our_clusters(ours_dir).items()}
+    edges, text_of = datatrove_edges(corpus, theirs_dir)
+    verified = verified_clusters(edges, text_of, 0.8)
+    return {"our_dropped": sum(len(v) - 1 for v in ours_clusters.values()),
+            "largest_cluster_ours": max(map(len, ours_clusters.values()), default=0),
+            "datatrove_candidate_edges": len(edges), "as_published": compare(ours_clusters, theirs_clusters),
+            "datatrove_candidates_verified": compare(ours_clusters, verified)}
 
 
 def main() -> None:
@@ -109,7 +161,7 @@ def main() -> None:
     parser.add_argument("--agreement-only", action="store_true", help="only compare the outputs already in --work")
     args = parser.parse_args()
     if args.agreement_only:
-        print(json.dumps(agreement(args.work / "ours", args.work / "datatrove")))
+        print(json.dumps(agreement(args.corpus, args.work / "ours", args.work / "datatrove")))
         return
     parts = sorted(str(p) for p in args.corpus.glob("part-*.jsonl"))
     mb = sum(Path(p).stat().st_size for p in parts) / 1e6
@@ -125,7 +177,7 @@ def main() -> None:
         result["mb_per_s_per_worker"] = round(mb / result["wall_s"] / args.workers, 2)
         result["mb_per_cpu_s"] = round(mb / result["cpu_s"], 2)
     print(json.dumps({"input_mb": round(mb), "workers": args.workers, **results,
-                      **agreement(ours_dir, theirs_dir)}))
+                      **agreement(args.corpus, ours_dir, theirs_dir)}))
 
 
 if __name__ == "__main__":

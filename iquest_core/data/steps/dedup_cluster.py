@@ -10,14 +10,15 @@ uint64 key i << 32 | j, so key order is pair order (by i, then j).
   max(MERGE_KEYS, runs * MIN_BLOCK) keys whatever the number of pairs.
 - `cluster` walks the merged pairs once with a union-find over every document (a numpy int32 parent
   array: 4 bytes per document, the one state that grows with the corpus), verifying each pair whose ends
-  are not yet joined by the exact Jaccard of their shingle sets (read one document at a time from the
-  shard text files). Each component's root is its smallest document.
+  are not yet joined by the exact Jaccard of their shingle sets (read from the shard text files, the
+  last CACHE_SHINGLES shingles' worth of sets kept). Each component's root is its smallest document.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ RUN_PAIRS = 1 << 20
 MERGE_KEYS = 1 << 21
 MIN_BLOCK = 1024
 TRIANGLE_ROWS = 2048
+CACHE_SHINGLES = 1 << 18
 _LOW = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 
@@ -113,20 +115,32 @@ def _find(parent: np.ndarray, i: int) -> int:
 class ShingleReader:
     """Shingle sets of documents by number, read from the shard text files (`STATE/shard-N.texts` with
     `.offsets.npy`); `first[s]` is shard s's first document number. Keeps the offsets of the 64 shards read
-    last."""
+    last and the sets read last up to CACHE_SHINGLES shingles in all (a document in many candidate pairs
+    is shingled once while it stays in the cache)."""
 
     def __init__(self, state: Path, first: np.ndarray, ngram: int) -> None:
         self.state, self.first, self.ngram = state, first, ngram
         self.offsets = functools.lru_cache(maxsize=64)(
             lambda shard: np.load(state / f"shard-{shard:05d}.offsets.npy"))
+        self.cache: OrderedDict[int, set[bytes]] = OrderedDict()
+        self.cached = 0
 
     def shingles(self, number: int) -> set[bytes]:
+        found = self.cache.get(number)
+        if found is not None:
+            self.cache.move_to_end(number)
+            return found
         shard = int(np.searchsorted(self.first, number, side="right")) - 1
         index = number - int(self.first[shard])
         start, end = self.offsets(shard)[index:index + 2]
         with open(self.state / f"shard-{shard:05d}.texts", "rb") as handle:
             handle.seek(int(start))
-            return dedup.shingles(handle.read(int(end - start)).decode("utf-8"), self.ngram)
+            found = dedup.shingles(handle.read(int(end - start)).decode("utf-8"), self.ngram)
+        self.cache[number] = found
+        self.cached += len(found)
+        while self.cached > CACHE_SHINGLES and len(self.cache) > 1:
+            self.cached -= len(self.cache.popitem(last=False)[1])
+        return found
 
 
 def cluster(paths: Sequence[str], texts: ShingleReader, documents: int, threshold: float) -> tuple[np.ndarray, int, int]:
@@ -136,18 +150,13 @@ def cluster(paths: Sequence[str], texts: ShingleReader, documents: int, threshol
         raise ValueError(f"documents: the dedup step numbers documents in int32, got {documents}")
     parent = np.arange(documents, dtype=np.int32)
     candidates = verified = 0
-    current, current_set = -1, set()
     for keys in merged_pairs(paths):
         candidates += len(keys)
         first, second = (keys >> _SHIFT).astype(np.int64), (keys & _LOW).astype(np.int64)
         apart = roots(parent, first) != roots(parent, second)
-        for i, j in zip(first[apart].tolist(), second[apart].tolist()):  # by i: one shingle set of i per run
+        for i, j in zip(first[apart].tolist(), second[apart].tolist()):
             ri, rj = _find(parent, i), _find(parent, j)
-            if ri == rj:
-                continue
-            if i != current:
-                current, current_set = i, texts.shingles(i)
-            if dedup.jaccard(current_set, texts.shingles(j)) >= threshold:
+            if ri != rj and dedup.jaccard(texts.shingles(i), texts.shingles(j)) >= threshold:
                 parent[max(ri, rj)] = min(ri, rj)
                 verified += 1
     return roots(parent, np.arange(documents)), candidates, verified

@@ -23,7 +23,16 @@ from iquest_core.eval import humaneval
 
 
 def _read_completions(path: Path) -> list[dict]:
-    return [sample for _, sample in read_jsonl(path, "--completions")]
+    """The {task_id, completion} records of a HumanEval completions file; ValueError naming --completions and
+    the line of one that is not (e.g. an {id, completion} line of another benchmark's file)."""
+    samples = []
+    for line, sample in read_jsonl(path, "--completions"):
+        if not isinstance(sample, dict) or not isinstance(sample.get("task_id"), str) \
+                or not isinstance(sample.get("completion"), str):
+            raise ValueError(f"--completions: {path} line {line}: expected {{\"task_id\", \"completion\": str}} "
+                             f"(a completions file for another benchmark?)")
+        samples.append(sample)
+    return samples
 
 
 def _parse_ks(text: str) -> list[int]:

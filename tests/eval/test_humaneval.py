@@ -104,6 +104,10 @@ def test_bad_completion_files_are_reported(tmp_path, capsys):
     assert "line 2" in capsys.readouterr().err
     path.write_text('{"task_id": "NoSuch/1", "completion": ""}\n')
     assert evaluate.main(["--completions", str(path), "--output", str(tmp_path / "o")]) == 2
+    assert "NoSuch/1" in capsys.readouterr().err
+    path.write_text('{"id": "HumanEval/0/single-line", "completion": ""}\n')  # humaneval-infill's format
+    assert evaluate.main(["--completions", str(path), "--output", str(tmp_path / "o")]) == 2
+    assert "line 1" in (err := capsys.readouterr().err) and "another benchmark" in err
     path.write_text('{"task_id": "HumanEval/0", "completion": "    return 1\\n"}\n')
     assert evaluate.main(["--completions", str(path), "--limit", "1", "--k", "1,2",
                           "--output", str(tmp_path / "o")]) == 2

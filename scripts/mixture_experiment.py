@@ -1,16 +1,19 @@
 """Dynamic against static uniform mixture, measured: three synthetic sources of different difficulty, the
 same steps and tokens, per seed.
 
-    python scripts/mixture_experiment.py --output runs/mixture [--seeds 0,1,2] [--steps 60]
+    python scripts/mixture_experiment.py --output runs/mixture [--seeds 0,1,2] [--steps 150]
 
 Sources (400 documents each, the last 8 held out): easy (one short pattern repeated), medium (a 40-entry
 key=value table, entries in random order), hard (two-digit additions "a+b=c"). DoReMi's recipe: the static
 uniform run is also the reference model; its final per-source held-out losses are the dynamic run's
 `reference`, so the dynamic run moves weight toward the sources where it lags the reference most. The
-static run logs held-out losses with a dynamic mixture of eta = 0 (its weights stay uniform). Writes
-OUTPUT/results.json (per seed: the final weights, the mean weight in force over the run, per-source
-held-out losses of both runs at the last step, the source with the highest summed excess loss) and OUTPUT/mixture.png (weights over steps, one line per seed); a seed whose OUTPUT/seed-N/result.json
-exists is read, not rerun.
+static run logs held-out losses with a dynamic mixture of eta = 0 (its weights stay uniform). 150 steps:
+the reference's losses have levelled off by then (a reference far from its plateau makes every source's
+early excess mostly "not trained yet", largest for the source that is learnt fastest). Writes
+OUTPUT/results.json (per seed: the final weights, each source's share of the trained tokens, per-source
+held-out losses of both runs at the last step and over the run, the source with the highest summed
+excess loss) and OUTPUT/mixture.png (weights and held-out losses over steps); a seed whose
+OUTPUT/seed-N/result.json exists is read, not rerun.
 """
 
 from __future__ import annotations
@@ -40,11 +43,33 @@ def documents(name: str, rng: random.Random) -> list[str]:
             for _ in range(400)]
 
 
-def run(out: Path, paths: list[str], seed: int, steps: int, mixture: str) -> list[dict]:
+def run(out: Path, paths: list[str], seed: int, steps: int, mixture: str) -> None:
     table = ", ".join(f'{{path="{p}", name="{n}"}}' for p, n in zip(paths, NAMES))
     train(load_recipe("tiny", [*MODEL, f"steps={steps}", f"seed={seed}", f"data.sources=[{table}]",
                                f"data.mixture={mixture}"]), out)
-    return [r for r in read_metrics(out) if "mixture" in r]
+
+
+def token_shares(records: list[dict]) -> list[float]:
+    """Each source's share of the run's target tokens (what it was really trained on)."""
+    totals = [sum(r["source_tokens"][k] for r in records) for k in range(len(NAMES))]
+    return [t / sum(totals) for t in totals]
+
+
+def summarise(root: Path, seed: int) -> dict:
+    """The measured figures of one seed's two runs, from their metrics.jsonl."""
+    static_all, dynamic_all = read_metrics(root / "static"), read_metrics(root / "dynamic")
+    static = [r for r in static_all if "mixture" in r]
+    dynamic = [r for r in dynamic_all if "mixture" in r]
+    reference = static[-1]["heldout_loss"]
+    excess = [sum(max(0.0, r["heldout_loss"][k] - reference[k]) for r in dynamic) for k in range(3)]
+    top = max(range(3), key=lambda k: dynamic[-1]["mixture"][k])
+    return {"seed": seed, "static_loss": reference, "dynamic_loss": dynamic[-1]["heldout_loss"],
+            "static_tokens": token_shares(static_all), "dynamic_tokens": token_shares(dynamic_all),
+            "dynamic_weights": dynamic[-1]["mixture"], "highest_weight": NAMES[top],
+            "highest_excess": NAMES[max(range(3), key=excess.__getitem__)], "summed_excess": excess,
+            "weights_over_steps": [[r["step"], r["mixture"]] for r in dynamic],
+            "losses_over_steps": {"static": [[r["step"], r["heldout_loss"]] for r in static],
+                                  "dynamic": [[r["step"], r["heldout_loss"]] for r in dynamic]}}
 
 
 def run_seed(output: Path, seed: int, steps: int, every: int) -> dict:
@@ -57,34 +82,33 @@ def run_seed(output: Path, seed: int, steps: int, every: int) -> dict:
         path.write_text("".join(json.dumps({"text": t}) + "\n" for t in documents(name, rng)))
         paths.append(str(path))
     common = f'unit="tokens", every={every}, heldout=8, floor=0.05'
-    static = run(root / "static", paths, seed, steps, f'{{kind="dynamic", eta=0.0, {common}}}')
-    reference = static[-1]["heldout_loss"]
-    dynamic = run(root / "dynamic", paths, seed, steps,
-                  f'{{kind="dynamic", eta=1.0, reference={reference}, {common}}}')
-    excess = [sum(max(0.0, r["heldout_loss"][k] - reference[k]) for r in dynamic) for k in range(3)]
-    top = max(range(3), key=lambda k: dynamic[-1]["mixture"][k])
-    mean_weight = [sum(r["mixture"][k] for r in dynamic[:-1]) / (len(dynamic) - 1) for k in range(3)]
-    return {"seed": seed, "static_loss": reference, "dynamic_loss": dynamic[-1]["heldout_loss"],
-            "mean_weight": mean_weight,
-            "dynamic_weights": dynamic[-1]["mixture"], "highest_weight": NAMES[top],
-            "highest_excess": NAMES[max(range(3), key=excess.__getitem__)],
-            "weights_over_steps": [[r["step"], r["mixture"]] for r in dynamic]}
+    run(root / "static", paths, seed, steps, f'{{kind="dynamic", eta=0.0, {common}}}')
+    reference = [r for r in read_metrics(root / "static") if "mixture" in r][-1]["heldout_loss"]
+    run(root / "dynamic", paths, seed, steps, f'{{kind="dynamic", eta=1.0, reference={reference}, {common}}}')
+    return summarise(root, seed)
 
 
 def plot(results: list[dict], path: Path) -> None:
+    """Top: the dynamic run's weights per source over steps; bottom: held-out loss per source, dynamic minus
+    static uniform, at equal steps and tokens; one line per seed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     for r in results:
         steps = [s for s, _ in r["weights_over_steps"]]
+        static, dynamic = (dict((s, x) for s, x in r["losses_over_steps"][run]) for run in ("static", "dynamic"))
         for k, name in enumerate(NAMES):
-            ax.plot(steps, [w[k] for _, w in r["weights_over_steps"]], color=f"C{k}", alpha=0.7,
-                    label=name if r is results[0] else None)
-    ax.axhline(1 / 3, color="gray", ls="--", lw=0.8, label="static uniform")
-    ax.set_xlabel("step")
-    ax.set_ylabel("mixture weight (token share)")
-    ax.legend()
+            label = name if r is results[0] else None
+            top.plot(steps, [w[k] for _, w in r["weights_over_steps"]], color=f"C{k}", alpha=0.7, label=label)
+            bottom.plot(steps, [dynamic[s][k] - static[s][k] for s in steps], color=f"C{k}", alpha=0.7, label=label)
+    top.axhline(1 / 3, color="gray", ls="--", lw=0.8, label="static uniform")
+    top.set_ylabel("dynamic weight (token share)")
+    top.legend(fontsize=8)
+    bottom.axhline(0, color="gray", ls="--", lw=0.8)
+    bottom.set_ylabel("held-out loss, dynamic - static")
+    bottom.set_xlabel("step")
+    bottom.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -93,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--every", type=int, default=10)
     args = parser.parse_args(argv)
     results = []
@@ -105,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.output / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.output / "mixture.png")
     for r in results:
-        print(r["seed"], "highest excess", r["highest_excess"], "mean weights", [round(w, 3) for w in r["mean_weight"]],
+        print(r["seed"], "highest excess", r["highest_excess"], "token shares", [round(w, 3) for w in r["dynamic_tokens"]],
               "final weights", [round(w, 3) for w in r["dynamic_weights"]], "highest", r["highest_weight"],
               "static", [round(x, 3) for x in r["static_loss"]], "dynamic", [round(x, 3) for x in r["dynamic_loss"]])
     return 0

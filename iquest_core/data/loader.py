@@ -150,11 +150,13 @@ class TextSource:
         return self.documents[i]
 
 
-def open_sources(data: dict[str, Any], tokenizer, vocab_size: int) -> list[ShardSource | TextSource]:
-    """The sources of a recipe's [data] table; ValueError naming data.sources[i] when one is missing or bad."""
+def open_sources(specs: list[dict[str, Any]], tokenizer, vocab_size: int, *, template: str = "instruct",
+                 loss_on: str = "all", key: str = "data.sources") -> list[ShardSource | TextSource]:
+    """The sources of a recipe's source tables ({path, kind}), text rendered with `template` and `loss_on`;
+    ValueError naming KEY[i] when one is missing or bad."""
     sources = []
-    for i, spec in enumerate(data["sources"]):
-        where = f"data.sources[{i}].path"
+    for i, spec in enumerate(specs):
+        where = f"{key}[{i}].path"
         kind = source_kind(spec["path"], spec.get("kind", "auto"))
         if kind == "shards":
             source = ShardSource(_existing(spec["path"], where), vocab_size, where)
@@ -163,7 +165,7 @@ def open_sources(data: dict[str, Any], tokenizer, vocab_size: int) -> list[Shard
                        else read_records(_existing(spec["path"], where), where))
             if tokenizer is None:
                 raise ValueError(f"data.tokenizer: source {spec['path']} is text and needs a tokenizer")
-            source = TextSource(records, tokenizer, data["template"], data["loss_on"])
+            source = TextSource(records, tokenizer, template, loss_on)
         if len(source) == 0:
             raise ValueError(f"{where}: {spec['path']} holds no documents")
         sources.append(source)

@@ -13,22 +13,26 @@ policy step also minimises a weighted next-token loss on earlier stages' data (`
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from iquest_core.rl import tasks as rl_tasks
+from iquest_core.rl.recipe import GRPO, GroupSampling, Pretrain, RLRecipe
 from iquest_core.rl.replay import ReplayLoss, build_replay
 from iquest_core.train import checkpoint
 from iquest_core.train.metrics import MetricsWriter
 from iquest_core.data.packing import IGNORE_INDEX
+from iquest_core.train.schema import Optim
 from iquest_core.train.step import train_step
+
+Reward = Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], list[float]]
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -114,13 +118,13 @@ class Rollout:
     tasks: list[int]         # (N,) task index of each row
 
 
-def rollout(model, tasks: list[rl_tasks.Task], task_ids: list[int], reward: rl_tasks.TestPassReward, cfg: dict,
+def rollout(model, tasks: list[rl_tasks.Task], task_ids: list[int], reward: Reward, rl: GRPO,
             generator: torch.Generator) -> Rollout:
-    """G = cfg["group_size"] samples for each task in task_ids (all prompts have one length)."""
-    group, max_new = cfg["group_size"], cfg["max_new_tokens"]
+    """G = rl.group_size samples for each task in task_ids (all prompts have one length)."""
+    group, max_new = rl.group_size, rl.max_new_tokens
     prompts = torch.tensor([rl_tasks.encode(tasks[t].prompt) for t in task_ids]).repeat_interleave(group, 0)
     model.eval()
-    ids = model.generate(prompts, max_new, do_sample=True, temperature=cfg["temperature"], top_p=cfg["top_p"],
+    ids = model.generate(prompts, max_new, do_sample=True, temperature=rl.temperature, top_p=rl.top_p,
                          eos_token_id=rl_tasks.EOS_ID, generator=generator)
     response = ids[:, prompts.shape[1]:]
     if response.shape[1] < max_new:  # every row ended early: pad so shapes are fixed
@@ -135,41 +139,40 @@ def rollout(model, tasks: list[rl_tasks.Task], task_ids: list[int], reward: rl_t
     passed = torch.tensor(reward([tasks[t].prompt for t in rows], completions, [tasks[t].tests for t in rows]),
                           dtype=torch.float64)
     lengths = torch.where(ended, first_eos + 1, torch.full_like(first_eos, max_new + 1))
-    rewards = passed + overlong_penalty(lengths, max_new, cfg["overlong_cache"])
+    rewards = passed + overlong_penalty(lengths, max_new, rl.overlong_cache)
     return Rollout(torch.cat([prompts, response], 1), mask, rewards, passed, rows)
 
 
 # --- the trainer -------------------------------------------------------------------------------------
 
-def policy_optimizer(model, optim: dict) -> torch.optim.Optimizer:
-    """AdamW over the model's parameters from an optim table (lr, beta1, beta2, weight_decay)."""
-    return torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=(optim["beta1"], optim["beta2"]),
-                             weight_decay=optim["weight_decay"])
+def policy_optimizer(model, optim: Optim, lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW over the model's parameters with the recipe's optim section (lr unless given)."""
+    return torch.optim.AdamW(model.parameters(), lr=optim.lr if lr is None else lr, betas=(optim.beta1, optim.beta2),
+                             eps=optim.eps, weight_decay=optim.weight_decay)
 
 
-def pretrain_policy(model, tasks: list[rl_tasks.Task], cfg: dict, optim: dict, seed: int) -> float:
+def pretrain_policy(model, tasks: list[rl_tasks.Task], pre: Pretrain, optim: Optim, seed: int) -> float:
     """Brief supervised pre-training on demonstrations of the task family that teach the format but not
     the operations (rl_tasks.demonstrations) with the shared training step; the loss covers the completion
     and its EOS. Returns the last loss."""
-    pre = cfg["pretrain"]
-    pairs = rl_tasks.demonstrations(tasks, pre["steps"] * pre["batch"], seed=seed)
-    optimizer = policy_optimizer(model, {**optim, "lr": pre["lr"]})
+    pairs = rl_tasks.demonstrations(tasks, pre.steps * pre.batch, seed=seed)
+    optimizer = policy_optimizer(model, optim, lr=pre.lr)
     model.train()
     loss = math.nan
-    for step in range(pre["steps"]):
-        batch = pairs[step * pre["batch"]:(step + 1) * pre["batch"]]
+    for step in range(pre.steps):
+        batch = pairs[step * pre.batch:(step + 1) * pre.batch]
         rows = [rl_tasks.encode(p) + rl_tasks.encode(c) + [rl_tasks.EOS_ID] for p, c in batch]
         width = max(map(len, rows))
         ids = torch.tensor([r + [rl_tasks.EOS_ID] * (width - len(r)) for r in rows])
         labels = torch.full_like(ids, IGNORE_INDEX)
         for i, ((prompt, _), row) in enumerate(zip(batch, rows)):
             labels[i, len(prompt) - 1:len(row) - 1] = ids[i, len(prompt):len(row)]
-        loss = train_step(model, optimizer, ids, labels, max_grad_norm=optim["max_grad_norm"]).loss
+        loss = train_step(model, optimizer, ids, labels, max_grad_norm=optim.max_grad_norm).loss
     return loss
 
 
 @torch.no_grad()
-def greedy_scores(model, tasks: list[rl_tasks.Task], reward: rl_tasks.TestPassReward,
+def greedy_scores(model, tasks: list[rl_tasks.Task], reward: Reward,
                   max_new_tokens: int) -> dict[str, float]:
     """The greedy completion of every task: mean share of tests passed ("pass_rate") and share of tasks
     with every test passed ("solved")."""
@@ -188,56 +191,55 @@ def shuffle_rewards(kept: list[Rollout], generator: torch.Generator) -> None:
         group.rewards = group.rewards[torch.randperm(len(group.rewards), generator=generator)]
 
 
-def _collect(model, tasks, reward, rl: dict, generator: torch.Generator) -> tuple[Rollout, list[Rollout]]:
-    """Rollouts until rl["prompts_per_step"] groups with unequal rewards are kept, or
-    rl["dynamic_sampling_rounds"] rounds are done. Returns the first round (for unbiased metrics) and
+def _collect(model, tasks, reward: Reward, rl: GRPO, generator: torch.Generator) -> tuple[Rollout, list[Rollout]]:
+    """Rollouts until rl.prompts_per_step groups with unequal rewards are kept, or
+    rl.dynamic_sampling_rounds rounds are done. Returns the first round (for unbiased metrics) and
     the kept groups (as one-group rollouts)."""
-    group, kept, first = rl["group_size"], [], None
-    for _ in range(rl["dynamic_sampling_rounds"]):
-        task_ids = torch.randint(len(tasks), (rl["prompts_per_step"],), generator=generator).tolist()
+    group, kept, first = rl.group_size, [], None
+    for _ in range(rl.dynamic_sampling_rounds):
+        task_ids = torch.randint(len(tasks), (rl.prompts_per_step,), generator=generator).tolist()
         batch = rollout(model, tasks, task_ids, reward, rl, generator)
         first = first or batch
         for g in range(len(task_ids)):
             rows = slice(g * group, (g + 1) * group)
-            if batch.rewards[rows].std() > 0 and len(kept) < rl["prompts_per_step"]:
+            if batch.rewards[rows].std() > 0 and len(kept) < rl.prompts_per_step:
                 kept.append(Rollout(batch.ids[rows], batch.mask[rows], batch.rewards[rows], batch.passed[rows],
                                     batch.tasks[rows]))
-        if len(kept) == rl["prompts_per_step"]:
+        if len(kept) == rl.prompts_per_step:
             break
     return first, kept
 
 
-def policy_update(model, optimizer, kept: list[Rollout], rl: dict, optim: dict, prompt_len: int,
+def policy_update(model, optimizer, kept: list[Rollout], rl: GroupSampling, optim: Optim, prompt_len: int,
                   generator: torch.Generator, replay: ReplayLoss | None = None) -> dict[str, float]:
-    """rl["epochs"] passes of minibatch GRPO steps over the kept groups against their rollout log-probs;
+    """rl.epochs passes of minibatch GRPO steps over the kept groups against their rollout log-probs;
     with `replay`, each step's loss adds replay.weight x the next-token loss of a replay batch."""
     ids = torch.cat([k.ids for k in kept])
     mask = torch.cat([k.mask for k in kept])
-    advantages = torch.cat([group_advantages(k.rewards, rl["group_size"]) for k in kept]).float()
+    advantages = torch.cat([group_advantages(k.rewards, rl.group_size) for k in kept]).float()
     model.eval()
     with torch.no_grad():
-        old = sequence_logprobs(model, ids, prompt_len, rl["temperature"])
+        old = sequence_logprobs(model, ids, prompt_len, rl.temperature)
     model.train()
     losses, clipped, norms, replayed = [], [], [], []
-    for _ in range(rl["epochs"]):
+    for _ in range(rl.epochs):
         order = torch.randperm(len(ids), generator=generator)
-        for start in range(0, len(ids), rl["minibatch"]):
-            rows = order[start:start + rl["minibatch"]]
-            new = sequence_logprobs(model, ids[rows], prompt_len, rl["temperature"])
-            loss = grpo_loss(new, old[rows], advantages[rows], mask[rows], eps_low=rl["eps_low"],
-                             eps_high=rl["eps_high"])
+        for start in range(0, len(ids), rl.minibatch):
+            rows = order[start:start + rl.minibatch]
+            new = sequence_logprobs(model, ids[rows], prompt_len, rl.temperature)
+            loss = grpo_loss(new, old[rows], advantages[rows], mask[rows], eps_low=rl.eps_low, eps_high=rl.eps_high)
             if replay is None:
                 loss.backward()
             else:
                 auxiliary = replay.unweighted(model)
                 (loss + replay.weight * auxiliary).backward()
                 replayed.append(auxiliary.item())
-            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim["max_grad_norm"])))
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
                 ratio = torch.exp(new - old[rows])[mask[rows]]
-                clipped.append(float(((ratio < 1 - rl["eps_low"]) | (ratio > 1 + rl["eps_high"])).float().mean()))
+                clipped.append(float(((ratio < 1 - rl.eps_low) | (ratio > 1 + rl.eps_high)).float().mean()))
             losses.append(loss.item())
     stats = {"loss": sum(losses) / len(losses), "clip_frac": sum(clipped) / len(clipped),
              "grad_norm": sum(norms) / len(norms)}
@@ -275,39 +277,41 @@ def plot_rewards(runs: dict[str, list[dict]], path: Path) -> Path:
     return path
 
 
-def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
-    """Run the RL recipe (iquest_core.rl.cli.RLRecipe) into output: metrics.jsonl, loss.png, reward.png,
+def train_rl(recipe: RLRecipe, output: str | Path, *, resume: bool = False, reward: Reward | None = None
+             ) -> list[dict]:
+    """Run the RL recipe into output: metrics.jsonl, loss.png, reward.png,
     checkpoints/step-N (DCP), policy/ (Hugging Face layout), summary.json (with greedy_eval, the
     greedy scores over all tasks before and after). The policy starts from model.init_from, or from a
     preset pre-trained briefly on the toy task family (saved to pretrained/). With rl.shuffle_rewards the
-    run is the control (shuffle_rewards). Returns the metric records."""
+    run is the control (shuffle_rewards). `reward` (prompts, completions, tests -> shares in [0, 1]) replaces
+the sandboxed TestPassReward. Returns the metric records."""
     from iquest_core.model import LoopCoderForCausalLM
     from iquest_core.train.recipe import model_config
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.asdict(recipe)  # the rollout and update helpers take plain tables
-    rl, optim, seed = cfg["rl"], cfg["optim"], cfg["seed"]
+    rl, optim, seed = recipe.rl, recipe.optim, recipe.seed
     torch.manual_seed(seed)
     config = model_config(recipe)
     if config.vocab_size < rl_tasks.VOCAB_SIZE:
         raise ValueError(f"model.vocab_size: the toy tasks use a byte vocabulary of {rl_tasks.VOCAB_SIZE}, got "
                          f"{config.vocab_size}")
-    tasks = rl_tasks.toy_tasks()
+    tasks = rl_tasks.toy_tasks(recipe.slots)
     prompt_len = len(tasks[0].prompt)
-    reward = rl_tasks.TestPassReward(workers=cfg["sandbox"]["workers"] or None, timeout_s=cfg["sandbox"]["timeout_s"])
+    if reward is None:
+        reward = rl_tasks.TestPassReward(workers=recipe.sandbox.workers or None, timeout_s=recipe.sandbox.timeout_s)
     summary: dict[str, Any] = {"tasks": len(tasks)}
-    if cfg["model"]["init_from"]:
-        model = LoopCoderForCausalLM.from_pretrained(cfg["model"]["init_from"])
+    if recipe.model.init_from:
+        model = LoopCoderForCausalLM.from_pretrained(recipe.model.init_from)
     else:
         model = LoopCoderForCausalLM(config)
         if not resume or not checkpoint.checkpoints(output / "checkpoints"):
             start = time.monotonic()
-            summary["pretrain_loss"] = pretrain_policy(model, tasks, cfg, optim, seed)
+            summary["pretrain_loss"] = pretrain_policy(model, tasks, recipe.pretrain, optim, seed)
             summary["pretrain_seconds"] = round(time.monotonic() - start, 1)
             model.save_pretrained(output / "pretrained")
     optimizer = policy_optimizer(model, optim)
-    replay = build_replay(cfg, model.config.vocab_size)
+    replay = build_replay(recipe, model.config.vocab_size)
     first_step = 1
     found = checkpoint.checkpoints(output / "checkpoints") if resume else []
     if found:
@@ -318,17 +322,17 @@ def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
             if not state.get("replay"):
                 raise ValueError(f"data.replay: {found[-1]} was written by a run without replay")
             replay.load_state_dict(state["replay"])
-    elif cfg["greedy_eval"]:
-        summary["greedy_before"] = greedy_scores(model, tasks, reward, rl["max_new_tokens"])
+    elif recipe.greedy_eval:
+        summary["greedy_before"] = greedy_scores(model, tasks, reward, rl.max_new_tokens)
     writer = MetricsWriter(output, truncate_after=first_step - 1, title="GRPO on the toy task set")
-    for step in range(first_step, cfg["steps"] + 1):
+    for step in range(first_step, recipe.steps + 1):
         start = time.monotonic()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         first, kept = _collect(model, tasks, reward, rl, generator)
         record = {"step": step, "reward": float(first.rewards.mean()), "pass_rate": float(first.passed.mean()),
                   "solved": float((first.passed == 1.0).double().mean()),
                   "response_len": float(first.mask.sum(1).float().mean()), "kept_groups": len(kept)}
-        if rl["shuffle_rewards"]:  # its own generator: the rollouts draw the same numbers as a normal run
+        if rl.shuffle_rewards:  # its own generator: the rollouts draw the same numbers as a normal run
             shuffle_rewards(kept, torch.Generator().manual_seed(seed * 1_000_003 - step))
         if kept:
             record.update(policy_update(model, optimizer, kept, rl, optim, prompt_len, generator, replay))
@@ -336,19 +340,19 @@ def train_rl(recipe, output: str | Path, *, resume: bool = False) -> list[dict]:
             record.update(loss=0.0, clip_frac=0.0, grad_norm=0.0)
         record["seconds"] = round(time.monotonic() - start, 3)
         writer.log(record)
-        print(f"rl step {step}/{cfg['steps']}: solved {record['solved']:.3f} pass {record['pass_rate']:.3f} "
+        print(f"rl step {step}/{recipe.steps}: solved {record['solved']:.3f} pass {record['pass_rate']:.3f} "
               f"reward {record['reward']:.3f} "
               f"kept {len(kept)} loss {record['loss']:.4f} ({record['seconds']:.1f}s)", flush=True)
-        if step == cfg["steps"] or (cfg["checkpoint_every"] and step % cfg["checkpoint_every"] == 0):
-            checkpoint.save(output / "checkpoints", step, model, optimizer, keep=cfg["keep_checkpoints"],
-                            trainer_state={"stage": cfg["stage"], "model_config": model.config.to_dict(),
+        if step == recipe.steps or (recipe.checkpoint_every and step % recipe.checkpoint_every == 0):
+            checkpoint.save(output / "checkpoints", step, model, optimizer, keep=recipe.keep_checkpoints,
+                            trainer_state={"stage": recipe.stage, "model_config": model.config.to_dict(),
                                            "summary": summary, "replay": replay and replay.state_dict()})
     records = writer.records
     if records:
         writer.plot()
-        plot_rewards({"control" if rl["shuffle_rewards"] else "GRPO": records}, output / "reward.png")
-    if cfg["greedy_eval"]:
-        summary["greedy_after"] = greedy_scores(model, tasks, reward, rl["max_new_tokens"])
+        plot_rewards({"control" if rl.shuffle_rewards else "GRPO": records}, output / "reward.png")
+    if recipe.greedy_eval:
+        summary["greedy_after"] = greedy_scores(model, tasks, reward, rl.max_new_tokens)
     summary["steps"] = len(records)
     model.save_pretrained(output / "policy")
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -13,6 +13,7 @@ vocabulary (`ByteVocabulary`: text records only, each ending with EOS).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -50,14 +51,15 @@ def rows_per_update(share: float, minibatch: int) -> int:
 class ReplayLoss:
     """The weighted auxiliary next-token loss of one policy update (see the module doc)."""
 
-    def __init__(self, data: dict[str, Any], *, minibatch: int, vocab_size: int, seed: int) -> None:
-        replay = data["replay"]
-        tokenizer = load_tokenizer(data["tokenizer"]) if data["tokenizer"] else ByteVocabulary()
-        sources = open_sources({"sources": replay["sources"], "template": "instruct", "loss_on": "all"},
-                               tokenizer, vocab_size)
-        self.weight = float(replay["weight"])
-        self.loader = BatchLoader(sources, [float(s["weight"]) for s in replay["sources"]], seq_len=data["seq_len"],
-                                  rows_per_step=rows_per_update(replay["share"], minibatch), seed=seed)
+    def __init__(self, data, *, minibatch: int, vocab_size: int, seed: int) -> None:
+        """data: the RL recipe's data section (rl.recipe.RLData: replay, tokenizer, seq_len)."""
+        replay = data.replay
+        tokenizer = load_tokenizer(data.tokenizer) if data.tokenizer else ByteVocabulary()
+        sources = open_sources([dataclasses.asdict(s) for s in replay.sources], tokenizer, vocab_size,
+                               key="data.replay.sources")
+        self.weight = float(replay.weight)
+        self.loader = BatchLoader(sources, [s.weight for s in replay.sources], seq_len=data.seq_len,
+                                  rows_per_step=rows_per_update(replay.share, minibatch), seed=seed)
         self.drawn = 0  # batches drawn so far: the loader's step counter
 
     def unweighted(self, model) -> torch.Tensor:
@@ -76,9 +78,10 @@ class ReplayLoss:
         self.drawn = state["drawn"]
 
 
-def build_replay(cfg: dict[str, Any], vocab_size: int) -> ReplayLoss | None:
-    """The ReplayLoss of an RL recipe table, or None when it has no replay sources or weight 0."""
-    replay = cfg["data"]["replay"]
-    if not replay["sources"] or replay["weight"] == 0:
+def build_replay(recipe, vocab_size: int) -> ReplayLoss | None:
+    """The ReplayLoss of an RL recipe (rl.recipe.RLRecipe: data, rl.minibatch, seed), or None when it has no
+    replay sources or weight 0."""
+    replay = recipe.data.replay
+    if not replay.sources or replay.weight == 0:
         return None
-    return ReplayLoss(cfg["data"], minibatch=cfg["rl"]["minibatch"], vocab_size=vocab_size, seed=cfg["seed"] + 1)
+    return ReplayLoss(recipe.data, minibatch=recipe.rl.minibatch, vocab_size=vocab_size, seed=recipe.seed + 1)

@@ -8,8 +8,8 @@ A task asks for a tuple of four one-line expressions, each named by an operation
         return x * 7, x + 3, x - 5, x * 2     <- completion, then EOS
     tests: f(x)[i] == the i-th expression for x in (-9, 17, 19): 12 assertions
 
-There is one task per sequence of four of the 3 operations (81). The demonstrations teach the format and
-to copy the constants, but not what the names mean: each slot's operation is drawn uniformly from the 3,
+There is one task per sequence of four of the 3 operations (81; the recipe key `slots` sets the length).
+The demonstrations teach the format and to copy the constants, but not what the names mean: each slot's operation is drawn uniformly from the 3,
 whatever the prompt names (`demonstrations`), so a slot is right in exactly 1/3 of them and a whole
 completion in 1/81. A policy trained on them cannot know better than chance; what RL has to find, from
 rewards alone, is which operator each name stands for.
@@ -42,12 +42,14 @@ class Task:
     tests: tuple[str, ...]  # one assertion each
 
 
-def toy_tasks() -> list[Task]:
-    """One task per sequence of SLOTS operations: 81 tasks, each with SLOTS * len(TEST_INPUTS) tests; the
-    constants (1..9) are spread over the tasks by a fixed rule."""
+def toy_tasks(slots: int = SLOTS) -> list[Task]:
+    """One task per sequence of `slots` operations: 3 ** slots tasks (81 for the default 4), each with
+    slots * len(TEST_INPUTS) tests; the constants (1..9) are spread over the tasks by a fixed rule."""
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ValueError(f"slots: expected an int >= 1, got {slots!r}")
     tasks = []
-    for number, names in enumerate(itertools.product(OPERATIONS, repeat=SLOTS)):
-        constants = [1 + (7 * number + 4 * slot) % 9 for slot in range(SLOTS)]
+    for number, names in enumerate(itertools.product(OPERATIONS, repeat=slots)):
+        constants = [1 + (7 * number + 4 * slot) % 9 for slot in range(slots)]
         bodies = [OPERATIONS[name].format(k=k) for name, k in zip(names, constants)]
         tests = tuple(f"assert f({x})[{slot}] == {eval(body, {'x': x})}"  # noqa: S307 - our own expressions
                       for slot, body in enumerate(bodies) for x in TEST_INPUTS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from iquest_core.rl.cli import GroupSampling, Pretrain, check_minimums
+from iquest_core.rl.recipe import GroupSampling, Pretrain, check_minimums
 from iquest_core.swe.engines import ENGINES
 from iquest_core.train.recipe import RecipeError, read_recipe
 from iquest_core.train.schema import Optim, RunRecipe, knob

@@ -27,6 +27,7 @@ from iquest_core.swe.engines import EnvFactory
 from iquest_core.swe.grpo import rl_step, write_summary
 from iquest_core.swe.plot import plot_records
 from iquest_core.swe.recipe import SWERecipe
+from iquest_core.train.schema import Optim
 from iquest_core.train.step import train_step
 
 
@@ -45,12 +46,12 @@ def _tasks(cfg: dict, output: Path) -> list:
     return tasks
 
 
-def pretrain(model, tasks: list, cfg: dict, tokenizer) -> float:
+def pretrain(model, tasks: list, cfg: dict, optim: Optim, tokenizer) -> float:
     """Supervised fit to noisy demonstrations (the loss on the assistant turns only); the last loss."""
     pre = cfg["pretrain"]
     demos = swe_toy.demonstrations(tasks, pre["steps"] * pre["batch"], correct_share=pre["correct_share"],
                                    seed=cfg["seed"], tokenizer=tokenizer)
-    optimizer = policy_optimizer(model, {**cfg["optim"], "lr": pre["lr"]})
+    optimizer = policy_optimizer(model, optim, lr=pre["lr"])
     model.train()
     loss = math.nan
     for step in range(pre["steps"]):
@@ -62,7 +63,7 @@ def pretrain(model, tasks: list, cfg: dict, tokenizer) -> float:
             ids[row, :len(seq)] = torch.tensor(seq)
             learn = torch.tensor(mask[1:])
             labels[row, :len(seq) - 1] = torch.where(learn, torch.tensor(seq[1:]), IGNORE_INDEX)
-        loss = train_step(model, optimizer, ids, labels, max_grad_norm=cfg["optim"]["max_grad_norm"]).loss
+        loss = train_step(model, optimizer, ids, labels, max_grad_norm=optim.max_grad_norm).loss
     return float(loss)
 
 
@@ -91,11 +92,11 @@ def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> li
     else:
         model = LoopCoderForCausalLM(config)
         start = time.monotonic()
-        summary["pretrain_loss"] = pretrain(model, tasks, cfg, tokenizer)
+        summary["pretrain_loss"] = pretrain(model, tasks, cfg, recipe.optim, tokenizer)
         summary["pretrain_seconds"] = round(time.monotonic() - start, 1)
         model.save_pretrained(output / "pretrained")
     rl, optim, ro = cfg["rl"], cfg["optim"], cfg["rollout"]
-    optimizer = policy_optimizer(model, optim)
+    optimizer = policy_optimizer(model, recipe.optim)
     factory = EnvFactory(ro["engine"], workers=ro["workers"], max_turns=rl["max_turns"],
                          test_timeout_s=ro["test_timeout_s"], instructions=swe_toy.TOOLS_LINE, verify_cache={})
     writer = MetricsWriter(output, truncate_after=0, title="multi-turn GRPO on SWE tasks")

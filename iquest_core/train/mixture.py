@@ -10,6 +10,7 @@ resumed run continues with them bitwise.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +22,38 @@ from iquest_core.data.mixture import (ReplayLoader, doremi_update, draw_weights,
                                       source_name)
 from iquest_core.data.packing import IGNORE_INDEX
 from iquest_core.model.loss import next_token_loss
+from iquest_core.train.schema import Recipe, Source
 
 PLOT_FILE = "mixture.png"
 
 
-def build_loader(recipe: dict[str, Any], tokenizer, vocab_size: int, rows_per_step: int):
-    """The BatchLoader (or ReplayLoader with data.replay) of the recipe's [data] table."""
-    data, mixture = recipe["data"], recipe["data"]["mixture"]
-    sources = open_sources(data, tokenizer, vocab_size)
-    weights = [float(s.get("weight", 1.0)) for s in data["sources"]]
-    extra = replay_rows(data["replay"]["share"], rows_per_step)
-    loader = BatchLoader(sources, draw_weights(weights, sources, mixture["unit"]), seq_len=recipe["seq_len"],
-                         rows_per_step=rows_per_step - extra, seed=recipe["seed"],
-                         boundaries=data["curriculum"]["boundaries"], stage_steps=data["curriculum"]["stage_steps"],
-                         heldout=mixture["heldout"] if mixture["kind"] == "dynamic" else 0)
+def _specs(sources: list[Source]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(s) for s in sources]
+
+
+def build_loader(recipe: Recipe, tokenizer, vocab_size: int, rows_per_step: int):
+    """The BatchLoader (or ReplayLoader with data.replay) of the recipe's data section."""
+    data, unit = recipe.data, recipe.data.mixture.unit
+    sources = open_sources(_specs(data.sources), tokenizer, vocab_size, template=data.template, loss_on=data.loss_on)
+    extra = replay_rows(data.replay.share, rows_per_step)
+    loader = BatchLoader(sources, draw_weights([s.weight for s in data.sources], sources, unit),
+                         seq_len=recipe.seq_len, rows_per_step=rows_per_step - extra, seed=recipe.seed,
+                         boundaries=data.curriculum.boundaries, stage_steps=data.curriculum.stage_steps,
+                         heldout=data.mixture.heldout if data.mixture.kind == "dynamic" else 0)
     if not extra:
         return loader
-    replayed = open_sources({**data, "sources": data["replay"]["sources"]}, tokenizer, vocab_size)
-    replay_weights = [float(s.get("weight", 1.0)) for s in data["replay"]["sources"]]
-    return ReplayLoader(loader, BatchLoader(replayed, draw_weights(replay_weights, replayed, mixture["unit"]),
-                                            seq_len=recipe["seq_len"], rows_per_step=extra, seed=recipe["seed"] + 1))
+    replayed = open_sources(_specs(data.replay.sources), tokenizer, vocab_size, template=data.template,
+                            loss_on=data.loss_on, key="data.replay.sources")
+    return ReplayLoader(loader, BatchLoader(replayed, draw_weights([s.weight for s in data.replay.sources],
+                                                                   replayed, unit),
+                                            seq_len=recipe.seq_len, rows_per_step=extra, seed=recipe.seed + 1))
 
 
-def source_names(recipe: dict[str, Any]) -> list[str]:
+def source_names(recipe: Recipe) -> list[str]:
     """Names of the loader's sources in order: data.sources, then data.replay.sources ("replay:" + name)."""
-    data = recipe["data"]
-    return [source_name(s) for s in data["sources"]] + [f"replay:{source_name(s)}" for s in data["replay"]["sources"]]
+    data = recipe.data
+    return ([source_name(spec) for spec in _specs(data.sources)]
+            + [f"replay:{source_name(spec)}" for spec in _specs(data.replay.sources)])
 
 
 def source_tokens(rows: list[Row], count: int) -> list[int]:
@@ -62,13 +69,13 @@ def source_tokens(rows: list[Row], count: int) -> list[int]:
 class DynamicMixture:
     """DoReMi updates of a BatchLoader's weights every `every` steps (data.mixture, kind "dynamic")."""
 
-    def __init__(self, recipe: dict[str, Any], loader: BatchLoader) -> None:
-        mixture = recipe["data"]["mixture"]
-        if recipe["parallel"]["cp"] > 1:
+    def __init__(self, recipe: Recipe, loader: BatchLoader) -> None:
+        mixture = recipe.data.mixture
+        if recipe.parallel.cp > 1:
             raise ValueError("data.mixture.kind: a dynamic mixture needs parallel.cp = 1")
-        self.loader, self.every, self.eta, self.floor = loader, mixture["every"], mixture["eta"], mixture["floor"]
-        self.unit, self.document_mask = mixture["unit"], recipe["data"]["document_mask"]
-        self.reference = np.asarray(mixture["reference"] or [0.0] * len(loader.sources), dtype=np.float64)
+        self.loader, self.every, self.eta, self.floor = loader, mixture.every, mixture.eta, mixture.floor
+        self.unit, self.document_mask = mixture.unit, recipe.data.document_mask
+        self.reference = np.asarray(mixture.reference or [0.0] * len(loader.sources), dtype=np.float64)
         self.rows = [loader.heldout_rows(s) for s in range(len(loader.sources))]
 
     def due(self, step: int) -> bool:

@@ -4,7 +4,7 @@ schedules, chat templates, source kinds). `iquest train --explain [KEY]` prints 
 fills it from TOML and `--set` and `validate` checks it, in one place.
 
 `RunRecipe` holds what every training job has (stage, steps, seed, checkpoints, model, optimizer);
-`Recipe` (the trainer's stages) and the RL recipe (`iquest_core.rl.cli.RLRecipe`) extend it.
+`Recipe` (the trainer's stages) and the RL recipe (`iquest_core.rl.recipe.RLRecipe`) extend it.
 """
 
 from __future__ import annotations

@@ -123,11 +123,10 @@ class Trainer:
         if self.tokenizer is not None and self.tokenizer.vocab_size > self.config.vocab_size:
             raise RecipeError(f"model.vocab_size: {self.config.vocab_size} is smaller than the tokenizer's "
                               f"{self.tokenizer.vocab_size} tokens")
-        table = dataclasses.asdict(recipe)  # the data-mixture helpers read the plain recipe tables
-        self.loader = mixture.build_loader(table, self.tokenizer, self.config.vocab_size, self.rows_per_step)
+        self.loader = mixture.build_loader(recipe, self.tokenizer, self.config.vocab_size, self.rows_per_step)
         main_loader = getattr(self.loader, "main", self.loader)  # replay rows keep their share
-        self.mixture = mixture.DynamicMixture(table, main_loader) if data.mixture.kind == "dynamic" else None
-        self.source_names = mixture.source_names(table)
+        self.mixture = mixture.DynamicMixture(recipe, main_loader) if data.mixture.kind == "dynamic" else None
+        self.source_names = mixture.source_names(recipe)
         self._build_model()
 
     def _build_model(self) -> None:

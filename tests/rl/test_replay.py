@@ -4,7 +4,6 @@ weight, its place in the checkpoint, and its recipe checks."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 
 import pytest
@@ -12,9 +11,11 @@ import torch
 
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.rl import cli as rl_cli, grpo as rl, tasks as rl_tasks
+from iquest_core.rl.recipe import GroupSampling, RLData, load_rl_recipe
 from iquest_core.rl.replay import ReplayLoss, build_replay
 from iquest_core.train.metrics import read_metrics
 from iquest_core.train.recipe import RecipeError
+from iquest_core.train.schema import Optim, Replay, Source
 
 TASKS = rl_tasks.toy_tasks()
 
@@ -28,9 +29,8 @@ def earlier(tmp_path):
     return str(path)
 
 
-def _data(path: str, weight: float, share: float = 0.25) -> dict:
-    return {"replay": {"sources": [{"path": path, "weight": 1.0, "kind": "auto", "name": ""}], "share": share,
-                       "weight": weight}, "tokenizer": "", "seq_len": 64}
+def _data(path: str, weight: float, share: float = 0.25) -> RLData:
+    return RLData(replay=Replay(sources=[Source(path=path)], share=share, weight=weight), tokenizer="", seq_len=64)
 
 
 def _rollouts() -> tuple[list[rl.Rollout], int]:
@@ -50,12 +50,12 @@ def test_the_update_adds_weight_times_the_replay_batch_gradient(earlier):
     torch.manual_seed(0)
     policy = LoopCoderForCausalLM(LoopCoderConfig.preset("tiny", vocab_size=rl_tasks.VOCAB_SIZE, eos_token_id=0))
     kept, prompt_len = _rollouts()
-    cfg = {"group_size": 2, "temperature": 1.0, "epochs": 1, "minibatch": 2, "eps_low": 0.2, "eps_high": 0.28}
+    cfg = GroupSampling(group_size=2, temperature=1.0, epochs=1, minibatch=2, eps_low=0.2, eps_high=0.28)
 
     def step(replay):
         model = copy.deepcopy(policy)
         stats = rl.policy_update(model, torch.optim.SGD(model.parameters(), lr=1.0), kept, cfg,
-                                 {"max_grad_norm": 1e9}, prompt_len, torch.Generator().manual_seed(0), replay)
+                                 Optim(max_grad_norm=1e9), prompt_len, torch.Generator().manual_seed(0), replay)
         return model, stats
 
     replay = ReplayLoss(_data(earlier, 0.5), minibatch=8, vocab_size=rl_tasks.VOCAB_SIZE, seed=1)
@@ -118,9 +118,9 @@ def test_replay_recipe_checks_name_the_key(earlier):
                         ([*_replay_sets(earlier, 1.0), "data.replay.share=0.01"], "data.replay.share"),
                         (["data.seq_len=0"], "seq_len")):
         with pytest.raises(RecipeError, match=match):
-            rl_cli.load_rl_recipe("rl", sets)
-    recipe = rl_cli.load_rl_recipe("rl", _replay_sets(earlier, 0.0))
-    assert build_replay(dataclasses.asdict(recipe), rl_tasks.VOCAB_SIZE) is None
+            load_rl_recipe("rl", sets)
+    recipe = load_rl_recipe("rl", _replay_sets(earlier, 0.0))
+    assert build_replay(recipe, rl_tasks.VOCAB_SIZE) is None
 
 
 def test_chat_records_need_a_tokenizer_directory(tmp_path):

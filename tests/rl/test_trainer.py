@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -10,8 +11,10 @@ import torch
 
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.rl import cli as rl_cli, grpo as rl, tasks as rl_tasks
+from iquest_core.rl.recipe import GRPO, load_rl_recipe
 from iquest_core.train.metrics import read_metrics
 from iquest_core.train.recipe import RecipeError
+from iquest_core.train.schema import Optim
 
 TASKS = rl_tasks.toy_tasks()
 
@@ -76,7 +79,7 @@ def test_rewards_are_shares_of_tests_passed_and_bad_programs_score_zero(reward):
 
 def test_rollout_masks_stop_at_the_first_eos(reward):
     model = _policy()
-    cfg = {"group_size": 4, "max_new_tokens": 10, "temperature": 1.0, "top_p": 0.9, "overlong_cache": 3}
+    cfg = GRPO(group_size=4, max_new_tokens=10, temperature=1.0, top_p=0.9, overlong_cache=3)
     batch = rl.rollout(model, TASKS, [0, 5], reward, cfg, torch.Generator().manual_seed(0))
     prompt_len = len(TASKS[0].prompt)
     assert batch.ids.shape == (8, prompt_len + 10) and batch.mask.shape == (8, 10)
@@ -127,7 +130,7 @@ def test_policy_update_raises_the_likelihood_of_the_rewarded_sample():
     ids = torch.cat([prompt.expand(2, -1), responses], 1)
     mask = torch.tensor([[i < len(good) for i in range(width)], [i < 7 for i in range(width)]])
     kept = [rl.Rollout(ids, mask, torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 0.0]), [3, 3])]
-    cfg = {"group_size": 2, "temperature": 1.0, "epochs": 3, "minibatch": 2, "eps_low": 0.2, "eps_high": 0.28}
+    cfg = GRPO(group_size=2, temperature=1.0, epochs=3, minibatch=2, eps_low=0.2, eps_high=0.28)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def seq_logprob():
@@ -135,7 +138,7 @@ def test_policy_update_raises_the_likelihood_of_the_rewarded_sample():
             return (rl.sequence_logprobs(model, ids, len(prompt), 1.0) * mask).sum(1)
 
     before = seq_logprob()
-    stats = rl.policy_update(model, optimizer, kept, cfg, {"max_grad_norm": 1.0}, len(prompt),
+    stats = rl.policy_update(model, optimizer, kept, cfg, Optim(max_grad_norm=1.0), len(prompt),
                              torch.Generator().manual_seed(0))
     after = seq_logprob()
     assert after[0] > before[0] and after[1] < before[1]
@@ -143,19 +146,19 @@ def test_policy_update_raises_the_likelihood_of_the_rewarded_sample():
 
 
 def test_rl_recipe_loads_and_rejects_unknown_keys(tmp_path):
-    recipe = rl_cli.load_rl_recipe("rl", ["rl.group_size=4", "model.hidden_size=32", "optim.lr=1e-4"])
+    recipe = load_rl_recipe("rl", ["rl.group_size=4", "model.hidden_size=32", "optim.lr=1e-4"])
     assert recipe.rl.group_size == 4 and recipe.model.config["hidden_size"] == 32 and recipe.optim.lr == 1e-4
     assert recipe.rl.eps_low == 0.2 and recipe.rl.eps_high == 0.28
     for bad, match in ((["rl.no_such=1"], "rl.no_such"), (["rl.group_size=1"], "group_size"),
                        (["rl.group_size=two"], "group_size"), (["steps"], "key=value"),
                        (["rl.overlong_cache=32"], "overlong_cache")):
         with pytest.raises(RecipeError, match=match):
-            rl_cli.load_rl_recipe("rl", bad)
+            load_rl_recipe("rl", bad)
     with pytest.raises(RecipeError, match="recipe"):
-        rl_cli.load_rl_recipe("tiny")
+        load_rl_recipe("tiny")
     custom = tmp_path / "mine.toml"
     custom.write_text("steps = 3\n[rl]\ntemperature = 0.7\n")
-    assert rl_cli.load_rl_recipe(str(custom)).rl.temperature == 0.7
+    assert load_rl_recipe(str(custom)).rl.temperature == 0.7
 
 
 def test_iquest_rl_end_to_end_and_resume(tmp_path, capsys):
@@ -230,13 +233,13 @@ def test_dynamic_sampling_keeps_only_groups_with_unequal_rewards(monkeypatch):
                           rows)
 
     monkeypatch.setattr(rl, "rollout", fake_rollout)
-    cfg = {"group_size": group, "prompts_per_step": 3, "dynamic_sampling_rounds": 50}
+    cfg = GRPO(group_size=group, prompts_per_step=3, dynamic_sampling_rounds=50)
     first, kept = rl._collect(None, TASKS, None, cfg, torch.Generator().manual_seed(0))
     assert len(first.tasks) == 3 * group  # the first round, unfiltered, for the step's metrics
     assert len(kept) == 3 and all(k.rewards.std() > 0 and len(set(k.tasks)) == 1 for k in kept)
     assert all(TASKS[k.tasks[0]].prompt in signal for k in kept)
     assert sum(map(sum, rounds)) >= 3 > sum(map(sum, rounds[:-1]))  # stops at the round that completes the batch
     rounds.clear()
-    _, kept = rl._collect(None, TASKS[::2], None, {**cfg, "dynamic_sampling_rounds": 2},
+    _, kept = rl._collect(None, TASKS[::2], None, dataclasses.replace(cfg, dynamic_sampling_rounds=2),
                           torch.Generator().manual_seed(0))
     assert kept == [] and len(rounds) == 2  # no signal anywhere: gives up after the allowed rounds

@@ -9,8 +9,8 @@ A task asks for a tuple of four one-line expressions, each named by an operation
     tests: f(x)[i] == the i-th expression for x in (-9, 17, 19): 12 assertions
 
 There is one task per sequence of four of the 3 operations (81; the recipe key `slots` sets the length).
-The demonstrations teach the format and to copy the constants, but not what the names mean: each slot's operation is drawn uniformly from the 3,
-whatever the prompt names (`demonstrations`), so a slot is right in exactly 1/3 of them and a whole
+The demonstrations teach the format and to copy the constants, but not what the names mean: each slot's
+operation is drawn uniformly from the 3, whatever the prompt names (`demonstrations`), so a slot is right in exactly 1/3 of them and a whole
 completion in 1/81. A policy trained on them cannot know better than chance; what RL has to find, from
 rewards alone, is which operator each name stands for.
 

@@ -288,14 +288,15 @@ the sandboxed TestPassReward. Returns the metric records."""
     from iquest_core.model import LoopCoderForCausalLM
     from iquest_core.train.recipe import model_config
 
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     rl, optim, seed = recipe.rl, recipe.optim, recipe.seed
     torch.manual_seed(seed)
     config = model_config(recipe)
     if config.vocab_size < rl_tasks.VOCAB_SIZE:
         raise ValueError(f"model.vocab_size: the toy tasks use a byte vocabulary of {rl_tasks.VOCAB_SIZE}, got "
                          f"{config.vocab_size}")
+    replay = build_replay(recipe, config.vocab_size)  # its sources are read before anything is written
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
     tasks = rl_tasks.toy_tasks(recipe.slots)
     prompt_len = len(tasks[0].prompt)
     if reward is None:
@@ -311,7 +312,6 @@ the sandboxed TestPassReward. Returns the metric records."""
             summary["pretrain_seconds"] = round(time.monotonic() - start, 1)
             model.save_pretrained(output / "pretrained")
     optimizer = policy_optimizer(model, optim)
-    replay = build_replay(recipe, model.config.vocab_size)
     first_step = 1
     found = checkpoint.checkpoints(output / "checkpoints") if resume else []
     if found:

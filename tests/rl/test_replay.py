@@ -128,3 +128,11 @@ def test_chat_records_need_a_tokenizer_directory(tmp_path):
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(ValueError, match="data.tokenizer"):
         ReplayLoss(_data(str(path), 1.0), minibatch=8, vocab_size=rl_tasks.VOCAB_SIZE, seed=1)
+
+
+def test_a_missing_replay_source_is_named_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert rl_cli.main(["--recipe", "rl", "--output", str(out), "--set",
+                        f'data.replay={{sources=[{{path="{tmp_path / "gone.jsonl"}"}}], share=0.5}}']) == 2
+    assert "data.replay.sources[0].path" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,9 +1,10 @@
 """AST validation: telling valid code from damaged code on real files of the 8 languages.
 
-    python bench/quality_ast.py [FILES_PER_LANGUAGE]
+    python bench/quality_ast.py [FILES_PER_LANGUAGE] [MORE_ROOTS...]   (e.g. checkouts of public repositories)
 
-Valid: real files (1-40 kB) found on disk (site-packages, node's npm, /usr/include, /usr/share/doc, the
-shipped tests/data/files) whose parse in their own language is clean; each also gives four damaged
+Valid: real files (1-40 kB, drawn at random, seeded, from all such files) found on disk (site-packages,
+node's npm, /usr/include, /usr/share/doc, the shipped tests/data/files, MORE_ROOTS) whose parse in their
+own language is clean (the drawn files that do not parse clean are counted and printed); each also gives four damaged
 copies: truncated (cut at a random character between 30% and 70%), mixed with prose (an English
 paragraph inserted at a random line), HTML-escaped (< > & " as entities; only files containing one of
 them), line-numbered ("  12 | " before each line). validate() without a language hint must call the
@@ -29,22 +30,41 @@ PROSE = ("This function was added in the last release to handle the edge cases r
          "should be read together with the notes in the documentation before you change anything here.\n")
 
 
-def real_files(per_language: int) -> dict[str, list[tuple[Path, str]]]:
-    found: dict[str, list[tuple[Path, str]]] = defaultdict(list)
-    for root in ROOTS:
+def real_files(per_language: int, roots: list[Path]) -> tuple[dict[str, list[tuple[Path, str]]], Counter]:
+    """Per language, up to `per_language` distinct real files drawn at random (seeded) from all 1-40 kB
+    files under `roots`, kept when their parse in their own language is clean; and per language the
+    number of drawn files whose parse is not clean (excluded from the positives: reported beside)."""
+    candidates: dict[str, list[Path]] = defaultdict(list)
+    for root in roots:
         for path in sorted(root.rglob("*")):
             language = syntax.language_of(path.name)
-            if language is None or language == "cpp" and path.suffix == ".h" or len(found[language]) >= per_language:
+            if language is None or language == "cpp" and path.suffix == ".h":
                 continue
             try:
-                if not 1000 <= path.stat().st_size <= 40000 or not path.is_file():
-                    continue
+                if path.is_file() and 1000 <= path.stat().st_size <= 40000:
+                    candidates[language].append(path)
+            except OSError:
+                continue
+    rng = random.Random(0)
+    found: dict[str, list[tuple[Path, str]]] = defaultdict(list)
+    unclean: Counter = Counter()
+    for language, paths in sorted(candidates.items()):
+        seen = set()
+        for path in rng.sample(paths, len(paths)):
+            if len(found[language]) >= per_language:
+                break
+            try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
                 continue
-            if syntax.parse(text, language).clean and text not in {t for _, t in found[language]}:
+            if text in seen:
+                continue
+            seen.add(text)
+            if syntax.parse(text, language).clean:
                 found[language].append((path, text))
-    return found
+            else:
+                unclean[language] += 1
+    return found, unclean
 
 
 def _code_line_starts(text: str, language: str) -> list[int]:
@@ -75,7 +95,9 @@ def damaged(text: str, language: str, rng: random.Random) -> dict[str, str]:
 
 def main() -> None:
     per_language = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-    files = real_files(per_language)
+    files, unclean = real_files(per_language, ROOTS + [Path(p) for p in sys.argv[2:]])
+    print("drawn files whose own-language parse is not clean (not positives): "
+          + ", ".join(f"{lang} {unclean[lang]}/{unclean[lang] + len(files[lang])}" for lang in sorted(files)))
     for whole_file in (True, False):
         print(f"whole_file={whole_file} (" + ("a missing final newline is damage" if whole_file else
                                               "the grammars and the escaping/numbering checks only") + ")")

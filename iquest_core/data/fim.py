@@ -9,10 +9,15 @@
 
 Modes: "char" (two random character boundaries), "line" (one to three whole lines starting at a random
 non-blank line), and the syntax levels "expression", "statement", "function": the middle is exactly the
-text of one tree-sitter node of that level (syntax.NODE_TYPES), chosen uniformly among the level's
-nodes that contain no ERROR or MISSING node and touch none of the bytes the parser could not place
-(Parsed.nodes_clear_of_errors), so a file with parse errors (macros in C/C++ headers) still gives splits
-away from them; None when no such node exists. Always prefix + middle + suffix
+text of one tree-sitter node of that level (syntax.NODE_TYPES and syntax.PATTERNS), chosen uniformly
+among the level's nodes that contain no ERROR or MISSING node and touch none of the bytes the parser
+could not place (Parsed.nodes_clear_of_errors), so a file with parse errors still gives splits away from
+them; None when no such node exists. C/C++ is parsed with its annotation macros blanked
+(syntax.parse(..., blank_macros=True); `TORCH_API`, `__THROW`, `__BEGIN_DECLS`): the node is one of that
+parse, the middle is the original text of its span (macros included). In C/C++ the function level is a
+function definition, a prototype (a declaration or class member declaring a named function) or a
+function-like macro definition (`#define F(x) ...`), since headers mostly declare; the statement level
+also holds a header's declarations (typedefs, class members, using/alias declarations). Always prefix + middle + suffix
 == text and the middle is non-empty.
 
 The templates are built from (is_special, string) parts (`file_parts`, `repo_parts`): `render` joins
@@ -74,7 +79,7 @@ def split(text: str, mode: str, rng: random.Random, language: str | None = None)
     else:
         if language is None:
             raise ValueError(f"language: the syntax mode {mode!r} needs a language, got None")
-        bounds = _node_bounds(syntax.parse(text, language), mode, rng)
+        bounds = _node_bounds(syntax.parse(text, language, blank_macros=True), mode, rng)
     if bounds is None:
         return None
     a, b = bounds

@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import tree_sitter as ts
 
+from iquest_core.data import cpp_macros
+
 LANGUAGES: tuple[str, ...] = ("python", "java", "typescript", "javascript", "c_sharp", "go", "rust", "cpp")
 LEVELS: tuple[str, ...] = ("expression", "statement", "function")
 
@@ -126,6 +128,25 @@ NODE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+_FUNCTION_DECLARATOR = ("(function_declarator declarator: [(identifier) (field_identifier) (qualified_identifier)"
+                        " (destructor_name) (operator_name) (template_function)])")  # not a function pointer's
+_PROTOTYPE_DECLARATORS = (_FUNCTION_DECLARATOR, f"(pointer_declarator declarator: {_FUNCTION_DECLARATOR})",
+                          f"(reference_declarator {_FUNCTION_DECLARATOR})")
+
+# Query patterns beyond plain node types. C/C++ headers mostly declare: their function level also holds
+# prototypes (a declaration or class member whose declarator is a function's) and function-like macro
+# definitions; their statement level also holds the declarations a header is made of (typedefs, class
+# members, using/alias declarations, static_assert).
+PATTERNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "cpp": {
+        "statement": ("(type_definition)", "(field_declaration)", "(alias_declaration)", "(using_declaration)",
+                      "(static_assert_declaration)"),
+        "function": tuple(f"({kind} declarator: {d})" for kind in ("declaration", "field_declaration")
+                          for d in _PROTOTYPE_DECLARATORS) + ("(preproc_function_def)",),
+    },
+}
+
+
 def check_language(language: str) -> str:
     if language not in LANGUAGES:
         raise ValueError(f"language: unknown language {language!r}; expected one of {LANGUAGES}")
@@ -154,7 +175,8 @@ def level_query(language: str, level: str) -> ts.Query:
     """The compiled query capturing @node for every node type of `level` in `language`."""
     if level not in LEVELS:
         raise ValueError(f"level: unknown level {level!r}; expected one of {LEVELS}")
-    alternatives = " ".join(f"({kind})" for kind in NODE_TYPES[check_language(language)][level])
+    alternatives = " ".join([f"({kind})" for kind in NODE_TYPES[check_language(language)][level]]
+                            + list(PATTERNS.get(language, {}).get(level, ())))
     return ts.Query(grammar(language), f"[{alternatives}] @node")
 
 
@@ -195,16 +217,7 @@ class Parsed:
         (empty spans) and the tokens an ERROR node holds directly (its leaf children; the whole node when
         it has none). Complete subtrees that tree-sitter recovered inside an ERROR node are not problems.
         whole_errors=True gives every ERROR node's whole span instead."""
-        root = self.tree.root_node
-        if not root.has_error:
-            return []
-        spans = []
-        for node in ts.QueryCursor(_problem_query(self.language)).captures(root).get("problem", []):
-            if node.is_missing or whole_errors or node.child_count == 0:
-                spans.append(_SPAN(node))
-            else:
-                spans.extend(_SPAN(child) for child in node.children if child.child_count == 0)
-        return sorted(spans)
+        return _problem_spans(self.tree, self.language, whole_errors)
 
     def nodes_clear_of_errors(self, level: str, *, whole_errors: bool = False) -> list[ts.Node]:
         """The nodes of `level` that contain no ERROR or MISSING node and whose closed byte interval
@@ -232,11 +245,30 @@ class Parsed:
         return len(captures.get("problem", ())) / max(root.descendant_count, 1)
 
 
-def parse(text: str, language: str) -> Parsed:
-    """Parse `text` (a str) as `language`."""
+def _problem_spans(tree: ts.Tree, language: str, whole_errors: bool = False) -> list[tuple[int, int]]:
+    root = tree.root_node
+    if not root.has_error:
+        return []
+    spans = []
+    for node in ts.QueryCursor(_problem_query(language)).captures(root).get("problem", []):
+        if node.is_missing or whole_errors or node.child_count == 0:
+            spans.append(_SPAN(node))
+        else:
+            spans.extend(_SPAN(child) for child in node.children if child.child_count == 0)
+    return sorted(spans)
+
+
+def parse(text: str, language: str, *, blank_macros: bool = False) -> Parsed:
+    """Parse `text` (a str) as `language`. blank_macros=True (C/C++ only; ignored for the other
+    languages) parses the text with its annotation macros blanked (cpp_macros.blank_macros): the tree's
+    offsets are those of `text`, `Parsed.data` holds the original bytes, and `Node.text` the blanked ones."""
     bom = 1 if text.startswith("\ufeff") else 0
     try:
         data = text[bom:].encode("utf-8")
     except UnicodeEncodeError as error:
         raise ValueError(f"text: expected valid Unicode, got {error}") from None
-    return Parsed(text, language, data, _parser(check_language(language)).parse(data), bom)
+    parser = _parser(check_language(language))
+    tree = parser.parse(data)
+    if blank_macros and language == "cpp" and tree.root_node.has_error:
+        tree = parser.parse(cpp_macros.blank_macros(data, lambda d: _problem_spans(parser.parse(d), language, True)))
+    return Parsed(text, language, data, tree, bom)

@@ -26,7 +26,7 @@ def test_round_trip_every_mode_on_the_real_corpus():
     files = corpus()
     assert {language for _, language, _ in files} == set(fim.LANGUAGES)
     for path, language, text in files:
-        parsed = syntax.parse(text, language)
+        parsed = syntax.parse(text, language, blank_macros=True)  # the parse fim.split uses
         for mode in fim.MODES:
             for _ in range(5):
                 split = fim.split(text, mode, rng, language=language)
@@ -38,7 +38,7 @@ def test_round_trip_every_mode_on_the_real_corpus():
                     start = len(split.prefix[bom:].encode())
                     end = start + len(split.middle.encode())
                     assert parsed.data[start:end].decode() == split.middle
-                    assert enclosing_types(parsed, start, end) & set(syntax.NODE_TYPES[language][mode]), (path, mode)
+                    assert (start, end) in {(n.start_byte, n.end_byte) for n in parsed.nodes(mode)}, (path, mode)
                     assert all(e < start or s > end for s, e in parsed.problem_spans()), (path, mode)
 
 

@@ -69,10 +69,13 @@ def semantic_duplicate_groups(embeddings: np.ndarray, *, threshold: float = 0.95
 
 
 def hierarchical_dedup(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], *,
-                       jaccard: float = 0.8, cosine: float = 0.95, ngram: int = 5, seed: int = 1
-                       ) -> dict[int, tuple[int, str]]:
+                       jaccard: float = 0.8, cosine: float = 0.95, ngram: int = 5, seed: int = 1,
+                       preprocess: Callable[[str], str] | None = None) -> dict[int, tuple[int, str]]:
     """{removed index: (kept index, stage)} after exact dedup, then MinHash-LSH near dedup of the
-    survivors, then SemDeDup of the survivors of that (only those are embedded)."""
+    survivors, then SemDeDup of the survivors of that (only those are embedded). `preprocess` (e.g.
+    canonical.canonical_identifiers) maps every text before all three stages."""
+    if preprocess is not None:
+        texts = [preprocess(text) for text in texts]
     removed: dict[int, tuple[int, str]] = {}
     alive = list(range(len(texts)))
     stages = (("exact", lambda idx: dedup.exact_duplicate_groups([texts[i] for i in idx])),

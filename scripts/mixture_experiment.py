@@ -1,9 +1,9 @@
 """Dynamic against static uniform mixture, measured: three synthetic sources of different difficulty, the
 same steps and tokens, per seed.
 
-    python scripts/mixture_experiment.py --output runs/mixture [--seeds 0,1,2] [--steps 150]
+    python scripts/mixture_experiment.py --output runs/mixture [--seeds 0,1,2] [--steps 150] [--heldout 32] [--control]
 
-Sources (400 documents each, the last 8 held out): easy (one short pattern repeated), medium (a 40-entry
+Sources (400 documents each, the last --heldout held out): easy (one short pattern repeated), medium (a 40-entry
 key=value table, entries in random order), hard (two-digit additions "a+b=c"). DoReMi's recipe: the static
 uniform run is also the reference model; its final per-source held-out losses are the dynamic run's
 `reference`, so the dynamic run moves weight toward the sources where it lags the reference most. The
@@ -43,6 +43,12 @@ def documents(name: str, rng: random.Random) -> list[str]:
             for _ in range(400)]
 
 
+def mixture(eta: float, every: int, heldout: int, reference: list[float] = ()) -> str:
+    """The data.mixture table: eta 0 keeps the weights uniform (the static run, held-out losses logged)."""
+    return (f'{{kind="dynamic", eta={eta}, reference={list(reference)}, unit="tokens", every={every}, '
+            f'heldout={heldout}, floor=0.05}}')
+
+
 def run(out: Path, paths: list[str], seed: int, steps: int, mixture: str) -> None:
     table = ", ".join(f'{{path="{p}", name="{n}"}}' for p, n in zip(paths, NAMES))
     train(load_recipe("tiny", [*MODEL, f"steps={steps}", f"seed={seed}", f"data.sources=[{table}]",
@@ -63,7 +69,10 @@ def summarise(root: Path, seed: int) -> dict:
     reference = static[-1]["heldout_loss"]
     excess = [sum(max(0.0, r["heldout_loss"][k] - reference[k]) for r in dynamic) for k in range(3)]
     top = max(range(3), key=lambda k: dynamic[-1]["mixture"][k])
-    return {"seed": seed, "static_loss": reference, "dynamic_loss": dynamic[-1]["heldout_loss"],
+    control = root / "static-reseeded"
+    spread = {"control_loss": [r for r in read_metrics(control) if "mixture" in r][-1]["heldout_loss"]} \
+        if (control / "metrics.jsonl").is_file() else {}
+    return {"seed": seed, "static_loss": reference, "dynamic_loss": dynamic[-1]["heldout_loss"], **spread,
             "static_tokens": token_shares(static_all), "dynamic_tokens": token_shares(dynamic_all),
             "dynamic_weights": dynamic[-1]["mixture"], "highest_weight": NAMES[top],
             "highest_excess": NAMES[max(range(3), key=excess.__getitem__)], "summed_excess": excess,
@@ -72,7 +81,16 @@ def summarise(root: Path, seed: int) -> dict:
                                   "dynamic": [[r["step"], r["heldout_loss"]] for r in dynamic]}}
 
 
-def run_seed(output: Path, seed: int, steps: int, every: int) -> dict:
+def run_control(output: Path, seed: int, steps: int, every: int, heldout: int) -> None:
+    """The static uniform run again on seed's documents with another model and data-order seed (seed + 100):
+    how far two runs of one mixture end apart."""
+    root = output / f"seed-{seed}"
+    paths = [str(root / f"{name}.jsonl") for name in NAMES]
+    run(root / "static-reseeded", paths, seed + 100, steps, mixture(0.0, every, heldout))
+    (root / "result.json").write_text(json.dumps(summarise(root, seed)) + "\n")
+
+
+def run_seed(output: Path, seed: int, steps: int, every: int, heldout: int) -> dict:
     root = output / f"seed-{seed}"
     root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -81,10 +99,9 @@ def run_seed(output: Path, seed: int, steps: int, every: int) -> dict:
         path = root / f"{name}.jsonl"
         path.write_text("".join(json.dumps({"text": t}) + "\n" for t in documents(name, rng)))
         paths.append(str(path))
-    common = f'unit="tokens", every={every}, heldout=8, floor=0.05'
-    run(root / "static", paths, seed, steps, f'{{kind="dynamic", eta=0.0, {common}}}')
+    run(root / "static", paths, seed, steps, mixture(0.0, every, heldout))
     reference = [r for r in read_metrics(root / "static") if "mixture" in r][-1]["heldout_loss"]
-    run(root / "dynamic", paths, seed, steps, f'{{kind="dynamic", eta=1.0, reference={reference}, {common}}}')
+    run(root / "dynamic", paths, seed, steps, mixture(1.0, every, heldout, reference))
     return summarise(root, seed)
 
 
@@ -119,19 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--heldout", type=int, default=32, help="held-out documents per source")
+    parser.add_argument("--control", action="store_true",
+                        help="also the static run with another seed on the same documents (control_loss)")
     args = parser.parse_args(argv)
     results = []
     for seed in map(int, args.seeds.split(",")):
         done = args.output / f"seed-{seed}" / "result.json"  # seeds may run as separate processes first
         if not done.is_file():
-            done.write_text(json.dumps(run_seed(args.output, seed, args.steps, args.every)) + "\n")
+            done.write_text(json.dumps(run_seed(args.output, seed, args.steps, args.every, args.heldout)) + "\n")
+        if args.control and not (done.parent / "static-reseeded" / "metrics.jsonl").is_file():
+            run_control(args.output, seed, args.steps, args.every, args.heldout)
         results.append(json.loads(done.read_text()))
     (args.output / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.output / "mixture.png")
     for r in results:
         print(r["seed"], "highest excess", r["highest_excess"], "token shares", [round(w, 3) for w in r["dynamic_tokens"]],
               "final weights", [round(w, 3) for w in r["dynamic_weights"]], "highest", r["highest_weight"],
-              "static", [round(x, 3) for x in r["static_loss"]], "dynamic", [round(x, 3) for x in r["dynamic_loss"]])
+              "static", [round(x, 3) for x in r["static_loss"]], "dynamic", [round(x, 3) for x in r["dynamic_loss"]],
+              "static reseeded", [round(x, 3) for x in r.get("control_loss", [])])
     return 0
 
 

@@ -212,6 +212,9 @@ def test_cli(tmp_path, capsys):
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == ["clean.py"]
     [record] = [json.loads(line) for line in flagged.read_text().splitlines()]
     assert record["path"] == "dirty.py" and "HumanEval/0" in record["matches"]
-    assert "flagged_documents" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert re.search(r"flagged_documents +1\n", err) and re.search(rf"benchmark_items_matched +{len(record['matches'])}\n", err)
+    assert re.search(r"outcome +kept +1\n", err) and re.search(r"benchmark_items +164\n", err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.jsonl", "flagged.jsonl", "in.jsonl"]
     assert decontam_job.main([str(tmp_path / "missing.jsonl"), "--output", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -78,7 +78,7 @@ def test_every_data_command_gives_identical_output_on_ray(ray_session, tmp_path,
     commands = {
         "evolution": [str(repo), "--max-triples", "4", "--output"],
         "dedup": [str(corpus), "--shard-bytes", "20000", "--removed", "{out}.removed", "--output"],
-        "decontam": [str(corpus), "--shard-size", "3", "--flagged", "{out}.flagged", "--output"],
+        "decontam": [str(corpus), "--shard-bytes", "20000", "--flagged", "{out}.flagged", "--output"],
         "fim": [str(corpus), "--fim-rate", "1", "--repo-level-rate", "0.5", "--seed", "5", "--output"],
         "filter": [str(corpus), "--output"],
         "tokenize": [str(corpus), "--tokenizer", str(tmp_path / "tok"), "--shard-bytes", "20000", "--output"],

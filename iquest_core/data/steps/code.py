@@ -5,7 +5,8 @@ one shard's repositories at a time for repository-level FIM).
                                           of ERROR/MISSING nodes; outcomes kept:<lang> / dropped:<lang> /
                                           kept:unchecked (other languages)
     decontam       benchmarks, ngram,     drops documents sharing an ngram-token run with a benchmark item
-                   id_key, text_keys      (iquest_core.data.decontam); outcomes kept / flagged
+                   id_key, text_keys,     (iquest_core.data.decontam); outcomes kept / flagged; with
+                   keep_flagged           keep_flagged they stay, their item ids in "decontam_matches"
     fim            fim_rate, modes, ...   FIM templates (iquest_core.data.jobs.fim.transform): "content"
                                           becomes the template text, "special" its special-token spans,
                                           plus "mode", "level", "language"; outcomes <level>:<mode> or
@@ -70,14 +71,19 @@ class Decontam:
     id_key: str = "task_id"
     text_keys: list[str] = field(default_factory=lambda: ["prompt", "canonical_solution"])
 
+    keep_flagged: bool = False  # keep flagged documents, with the matched item ids in "decontam_matches"
+
     def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
         indexes = benchmark_indexes(tuple(self.benchmarks), self.ngram, self.id_key, tuple(self.text_keys))
         for doc in docs:
-            if any(index.matches(doc["content"]) for index in indexes):
-                ctx.count("flagged")
+            matches = sorted({m for index in indexes for m in index.matches(doc["content"])})
+            if not matches:
+                ctx.count("kept")
+                yield doc
                 continue
-            ctx.count("kept")
-            yield doc
+            ctx.count("flagged")
+            if self.keep_flagged:
+                yield {**doc, "decontam_matches": matches}
 
 
 @register

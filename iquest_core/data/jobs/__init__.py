@@ -1,23 +1,26 @@
 """The `iquest data` jobs: each module has `main(argv)` (argparse) and `run(args) -> Summary`.
 
-Shared here: reading the inputs, per-document random generators and the closing summary.
+Shared here: the input and shard arguments, one-step pipelines (run_one_step), per-document random
+generators and the closing summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from iquest_core.atomic_io import atomic_path
 from iquest_core.data import steps
 from iquest_core.data.engine import add_engine_arguments
 from iquest_core.data.pipeline import DEFAULT_SHARD_BYTES, Pipeline, Summary, run_pipeline
-from iquest_core.data.sources import Document, Skipped, read_documents
+from iquest_core.data.sources import Document
 
 
 def add_input_arguments(parser: Any) -> None:
@@ -35,10 +38,6 @@ def unit_interval(text: str) -> float:
     return value
 
 
-def load_documents(inputs: list[str], skipped: Skipped) -> list[Document]:
-    return list(read_documents(inputs, skipped=skipped))
-
-
 def document_rng(seed: int, doc: Document) -> random.Random:
     """A generator that depends only on the seed and the document's identity (repo, path), so a job's
     output does not depend on how documents are spread over workers."""
@@ -51,13 +50,14 @@ def add_shard_argument(parser: Any) -> None:
                         help="largest input shard in bytes (byte ranges of .jsonl, groups of files)")
 
 
-def run_one_step(args: argparse.Namespace, step: Any) -> Summary:
+def run_one_step(args: argparse.Namespace, step: Any, seed: int = 0) -> Summary:
     """`step` as a one-step pipeline (iquest_core.data.pipeline) over args.inputs, its shards staged in
     OUTPUT.parts/ (a killed job re-run with the same arguments resumes there) and joined in order into
     the one file args.output; outcomes without the step's name, skipped inputs by reason."""
     output = Path(args.output)
     staging = output.parent / f".{output.name}.parts"
-    pipeline = Pipeline(list(args.inputs), str(staging), [step], output_format="jsonl", shard_bytes=args.shard_bytes)
+    pipeline = Pipeline(list(args.inputs), str(staging), [step], output_format="jsonl", shard_bytes=args.shard_bytes,
+                        seed=seed)
     result = run_pipeline(pipeline, engine=args.engine, workers=args.workers, address=args.address)
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp, open(tmp, "wb") as joined:
@@ -68,6 +68,14 @@ def run_one_step(args: argparse.Namespace, step: Any) -> Summary:
     prefix = f"{step.name}:"
     outcomes = Counter({k.removeprefix(prefix): v for k, v in result.outcomes.items()})
     return Summary(result.documents, outcomes, skip_reasons(result.skipped))
+
+
+def rewrite_jsonl(source: Path, output: Path, change: Callable[[dict], dict]) -> None:
+    """output (atomically) = change(record) for each line of the JSONL file source, in order; source removed."""
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as sink, open(source, encoding="utf-8") as lines:
+        for line in lines:
+            sink.write(json.dumps(change(json.loads(line)), ensure_ascii=False) + "\n")
+    source.unlink()
 
 
 def skip_reasons(skipped: Counter[str]) -> Counter[str]:

@@ -7,27 +7,30 @@ within --context-tokens (counted with --tokenizer, or in UTF-8 bytes, an upper b
 tokens, without one). The other documents, and those a syntax mode cannot cut (no language, no clean
 parse, no node of the level), are written unchanged as mode "plain", the reason counted.
 
-Output records: {"text", "special", "mode", "level", "language", "path", "repo"}; `special` lists the
-[start, end) str spans of the template's special tokens, which `iquest data tokenize` turns into special
-ids (a literal special-token string in the source stays text). Deterministic for a seed whatever the
-worker count or engine: every document draws from its own generator (seed, repo, path).
+Output records, in input order: {"text", "special", "mode", "level", "language", "path", "repo"} and the
+input record's other fields; `special` lists the [start, end) str spans of the template's special
+tokens, which `iquest data tokenize` turns into special ids (a literal special-token string in the source
+stays text). Deterministic for a seed whatever the worker count or engine: every document draws from
+its own generator (seed, repo, path).
+
+The job is the `fim` step (iquest_core.data.steps.code) as a one-step pipeline: streamed shard by shard
+(--shard-bytes), resumable in .OUTPUT.parts; a repository's context files are those of the same input
+shard (a directory's files are planned in order, so a repository's files sit together).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from iquest_core.command_line import CommandParser
-from iquest_core.jsonl import write_jsonl
 from iquest_core.data import fim, syntax
-from iquest_core.data.engine import chunks, map_shards
-from iquest_core.data.jobs import Summary, add_input_arguments, document_rng, load_documents, run_main, unit_interval
-from iquest_core.data.sources import Document, Skipped
-
-DOCS_PER_SHARD = 64
+from iquest_core.data.jobs import (Summary, add_input_arguments, add_shard_argument, document_rng, rewrite_jsonl,
+                                   run_main, run_one_step, unit_interval)
+from iquest_core.data.sources import Document
+from iquest_core.data.steps.code import Fim
 
 
 @dataclass(frozen=True)
@@ -85,35 +88,10 @@ def transform(doc: Document, settings: Settings, context: fim.ContextIndex | Non
     return record, f"{level}:{mode}"
 
 
-def _shard(settings: Settings, shard: tuple[list[Document], dict[str, str] | None]) -> tuple[list[dict], Counter]:
-    docs, files = shard
-    context = fim.ContextIndex(files, context_counter(settings.tokenizer)) if files is not None else None
-    records, outcomes = [], Counter()
-    for doc in docs:
-        record, outcome = transform(doc, settings, context if doc.path in (files or ()) else None)
-        records.append(record)
-        outcomes[outcome] += 1
-    return records, outcomes
-
-
-def make_shards(docs: list[Document], with_context: bool) -> list[tuple[list[Document], dict[str, str] | None]]:
-    """Consecutive documents of one repository per shard, each with the repository's code files when
-    repository-level examples are wanted."""
-    by_repo: dict[str | None, list[Document]] = {}
-    for doc in docs:
-        by_repo.setdefault(doc.repo, []).append(doc)
-    shards = []
-    for repo, repo_docs in by_repo.items():
-        files = None
-        if with_context and repo is not None:
-            files = {d.path: d.content for d in repo_docs if syntax.language_of(d.path) is not None}
-        shards += [(list(part), files) for part in chunks(repo_docs, DOCS_PER_SHARD)]
-    return shards
-
-
 def parser() -> argparse.ArgumentParser:
     p = CommandParser(prog="iquest data fim", description=__doc__.split("\n\n")[0])
     add_input_arguments(p)
+    add_shard_argument(p)
     p.add_argument("--output", required=True, help="output .jsonl")
     p.add_argument("--fim-rate", type=unit_interval, default=0.5, help="share of documents turned into FIM examples")
     p.add_argument("--modes", nargs="+", default=list(fim.MODES), help=f"drawn uniformly; of {fim.MODES}")
@@ -126,17 +104,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Summary:
-    if args.context_tokens < 0:
-        raise ValueError(f"context_tokens: expected >= 0, got {args.context_tokens}")
-    settings = Settings(args.fim_rate, tuple(fim.check_mode(m) for m in args.modes), args.repo_level_rate,
-                        args.context_tokens, args.tokenizer, args.seed)
-    skipped = Skipped()
-    docs = load_documents(args.inputs, skipped)
-    shards = make_shards(docs, settings.repo_level_rate > 0)
-    results = map_shards(functools.partial(_shard, settings), shards, engine=args.engine, workers=args.workers,
-                         address=args.address, desc="fim")
-    summary = Summary(len(docs), sum((outcomes for _, outcomes in results), Counter()), skipped.counts)
-    write_jsonl(args.output, (record for records, _ in results for record in records))
+    step = Fim(args.fim_rate, list(args.modes), args.repo_level_rate, args.context_tokens, args.tokenizer)
+    step.settings(args.seed)  # validates modes and context_tokens before any work
+    output = Path(args.output)
+    staged = output.with_name(f".{output.name}.content")
+    summary = run_one_step(argparse.Namespace(**{**vars(args), "output": staged}), step, seed=args.seed)
+    rewrite_jsonl(staged, output, lambda record: {"text": record.pop("content"), **record})
     return summary
 
 

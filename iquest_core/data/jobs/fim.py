@@ -13,7 +13,7 @@ tokens, which `iquest data tokenize` turns into special ids (a literal special-t
 stays text). Deterministic for a seed whatever the worker count or engine: every document draws from
 its own generator (seed, repo, path).
 
-The job is the `fim` step (iquest_core.data.steps.code) as a one-step pipeline: streamed shard by shard
+The job is the `fim` step (iquest_core.data.steps.fim_templates) as a one-step pipeline: streamed shard by shard
 (--shard-bytes), resumable in .OUTPUT.parts; a repository's context files are those of the same input
 shard (a directory's files are planned in order, so a repository's files sit together).
 """
@@ -21,71 +21,13 @@ shard (a directory's files are planned in order, so a repository's files sit tog
 from __future__ import annotations
 
 import argparse
-import functools
-from dataclasses import dataclass
 from pathlib import Path
 
 from iquest_core.command_line import CommandParser
-from iquest_core.data import fim, syntax
-from iquest_core.data.jobs import (Summary, add_input_arguments, add_shard_argument, document_rng, rewrite_jsonl,
-                                   run_main, run_one_step, unit_interval)
-from iquest_core.data.sources import Document
-from iquest_core.data.steps.code import Fim
-
-
-@dataclass(frozen=True)
-class Settings:
-    fim_rate: float
-    modes: tuple[str, ...]
-    repo_level_rate: float
-    context_tokens: int
-    tokenizer: str | None
-    seed: int
-
-
-class Utf8Bytes:
-    """Token counter without a tokenizer: one per UTF-8 byte (byte-level BPE never uses more)."""
-
-    def encode(self, text: str) -> bytes:
-        return text.encode("utf-8")
-
-
-@functools.lru_cache(maxsize=2)
-def context_counter(tokenizer: str | None):
-    """What counts context tokens: the tokenizer directory's tokenizer, else UTF-8 bytes."""
-    if tokenizer is None:
-        return Utf8Bytes()
-    from iquest_core.data.tokenizer import load_tokenizer
-    return load_tokenizer(tokenizer)
-
-
-def transform(doc: Document, settings: Settings, context: fim.ContextIndex | None) -> tuple[dict, str]:
-    """The output record of one document and its outcome (e.g. "file:statement", "plain:no_node")."""
-    rng = document_rng(settings.seed, doc)
-    language = syntax.language_of(doc.path)
-    record = {"text": doc.content, "special": [], "mode": "plain", "level": None, "language": language,
-              "path": doc.path, "repo": doc.repo}
-    if rng.random() >= settings.fim_rate:
-        return record, "plain:rate"
-    mode = rng.choice(settings.modes)
-    if mode in syntax.LEVELS and language is None:
-        return record, "plain:no_language"
-    split = fim.split(doc.content, mode, rng, language=language)
-    if split is None:
-        if mode in fim.HEURISTIC_MODES:
-            reason = "blank"
-        else:
-            reason = "no_node" if syntax.parse(doc.content, language).clean else "parse_error"  # none clear of errors
-        return record, f"plain:{reason}"
-    if context is not None and len(context.files) > 1 and rng.random() < settings.repo_level_rate:
-        chosen = context.select(doc.path, budget_tokens=settings.context_tokens)
-        text, special = fim.render(fim.repo_parts(doc.repo, chosen, doc.path, split))
-        level = "repo"
-    else:
-        text, special = fim.render(fim.file_parts(split))
-        level = "file"
-    record.update(text=text, special=special, mode=mode, level=level)
-    return record, f"{level}:{mode}"
+from iquest_core.data import fim
+from iquest_core.data.jobs import (Summary, add_input_arguments, add_shard_argument, rewrite_jsonl, run_main,
+                                   run_one_step, unit_interval)
+from iquest_core.data.steps.fim_templates import Fim
 
 
 def parser() -> argparse.ArgumentParser:

@@ -59,6 +59,7 @@ Doc = dict[str, Any]
 
 STEP_MODULES = (
     "iquest_core.data.steps.code",
+    "iquest_core.data.steps.fim_templates",
     "iquest_core.data.steps.line_length",
     "iquest_core.data.steps.near_dedup",
     "iquest_core.data.steps.quality",

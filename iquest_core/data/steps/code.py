@@ -1,5 +1,5 @@
-"""The code-data steps of `iquest data`: syntax filter, decontamination, FIM (one document at a time, or
-one shard's repositories at a time for repository-level FIM).
+"""The code-data steps of `iquest data`: syntax filter and decontamination (the FIM step is in
+steps.fim_templates).
 
     syntax_filter  max_error_share        drops files in syntax.LANGUAGES whose parse has a larger share
                                           of ERROR/MISSING nodes; outcomes kept:<lang> / dropped:<lang> /
@@ -7,12 +7,6 @@ one shard's repositories at a time for repository-level FIM).
     decontam       benchmarks, ngram,     drops documents sharing an ngram-token run with a benchmark item
                    id_key, text_keys,     (iquest_core.data.decontam); outcomes kept / flagged; with
                    keep_flagged           keep_flagged they stay, their item ids in "decontam_matches"
-    fim            fim_rate, modes, ...   FIM templates (iquest_core.data.jobs.fim.transform): "content"
-                                          becomes the template text, "special" its special-token spans,
-                                          plus "mode", "level", "language"; outcomes <level>:<mode> or
-                                          plain:<reason>. Repository-level context comes from the
-                                          repository's code files in the same shard, so the step holds
-                                          one shard's documents.
 """
 
 from __future__ import annotations
@@ -84,47 +78,3 @@ class Decontam:
             ctx.count("flagged")
             if self.keep_flagged:
                 yield {**doc, "decontam_matches": matches}
-
-
-@register
-@dataclass
-class Fim:
-    name: ClassVar[str] = "fim"
-    fim_rate: float = 0.5
-    modes: list[str] | None = None
-    repo_level_rate: float = 0.0
-    context_tokens: int = 4096
-    tokenizer: str | None = None
-
-    def settings(self, seed: int):
-        from iquest_core.data import fim
-        from iquest_core.data.jobs.fim import Settings
-
-        if self.context_tokens < 0:
-            raise ValueError(f"context_tokens: expected >= 0, got {self.context_tokens}")
-        modes = tuple(fim.check_mode(m) for m in (self.modes or fim.MODES))
-        return Settings(self.fim_rate, modes, self.repo_level_rate, self.context_tokens, self.tokenizer, seed)
-
-    def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
-        from iquest_core.data import fim
-        from iquest_core.data.jobs.fim import context_counter, transform
-        from iquest_core.data.sources import Document
-
-        settings = self.settings(ctx.seed)
-        docs = list(docs)
-        contexts: dict[str | None, fim.ContextIndex] = {}
-        if self.repo_level_rate > 0:
-            code: dict[str, dict[str, str]] = {}
-            for doc in docs:
-                if doc.get("repo") is not None and syntax.language_of(doc["path"]) is not None:
-                    code.setdefault(doc["repo"], {})[doc["path"]] = doc["content"]
-            counter = context_counter(self.tokenizer)
-            contexts = {repo: fim.ContextIndex(files, counter) for repo, files in code.items()}
-        for doc in docs:
-            special = tuple(tuple(span) for span in doc.get("special", ()))
-            document = Document(doc["path"], doc["content"], doc.get("repo"), special)
-            context = contexts.get(doc.get("repo"))
-            record, outcome = transform(document, settings, context if context and doc["path"] in context.files
-                                        else None)
-            ctx.count(outcome)
-            yield {**doc, "content": record.pop("text"), **record}

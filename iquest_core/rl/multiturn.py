@@ -96,17 +96,18 @@ def is_extension(previous: Sequence[int], sampled: Sequence[int], following: Seq
 @torch.no_grad()
 def sample_turns(model, contexts: list[list[int]], *, max_new_tokens: int, end_id: int, temperature: float,
                  generator: torch.Generator | None, on_batch: Callable[[list[int], list[tuple]], None]) -> None:
-    """Sample one reply per context, one generate call per context length; on_batch(indices, samples) is
-    called after each call with (ids, logprobs) per row, cut after the first end_id."""
+    """Sample one reply per context (temperature 0: greedy, log-probs at temperature 1), one generate call per
+    context length; on_batch(indices, samples) is called after each call with (ids, logprobs) per row, cut
+    after the first end_id."""
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, context in enumerate(contexts):
         by_length[len(context)].append(i)
     for length, indices in sorted(by_length.items()):
         prompt = torch.tensor([contexts[i] for i in indices])
-        ids, logits = model.generate(prompt, max_new_tokens, do_sample=True, temperature=temperature,
+        ids, logits = model.generate(prompt, max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
                                      eos_token_id=end_id, generator=generator, return_logits=True)
         new = ids[:, length:]
-        logprobs = torch.log_softmax(logits / temperature, -1).gather(-1, new[..., None])[..., 0]
+        logprobs = torch.log_softmax(logits / (temperature or 1.0), -1).gather(-1, new[..., None])[..., 0]
         samples = []
         for row, lp in zip(new.tolist(), logprobs.tolist()):
             cut = row.index(end_id) + 1 if end_id in row else len(row)

@@ -3,7 +3,7 @@ runs the multi-turn SWE recipes (swe-tiny, or a .toml with stage = "swe-rl") her
 in iquest_core.rl.cli.
 
     iquest swe env REPO_DIR --output ENV_DIR          the repository's declared requirements + pytest in a venv
-    iquest swe mine REPO_DIR --output tasks.jsonl [--mode head|base] [--max-tasks N] [--env ENV_DIR]
+    iquest swe mine REPO_DIR --output tasks.jsonl [--mode head|base] [--max-tasks N] [--env ENV_DIR] [--artifacts DIR]
     iquest swe validate tasks.jsonl --output DIR [--env ENV_DIR]   gold 3/3 and empty 0/3 -> DIR/summary.json
     iquest swe rollout tasks.jsonl --model HF_DIR --output DIR [--group G] [--max-turns T] [--engine local|ray]
 """
@@ -28,6 +28,8 @@ def mine_main(argv: list[str]) -> int:
     parser.add_argument("--commit-message", action="store_true", help="add the fix's subject to problem statements")
     parser.add_argument("--merges", action="store_true",
                         help="also mine merge commits, as their change against the first parent (pull requests)")
+    parser.add_argument("--artifacts", help="a directory of untracked build outputs (e.g. a compiled extension at "
+                                            "its package path) copied into every workspace")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     from iquest_core.atomic_io import write_atomic
@@ -38,7 +40,7 @@ def mine_main(argv: list[str]) -> int:
         raise ValueError(f"--output: {output} is a directory; expected a .jsonl path")
     report = mine_repository(args.repo, mode=args.mode, max_tasks=args.max_tasks, max_commits=args.max_commits,
                              environment=RepoEnvironment.load(args.env), commit_message=args.commit_message,
-                             workers=args.workers, merges=args.merges)
+                             workers=args.workers, merges=args.merges, artifacts=args.artifacts)
     write_jsonl(output, [t.to_dict() for t in report.tasks])
     summary = json.dumps(report.summary())
     write_atomic(output.with_name(output.stem + ".summary.json"), summary + "\n")

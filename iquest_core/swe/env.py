@@ -19,6 +19,7 @@ import atexit
 import shutil
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,9 @@ class SWEEnv:
     def reset(self) -> str:
         self.close()
         pristine = broken_snapshot(self.task)
-        self._scratch = Path(tempfile.mkdtemp(prefix="iquest-swe-ws-"))
-        self.workspace = self._scratch / "workspace"
+        scratch = Path(tempfile.mkdtemp(prefix="iquest-swe-ws-"))
+        self._remove_scratch = weakref.finalize(self, shutil.rmtree, scratch, True)  # also if never closed
+        self.workspace = scratch / "workspace"
         shutil.copytree(pristine, self.workspace, symlinks=True)
         self.tools = Tools(self.workspace, self.environment.ro_binds(),
                            self.environment.variables(python_path(self.workspace)))
@@ -128,7 +130,7 @@ class SWEEnv:
 
     def close(self) -> None:
         if self.workspace is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._remove_scratch()
             self.workspace = None
 
     def __enter__(self) -> SWEEnv:

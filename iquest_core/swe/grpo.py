@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from iquest_core.rl.grpo import group_advantages, grpo_loss
-from iquest_core.rl.multiturn import RolloutLimits, Trajectory, TurnCodec, rollout
+from iquest_core.rl.multiturn import RolloutLimits, Trajectory, TurnCodec, parse_tool_call, rollout
 from iquest_core.swe.reward import group_rewards, trajectory_cost
 
 
@@ -111,11 +111,34 @@ def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, 
               "unscored": sum(t.r_test is None for t in trajectories),
               "turns": sum(t.turns for t in trajectories) / len(trajectories),
               "generated_tokens": sum(t.generated for t in trajectories) / len(trajectories),
-              "kept_trajectories": len(kept), "rollout_seconds": round(rollout_s, 2)}
+              "valid_actions": valid_share(trajectories), "kept_trajectories": len(kept),
+              "rollout_seconds": round(rollout_s, 2)}
     record.update(policy_update(model, optimizer, kept, rl, optim, generator) if kept else {"loss": 0.0,
                                                                                              "grad_norm": 0.0})
     record["seconds"] = round(time.monotonic() - start, 2)
     return record
+
+
+def evaluate(model, codec: TurnCodec, factory, tasks: list, pool: ThreadPoolExecutor, *, samples: int,
+             limits: RolloutLimits, generator: torch.Generator) -> dict[str, float]:
+    """`samples` trajectories per task at limits.temperature (0: greedy, then samples should be 1): the share
+    resolved and the share of the agent's turns that were well-formed tool calls."""
+    indices = [i for i in range(len(tasks)) for _ in range(samples)]
+    envs = [factory.make(tasks[i]) for i in indices]
+    model.eval()
+    try:
+        trajectories = rollout(model, codec, envs, indices, limits, pool, generator)
+    finally:
+        for env in envs:
+            env.close()
+    return {"resolved": sum(t.resolved for t in trajectories) / len(trajectories),
+            "valid_actions": valid_share(trajectories)}
+
+
+def valid_share(trajectories: list[Trajectory]) -> float:
+    """The share of the agent's turns whose reply holds a well-formed tool call."""
+    replies = [reply for t in trajectories for reply in t.replies]
+    return sum(isinstance(parse_tool_call(r), dict) for r in replies) / max(1, len(replies))
 
 
 def write_summary(output: Path, summary: dict) -> None:

@@ -94,8 +94,8 @@ def problem_statement(failing: list[str], broken: TestRun, subject: str | None =
 
 class _Miner:
     def __init__(self, repo: Path, mode: str, runner: TestRunner, environment: RepoEnvironment, runs: int,
-                 timeout_s: float, commit_message: bool, scratch: Path) -> None:
-        self.repo, self.mode, self.runner, self.environment = repo, mode, runner, environment
+                 timeout_s: float, commit_message: bool, scratch: Path, artifacts: str) -> None:
+        self.repo, self.mode, self.runner, self.environment, self.artifacts = repo, mode, runner, environment, artifacts
         self.runs, self.timeout_s, self.commit_message, self.scratch = runs, timeout_s, commit_message, scratch
         self.head = gitrepo.git(repo, "rev-parse", "HEAD").decode().strip()
         self.pristine_head = scratch / "head"
@@ -109,7 +109,7 @@ class _Miner:
         base = self.head if self.mode == "head" else parent
         test_files = [p for p in c.tests if PurePosixPath(p).name != "conftest.py"]
         task = Task(f"{self.repo.name}-{sha[:12]}", str(self.repo), self.mode, base, sha, "", [], [], patch,
-                    test_patch, test_files, self.runner.name)
+                    test_patch, test_files, self.runner.name, self.artifacts)
         broken, fixed = work / "broken", work / "fixed"
         try:
             write_broken_state(task, broken)
@@ -159,10 +159,12 @@ def mine_repository(repo: str | Path, *, mode: str = "head", max_tasks: int | No
                     environment: RepoEnvironment | None = None, runner: TestRunner | None = None,
                     max_source_files: int = 8, max_changed_lines: int = 500, commit_message: bool = False,
                     workers: int = 2, timeout_s: float = 300.0, max_commits: int | None = None,
-                    merges: bool = False) -> MineReport:
+                    merges: bool = False, artifacts: str | Path | None = None) -> MineReport:
     """Tasks from repo's first-parent history, newest first (see the module doc). With merges, a merge
-    commit counts too, as its change against its first parent (a pull request's squash). ValueError
-    naming the argument for a path that is not a git repository or a bad option."""
+    commit counts too, as its change against its first parent (a pull request's squash). artifacts: a
+    directory of build outputs git does not track (a compiled extension), copied over every exported tree and
+    recorded in the tasks. ValueError naming the argument for a path that is not a git repository or a bad
+    option."""
     repo = gitrepo.check_repository(repo)
     if mode not in MODES:
         raise ValueError(f"--mode: expected one of {MODES}, got {mode!r}")
@@ -171,6 +173,8 @@ def mine_repository(repo: str | Path, *, mode: str = "head", max_tasks: int | No
             raise ValueError(f"--{name.replace('_', '-')}: expected a positive int, got {value!r}")
     if not isinstance(runs, int) or runs < 1 or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"runs, workers: expected positive ints, got {runs!r}, {workers!r}")
+    if artifacts is not None and not Path(artifacts).is_dir():
+        raise ValueError(f"--artifacts: not a directory: {artifacts}")
     runner = runner or PytestRunner()
     if not any(runner.is_test_file(p) for p in _tracked_files(repo)):
         raise ValueError(f"REPO_DIR: {repo} has no test files ({runner.name}) at HEAD")
@@ -186,7 +190,7 @@ def mine_repository(repo: str | Path, *, mode: str = "head", max_tasks: int | No
     report.candidates = len(candidates)
     with tempfile.TemporaryDirectory(prefix="iquest-swe-mine-") as scratch, ThreadPoolExecutor(workers) as pool:
         miner = _Miner(repo, mode, runner, environment or RepoEnvironment.current(), runs, timeout_s,
-                       commit_message, Path(scratch))
+                       commit_message, Path(scratch), str(Path(artifacts).absolute()) if artifacts else "")
         for start in range(0, len(candidates), workers):
             if max_tasks is not None and len(report.tasks) >= max_tasks:
                 report.rejections["not_evaluated_max_tasks"] += len(candidates) - start

@@ -42,6 +42,8 @@ class SWERecipe(RunRecipe):
     stage: str = knob(STAGE, "a label written to metrics; a .toml with this stage runs as an SWE recipe")
     steps: int = knob(20, "RL steps")
     tasks: str = knob("", "a tasks.jsonl (iquest swe mine); empty: build and mine the toy repository")
+    eval_samples: int = knob(4, "sampled trajectories per task in the evaluation before and after RL (with one "
+                                "greedy each; 0: no evaluation)")
     optim: Optim = knob(Optim(lr=3e-4, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
     pretrain: SWEPretrain = knob(SWEPretrain(steps=400, batch=8),
                                  "supervised warm-up on demonstrations (skipped with init_from)")
@@ -56,7 +58,7 @@ def load_swe_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = 
     rl, pre = recipe.rl, recipe.pretrain
     check_minimums(recipe, {"steps": 1, "rl.prompts_per_step": 1, "rl.group_size": 2, "rl.max_turns": 1,
                             "rl.max_new_tokens": 1, "rl.max_tokens": 1, "rl.epochs": 1, "rl.minibatch": 1,
-                            "pretrain.steps": 0, "pretrain.batch": 1, "rollout.workers": 1})
+                            "pretrain.steps": 0, "eval_samples": 0, "pretrain.batch": 1, "rollout.workers": 1})
     if not rl.temperature > 0:
         raise RecipeError(f"rl.temperature: expected > 0, got {rl.temperature}")
     if not 0 <= pre.correct_share <= 1:

@@ -4,7 +4,8 @@ Fields: instance_id, repo (the repository's path), mode ("head": the fix's sourc
 newest commit; "base": the fix commit's parent with its new tests applied), base_commit, fix_commit,
 problem_statement, FAIL_TO_PASS, PASS_TO_PASS (test ids), patch (the gold source change: broken ->
 fixed), test_patch (the fix commit's test change), test_files (the files the hidden tests live in),
-runner ("pytest").
+runner ("pytest"), artifacts (optional: a directory of build outputs that git does not track, such as a
+compiled extension, copied over every exported tree).
 
 The broken state is base_commit's tree plus test_patch (mode base) or minus patch (mode head); it never
 contains .git.
@@ -13,7 +14,8 @@ contains .git.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from iquest_core.swe import gitrepo
@@ -36,6 +38,7 @@ class Task:
     test_patch: str
     test_files: list[str]
     runner: str = "pytest"
+    artifacts: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,11 +51,12 @@ def task_from_record(record: object, where: str = "task") -> Task:
     """A Task from a decoded record; ValueError naming the field that is missing or of the wrong type."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    for name, kind in Task.__annotations__.items():
-        if name not in record and name != "runner":
+    defaults = {f.name: f.default for f in fields(Task) if f.default is not MISSING}
+    for name in Task.__annotations__:
+        if name not in record and name not in defaults:
             raise ValueError(f"{where}: missing field {name!r}")
     for name in Task.__annotations__:
-        value = record.get(name, "pytest")
+        value = record.get(name, defaults.get(name))
         if name in _LIST_FIELDS:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{where}.{name}: expected a list of str, got {value!r:.80}")
@@ -89,6 +93,8 @@ def load_tasks(path: str | Path) -> list[Task]:
 def write_broken_state(task: Task, dest: Path) -> Path:
     """Write the task's broken state into dest (a new directory) from its repository."""
     gitrepo.export_tree(Path(task.repo), task.base_commit, dest)
+    if task.artifacts:
+        shutil.copytree(task.artifacts, dest, symlinks=True, dirs_exist_ok=True)
     if task.mode == "base":
         gitrepo.apply_patch(dest, task.test_patch)
     else:

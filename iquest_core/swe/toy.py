@@ -107,12 +107,13 @@ def demonstration(task: Task, operator: str) -> list[dict]:
 def demonstrations(tasks: Sequence[Task], count: int, *, correct_share: float, seed: int,
                    tokenizer: ByteChatTokenizer) -> list[tuple[list[int], list[bool]]]:
     """(ids, assistant mask) of count demonstrations: with probability correct_share the right operator,
-    otherwise a random one, so the policy learns the format but not which operator is right."""
+    otherwise one of the other operators at random, so the policy learns the format and rarely the fix."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
         task = rng.choice(tasks)
-        _, op, _ = target(task)
-        operator = OPERATORS[op] if rng.random() < correct_share else rng.choice(list(OPERATORS.values()))
+        right = OPERATORS[target(task)[1]]
+        operator = right if rng.random() < correct_share else rng.choice(
+            [o for o in OPERATORS.values() if o != right])
         out.append(render_chat(demonstration(task, operator), tokenizer))
     return out

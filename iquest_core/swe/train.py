@@ -22,9 +22,9 @@ from iquest_core.data.packing import IGNORE_INDEX
 from iquest_core.jsonl import write_jsonl
 from iquest_core.swe import toy as swe_toy
 from iquest_core.rl.grpo import policy_optimizer
-from iquest_core.rl.multiturn import TurnCodec
+from iquest_core.rl.multiturn import RolloutLimits, TurnCodec
 from iquest_core.swe.engines import EnvFactory
-from iquest_core.swe.grpo import rl_step, write_summary
+from iquest_core.swe.grpo import evaluate, rl_step, write_summary
 from iquest_core.swe.plot import plot_records
 from iquest_core.swe.recipe import SWERecipe
 from iquest_core.train.schema import Optim
@@ -67,6 +67,20 @@ def pretrain(model, tasks: list, cfg: dict, optim: Optim, tokenizer) -> float:
     return float(loss)
 
 
+def scores(model, codec: TurnCodec, factory: EnvFactory, tasks: list, pool: ThreadPoolExecutor, cfg: dict, *,
+           seed: int) -> dict[str, float]:
+    """The policy's resolved share over all tasks, greedy (one trajectory each) and sampled (eval_samples each
+    at rl.temperature), and the share of its sampled turns that were well-formed tool calls."""
+    rl = cfg["rl"]
+    generator = torch.Generator().manual_seed(seed)
+    limits = [RolloutLimits(rl["max_new_tokens"], rl["max_tokens"], rl["max_context"], t) for t in (0.0, rl["temperature"])]
+    greedy = evaluate(model, codec, factory, tasks, pool, samples=1, limits=limits[0], generator=generator)
+    sampled = evaluate(model, codec, factory, tasks, pool, samples=cfg["eval_samples"], limits=limits[1],
+                       generator=generator)
+    return {"greedy_resolved": greedy["resolved"], "sampled_resolved": sampled["resolved"],
+            "sampled_valid_actions": sampled["valid_actions"]}
+
+
 def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> list[dict]:
     """Run the recipe into output (see the module doc); returns the metric records. No checkpoints: resume
     raises ValueError."""
@@ -105,6 +119,8 @@ def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> li
     codec = TurnCodec(tokenizer)
     try:
         with ThreadPoolExecutor(ro["workers"]) as pool:
+            if cfg["eval_samples"]:
+                summary["before"] = scores(model, codec, factory, tasks, pool, cfg, seed=cfg["seed"] + 2)
             for step in range(1, cfg["steps"] + 1):
                 record = {"step": step, **rl_step(model, optimizer, codec, factory, tasks, rl, optim, pool, generator,
                                                   shuffle)}
@@ -112,6 +128,8 @@ def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> li
                 print(f"swe-rl step {step}/{cfg['steps']}: resolved {record['resolved_rate']:.3f} "
                       f"kept {record['kept_trajectories']} loss {record['loss']:.4f} ({record['seconds']:.1f}s)",
                       flush=True)
+            if cfg["eval_samples"]:
+                summary["after"] = scores(model, codec, factory, tasks, pool, cfg, seed=cfg["seed"] + 3)
     finally:
         factory.shutdown()
     records = writer.records

@@ -100,3 +100,17 @@ def test_environment_under_tmp_is_visible_in_the_sandbox(tmp_path, mathlib):
     assert result.returncode == 0 and result.stdout.strip() == VENV_INSIDE
     with pytest.raises(ValueError, match="exists and is not empty"):
         create_environment(mathlib[0], tmp_path / "env")
+
+
+def test_workspace_is_removed_on_close_and_when_an_env_is_dropped(tasks):
+    import gc
+
+    closed, dropped = SWEEnv(tasks[0]), SWEEnv(tasks[0])
+    closed.reset()
+    dropped.reset()
+    paths = [closed.workspace.parent, dropped.workspace.parent]
+    assert all(p.is_dir() for p in paths)
+    closed.close()
+    del dropped
+    gc.collect()
+    assert not any(p.exists() for p in paths)

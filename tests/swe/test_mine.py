@@ -87,3 +87,29 @@ def test_malformed_task_record_is_named(tmp_path, tasks):
     path.write_text("{not json\n")
     with pytest.raises(ValueError, match=r"tasks.jsonl:1: not JSON"):
         load_tasks(path)
+
+
+def test_artifacts_stand_in_for_untracked_build_outputs(tmp_path):
+    """A package that imports a generated module git ignores (as this repository's compiled extension), and
+    a conftest that imports the package: without the artifacts pytest stops at the conftest and writes no
+    report (tests_error); with them the fix is a task."""
+    repo = tmp_path / "built"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    commit(repo, "root", {".gitignore": "pkg/_built.py\n", "pkg/__init__.py": "from pkg import _built\n",
+                          "pkg/neg.py": "def neg(x):\n    return x\n", "tests/conftest.py": "import pkg\n",
+                          "tests/test_other.py": "def test_ok():\n    pass\n"})
+    commit(repo, "fix neg", {"pkg/neg.py": "def neg(x):\n    return -x\n",
+                             "tests/test_neg.py": "from pkg.neg import neg\n\n\ndef test_neg():\n    assert neg(2) == -2\n"
+                                                  "\n\ndef test_zero():\n    assert neg(0) == 0\n"})
+    built = tmp_path / "artifacts"
+    (built / "pkg").mkdir(parents=True)
+    (built / "pkg" / "_built.py").write_text("READY = True\n")
+    without = mine_repository(repo, mode="head")
+    assert not without.tasks and without.rejections["tests_error"] == 1
+    with pytest.raises(ValueError, match="--artifacts"):
+        mine_repository(repo, artifacts=tmp_path / "missing")
+    report = mine_repository(repo, mode="head", artifacts=built)
+    assert [t.FAIL_TO_PASS for t in report.tasks] == [["tests/test_neg.py::test_neg"]]
+    assert report.tasks[0].PASS_TO_PASS == ["tests/test_neg.py::test_zero"]
+    assert report.tasks[0].artifacts == str(built)

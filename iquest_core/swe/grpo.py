@@ -69,8 +69,18 @@ def score_groups(trajectories: list[Trajectory], group_size: int, *, max_turns: 
     return kept
 
 
+def reference_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Token mean over mask of the k3 estimate of KL(policy || reference) at the sampled tokens:
+    exp(ref - new) - (ref - new) - 1 (>= 0, 0 where the two agree)."""
+    delta = ref_logprobs - logprobs
+    mask = mask.to(logprobs.dtype)
+    return ((torch.exp(delta) - delta - 1) * mask).sum() / mask.sum()
+
+
 def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: dict, optim: dict,
-                  generator: torch.Generator) -> dict[str, float]:
+                  generator: torch.Generator, reference=None) -> dict[str, float]:
+    """rl["epochs"] passes of minibatch steps of grpo_loss against the sampling log-probs, plus
+    rl["kl_coef"] x reference_kl to the reference policy when one is given."""
     losses, norms = [], []
     model.train()
     for _ in range(rl["epochs"]):
@@ -81,6 +91,10 @@ def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: di
             advantages = torch.tensor([a for _, a in chosen], dtype=torch.float32)
             new = token_logprobs(model, ids, rl["temperature"])
             loss = grpo_loss(new, old, advantages, mask, eps_low=rl["eps_low"], eps_high=rl["eps_high"])
+            if reference is not None and rl["kl_coef"]:
+                with torch.no_grad():
+                    ref = token_logprobs(reference, ids, rl["temperature"])
+                loss = loss + rl["kl_coef"] * reference_kl(new, ref, mask)
             loss.backward()
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim["max_grad_norm"])))
             optimizer.step()
@@ -90,7 +104,8 @@ def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: di
 
 
 def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, optim: dict,
-            pool: ThreadPoolExecutor, generator: torch.Generator, shuffle: torch.Generator | None) -> dict[str, Any]:
+            pool: ThreadPoolExecutor, generator: torch.Generator, shuffle: torch.Generator | None,
+            reference=None) -> dict[str, Any]:
     """One GRPO step: rollouts, rewards, advantages, policy update; returns its metrics record."""
     start = time.monotonic()
     chosen = torch.randint(len(tasks), (rl["prompts_per_step"],), generator=generator).tolist()
@@ -113,7 +128,7 @@ def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, 
               "generated_tokens": sum(t.generated for t in trajectories) / len(trajectories),
               "valid_actions": valid_share(trajectories), "kept_trajectories": len(kept),
               "rollout_seconds": round(rollout_s, 2)}
-    record.update(policy_update(model, optimizer, kept, rl, optim, generator) if kept else {"loss": 0.0,
+    record.update(policy_update(model, optimizer, kept, rl, optim, generator, reference) if kept else {"loss": 0.0,
                                                                                              "grad_norm": 0.0})
     record["seconds"] = round(time.monotonic() - start, 2)
     return record

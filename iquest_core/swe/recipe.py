@@ -27,6 +27,7 @@ class MultiTurnGRPO(GroupSampling):
     max_turns: int = knob(3, "actions per trajectory (then the environment submits)")
     max_tokens: int = knob(384, "tokens generated per trajectory (the efficiency cost's denominator)")
     max_context: int = knob(1200, "context length at which a trajectory ends")
+    kl_coef: float = knob(0.0, "weight of the KL penalty to the policy RL started from (k3 estimate per token)")
 
 
 @dataclass
@@ -59,6 +60,8 @@ def load_swe_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = 
     check_minimums(recipe, {"steps": 1, "rl.prompts_per_step": 1, "rl.group_size": 2, "rl.max_turns": 1,
                             "rl.max_new_tokens": 1, "rl.max_tokens": 1, "rl.epochs": 1, "rl.minibatch": 1,
                             "pretrain.steps": 0, "eval_samples": 0, "pretrain.batch": 1, "rollout.workers": 1})
+    if rl.kl_coef < 0:
+        raise RecipeError(f"rl.kl_coef: expected >= 0, got {rl.kl_coef}")
     if not rl.temperature > 0:
         raise RecipeError(f"rl.temperature: expected > 0, got {rl.temperature}")
     if not 0 <= pre.correct_share <= 1:

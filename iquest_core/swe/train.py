@@ -9,6 +9,7 @@ step), DIR/reward.png (resolved rate per step), DIR/summary.json, DIR/policy (Hu
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -110,6 +111,7 @@ def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> li
         summary["pretrain_seconds"] = round(time.monotonic() - start, 1)
         model.save_pretrained(output / "pretrained")
     rl, optim, ro = cfg["rl"], cfg["optim"], cfg["rollout"]
+    reference = copy.deepcopy(model).eval() if rl["kl_coef"] else None
     optimizer = policy_optimizer(model, recipe.optim)
     factory = EnvFactory(ro["engine"], workers=ro["workers"], max_turns=rl["max_turns"],
                          test_timeout_s=ro["test_timeout_s"], instructions=swe_toy.TOOLS_LINE, verify_cache={})
@@ -123,7 +125,7 @@ def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> li
                 summary["before"] = scores(model, codec, factory, tasks, pool, cfg, seed=cfg["seed"] + 2)
             for step in range(1, cfg["steps"] + 1):
                 record = {"step": step, **rl_step(model, optimizer, codec, factory, tasks, rl, optim, pool, generator,
-                                                  shuffle)}
+                                                  shuffle, reference)}
                 writer.log(record)
                 print(f"swe-rl step {step}/{cfg['steps']}: resolved {record['resolved_rate']:.3f} "
                       f"kept {record['kept_trajectories']} loss {record['loss']:.4f} ({record['seconds']:.1f}s)",

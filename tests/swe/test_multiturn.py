@@ -1,4 +1,5 @@
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -8,7 +9,7 @@ from iquest_core.data.chat import render_chat
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.rl.grpo import grpo_loss
 from iquest_core.rl.multiturn import RolloutLimits, Trajectory, TurnCodec, is_extension, parse_tool_call, rollout
-from iquest_core.swe.grpo import padded_batch, score_groups, token_logprobs
+from iquest_core.swe.grpo import padded_batch, reference_kl, score_groups, token_logprobs
 from iquest_core.swe.toy import ByteChatTokenizer
 from iquest_core.swe import SWEEnv
 from tests.swe.conftest import mathlib, tasks  # noqa: F401  (session fixtures shared with tests/swe)
@@ -137,3 +138,17 @@ def test_groups_keep_scored_members_with_different_rewards():
     shuffled = score_groups(group_a + group_b, 4, max_turns=3, max_tokens=400, shuffle=torch.Generator().manual_seed(1))
     assert sorted(a for _, a in shuffled) == pytest.approx(sorted(advantages))
     assert [a for _, a in shuffled] != pytest.approx(advantages)
+
+
+def test_reference_kl_is_zero_at_the_reference_and_pulls_back_to_it():
+    ref = torch.log(torch.tensor([[0.5, 0.9, 0.2]]))
+    mask = torch.tensor([[False, True, True]])
+    assert reference_kl(ref.clone(), ref, mask).item() == pytest.approx(0.0, abs=1e-7)
+    moved = (ref + torch.tensor([[5.0, -0.5, 0.3]])).requires_grad_()
+    kl = reference_kl(moved, ref, mask)
+    kl.backward()
+    assert kl.item() > 0 and moved.grad[0, 0] == 0  # the masked-out position counts for nothing
+    assert moved.grad[0, 1] < 0 < moved.grad[0, 2]  # descent raises the lowered token and lowers the raised one
+    half, quarter = torch.log(torch.tensor([[0.5]])), torch.log(torch.tensor([[0.25]]))
+    k3 = 2 - math.log(2) - 1  # ref / policy = 2 at the sampled token
+    assert reference_kl(quarter, half, torch.tensor([[True]])).item() == pytest.approx(k3)

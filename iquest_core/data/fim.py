@@ -17,7 +17,8 @@ them; None when no such node exists. C/C++ is parsed with its annotation macros 
 parse, the middle is the original text of its span (macros included). In C/C++ the function level is a
 function definition, a prototype (a declaration or class member declaring a named function) or a
 function-like macro definition (`#define F(x) ...`), since headers mostly declare; the statement level
-also holds a header's declarations (typedefs, class members, using/alias declarations). Always prefix + middle + suffix
+also holds a header's declarations (typedefs, class members, using/alias declarations), the expression
+level a macro's replacement text (syntax.PATTERNS). Always prefix + middle + suffix
 == text and the middle is non-empty.
 
 The templates are built from (is_special, string) parts (`file_parts`, `repo_parts`): `render` joins

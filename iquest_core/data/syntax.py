@@ -133,12 +133,14 @@ _FUNCTION_DECLARATOR = ("(function_declarator declarator: [(identifier) (field_i
 _PROTOTYPE_DECLARATORS = (_FUNCTION_DECLARATOR, f"(pointer_declarator declarator: {_FUNCTION_DECLARATOR})",
                           f"(reference_declarator {_FUNCTION_DECLARATOR})")
 
-# Query patterns beyond plain node types. C/C++ headers mostly declare: their function level also holds
-# prototypes (a declaration or class member whose declarator is a function's) and function-like macro
-# definitions; their statement level also holds the declarations a header is made of (typedefs, class
-# members, using/alias declarations, static_assert).
+# Query patterns beyond plain node types (a pattern with its own @node capture stands alone). C/C++
+# headers mostly declare: their function level also holds prototypes (a declaration or class member whose
+# declarator is a function's) and function-like macro definitions; their statement level also holds the
+# declarations a header is made of (typedefs, class members, using/alias declarations, static_assert);
+# their expression level also holds a macro's replacement text (`#define MASK (1 << 4)`: `(1 << 4)`).
 PATTERNS: dict[str, dict[str, tuple[str, ...]]] = {
     "cpp": {
+        "expression": ("(preproc_def value: (preproc_arg) @node)", "(preproc_function_def value: (preproc_arg) @node)"),
         "statement": ("(type_definition)", "(field_declaration)", "(alias_declaration)", "(using_declaration)",
                       "(static_assert_declaration)"),
         "function": tuple(f"({kind} declarator: {d})" for kind in ("declaration", "field_declaration")
@@ -175,9 +177,10 @@ def level_query(language: str, level: str) -> ts.Query:
     """The compiled query capturing @node for every node type of `level` in `language`."""
     if level not in LEVELS:
         raise ValueError(f"level: unknown level {level!r}; expected one of {LEVELS}")
-    alternatives = " ".join([f"({kind})" for kind in NODE_TYPES[check_language(language)][level]]
-                            + list(PATTERNS.get(language, {}).get(level, ())))
-    return ts.Query(grammar(language), f"[{alternatives}] @node")
+    patterns = PATTERNS.get(check_language(language), {}).get(level, ())
+    alternatives = " ".join([f"({kind})" for kind in NODE_TYPES[language][level]]
+                            + [p for p in patterns if "@node" not in p])
+    return ts.Query(grammar(language), " ".join([f"[{alternatives}] @node"] + [p for p in patterns if "@node" in p]))
 
 
 @lru_cache(maxsize=None)

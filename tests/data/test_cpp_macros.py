@@ -49,6 +49,7 @@ def test_header_levels_hold_prototypes_macro_functions_and_declarations():
                                           "virtual int area() const = 0;"]  # not the function pointer norm
     assert "typedef struct point { int x; int (*norm)(int); } point;" in _spans(parsed, "statement")
     assert "int x;" in _spans(parsed, "statement")
+    assert _spans(parsed, "expression") == ["((x) * (x))"]  # the macro's replacement text
     rng = random.Random(0)
     middles = {fim.split(text, "function", rng, language="cpp").middle for _ in range(60)}
     assert middles == set(_spans(parsed, "function"))

@@ -1,7 +1,7 @@
 """Dynamic against static uniform mixture, measured: three synthetic sources of different difficulty, the
 same steps and tokens, per seed.
 
-    python scripts/mixture_experiment.py --output runs/mixture [--seeds 0,1,2] [--steps 150] [--heldout 32] [--control]
+    python scripts/mixture_experiment.py --output runs/mixture [--seeds 0,1,2] [--steps 150] [--heldout 64] [--control]
 
 Sources (400 documents each, the last --heldout held out): easy (one short pattern repeated), medium (a 40-entry
 key=value table, entries in random order), hard (two-digit additions "a+b=c"). DoReMi's recipe: the static
@@ -49,10 +49,10 @@ def mixture(eta: float, every: int, heldout: int, reference: list[float] = ()) -
             f'heldout={heldout}, floor=0.05}}')
 
 
-def run(out: Path, paths: list[str], seed: int, steps: int, mixture: str) -> None:
+def run(out: Path, paths: list[str], seed: int, steps: int, mixture: str, data_seed: int = -1) -> None:
     table = ", ".join(f'{{path="{p}", name="{n}"}}' for p, n in zip(paths, NAMES))
-    train(load_recipe("tiny", [*MODEL, f"steps={steps}", f"seed={seed}", f"data.sources=[{table}]",
-                               f"data.mixture={mixture}"]), out)
+    train(load_recipe("tiny", [*MODEL, f"steps={steps}", f"seed={seed}", f"data.seed={data_seed}",
+                               f"data.sources=[{table}]", f"data.mixture={mixture}"]), out)
 
 
 def token_shares(records: list[dict]) -> list[float]:
@@ -82,11 +82,12 @@ def summarise(root: Path, seed: int) -> dict:
 
 
 def run_control(output: Path, seed: int, steps: int, every: int, heldout: int) -> None:
-    """The static uniform run again on seed's documents with another model and data-order seed (seed + 100):
-    how far two runs of one mixture end apart."""
+    """The static uniform run again on seed's documents and model init with another data-order seed
+    (data.seed = seed + 100): how far two runs that start alike and draw different batches end apart,
+    as the dynamic run's batches part from the static run's at its first update."""
     root = output / f"seed-{seed}"
     paths = [str(root / f"{name}.jsonl") for name in NAMES]
-    run(root / "static-reseeded", paths, seed + 100, steps, mixture(0.0, every, heldout))
+    run(root / "static-reseeded", paths, seed, steps, mixture(0.0, every, heldout), data_seed=seed + 100)
     (root / "result.json").write_text(json.dumps(summarise(root, seed)) + "\n")
 
 
@@ -136,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--every", type=int, default=10)
-    parser.add_argument("--heldout", type=int, default=32, help="held-out documents per source")
+    parser.add_argument("--heldout", type=int, default=64, help="held-out documents per source")
     parser.add_argument("--control", action="store_true",
-                        help="also the static run with another seed on the same documents (control_loss)")
+                        help="also the static run with another data-order seed on the same documents and init (control_loss)")
     args = parser.parse_args(argv)
     results = []
     for seed in map(int, args.seeds.split(",")):

@@ -13,9 +13,11 @@ every global batch from the replay sources (their own seeded stream) and the res
 sources; both streams are in its state_dict, so the global batch stays a function of the recipe and seed
 (dp-invariant) and resumes exactly.
 
-Dynamic mixture (``data.mixture = {kind = "dynamic", every = N, eta, floor, reference, heldout}``):
-`doremi_update` is DoReMi's rule: log w += eta * max(loss - reference, 0) per source, normalised, then
-mixed with the uniform weights so that every source keeps at least `floor`.
+Dynamic mixture (``data.mixture = {kind = "dynamic", every = N, eta, smoothing, floor, reference, heldout}``):
+`doremi_update` is DoReMi's rule (Xie et al. 2023, Algorithm 1): log w += eta * max(loss - reference, 0)
+per source, normalised, then smoothed toward uniform, w = (1 - smoothing) w + smoothing / k (the paper's
+c = 1e-3 by default); `floor` is then a minimum weight per source: weights under it are raised to it and
+the others scaled down in proportion, so a source above the floor is not pulled toward uniform.
 """
 
 from __future__ import annotations
@@ -78,18 +80,34 @@ def draw_weights(weights: list[float], sources: list, unit: str) -> list[float]:
 
 
 def doremi_update(weights: np.ndarray, losses: np.ndarray, reference: np.ndarray, *, eta: float,
-                  floor: float) -> np.ndarray:
-    """DoReMi's multiplicative-weights step on the excess losses, with every weight kept >= floor."""
+                  floor: float, smoothing: float = 1e-3) -> np.ndarray:
+    """DoReMi's multiplicative-weights step on the excess losses and its smoothing toward uniform, then
+    every weight raised to at least `floor` (see the module doc)."""
     weights, losses, reference = (np.asarray(a, dtype=np.float64) for a in (weights, losses, reference))
     k = len(weights)
     if not (weights.shape == losses.shape == reference.shape == (k,)) or k == 0:
         raise ValueError(f"losses, reference: expected {k} values like weights, got {losses.shape}, {reference.shape}")
     if not 0 <= floor * k < 1:
         raise ValueError(f"data.mixture.floor: expected 0 <= floor < 1 / sources = {1 / k:.4g}, got {floor}")
+    if not 0 <= smoothing <= 1:
+        raise ValueError(f"data.mixture.smoothing: expected 0 <= smoothing <= 1, got {smoothing}")
     logits = np.log(weights / weights.sum()) + eta * np.maximum(losses - reference, 0.0)
     updated = np.exp(logits - logits.max())
-    updated /= updated.sum()
-    return (1 - floor * k) * updated + floor
+    updated = (1 - smoothing) * updated / updated.sum() + smoothing / k
+    return raise_to_floor(updated, floor)
+
+
+def raise_to_floor(weights: np.ndarray, floor: float) -> np.ndarray:
+    """Normalised `weights` with every weight under `floor` set to it and the rest scaled down in proportion
+    (repeated until none falls under it; needs floor x len(weights) < 1)."""
+    fixed = np.zeros(len(weights), dtype=bool)
+    while True:
+        free = weights * ~fixed
+        result = np.where(fixed, floor, free * (1 - floor * fixed.sum()) / free.sum())
+        under = ~fixed & (result < floor)
+        if not under.any():
+            return result
+        fixed |= under
 
 
 class ReplayLoader:

@@ -34,10 +34,11 @@ def _specs(sources: list[Source]) -> list[dict[str, Any]]:
 def build_loader(recipe: Recipe, tokenizer, vocab_size: int, rows_per_step: int):
     """The BatchLoader (or ReplayLoader with data.replay) of the recipe's data section."""
     data, unit = recipe.data, recipe.data.mixture.unit
+    seed = recipe.seed if data.seed < 0 else data.seed
     sources = open_sources(_specs(data.sources), tokenizer, vocab_size, template=data.template, loss_on=data.loss_on)
     extra = replay_rows(data.replay.share, rows_per_step)
     loader = BatchLoader(sources, draw_weights([s.weight for s in data.sources], sources, unit),
-                         seq_len=recipe.seq_len, rows_per_step=rows_per_step - extra, seed=recipe.seed,
+                         seq_len=recipe.seq_len, rows_per_step=rows_per_step - extra, seed=seed,
                          boundaries=data.curriculum.boundaries, stage_steps=data.curriculum.stage_steps,
                          heldout=data.mixture.heldout if data.mixture.kind == "dynamic" else 0)
     if not extra:
@@ -46,7 +47,7 @@ def build_loader(recipe: Recipe, tokenizer, vocab_size: int, rows_per_step: int)
                             loss_on=data.loss_on, key="data.replay.sources")
     return ReplayLoader(loader, BatchLoader(replayed, draw_weights([s.weight for s in data.replay.sources],
                                                                    replayed, unit),
-                                            seq_len=recipe.seq_len, rows_per_step=extra, seed=recipe.seed + 1))
+                                            seq_len=recipe.seq_len, rows_per_step=extra, seed=seed + 1))
 
 
 def source_names(recipe: Recipe) -> list[str]:
@@ -74,6 +75,7 @@ class DynamicMixture:
         if recipe.parallel.cp > 1:
             raise ValueError("data.mixture.kind: a dynamic mixture needs parallel.cp = 1")
         self.loader, self.every, self.eta, self.floor = loader, mixture.every, mixture.eta, mixture.floor
+        self.smoothing = mixture.smoothing
         self.unit, self.document_mask = mixture.unit, recipe.data.document_mask
         self.reference = np.asarray(mixture.reference or [0.0] * len(loader.sources), dtype=np.float64)
         self.rows = [loader.heldout_rows(s) for s in range(len(loader.sources))]
@@ -107,7 +109,8 @@ class DynamicMixture:
     def update(self, model, device: torch.device) -> dict[str, list[float]]:
         """Measure, update the loader's weights, return the metrics fields."""
         losses = self.heldout_losses(model, device)
-        new = doremi_update(self.weights(), losses, self.reference, eta=self.eta, floor=self.floor)
+        new = doremi_update(self.weights(), losses, self.reference, eta=self.eta, floor=self.floor,
+                            smoothing=self.smoothing)
         self.loader.weights = np.asarray(draw_weights(list(new), self.loader.sources, self.unit), dtype=np.float64)
         return {"mixture": new.tolist(), "heldout_loss": losses.tolist()}
 

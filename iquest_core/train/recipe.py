@@ -223,6 +223,8 @@ def _check_mixture(mixture: Mixture, sources: int) -> None:
         raise RecipeError(f"data.mixture.reference: expected one loss per source ({sources}), got {mixture.reference}")
     if not 0 <= mixture.floor * sources < 1:
         raise RecipeError(f"data.mixture.floor: expected 0 <= floor < 1 / {sources} sources, got {mixture.floor}")
+    if not 0 <= mixture.smoothing <= 1:
+        raise RecipeError(f"data.mixture.smoothing: expected 0 <= smoothing <= 1, got {mixture.smoothing}")
 
 
 def model_config(recipe: Any) -> LoopCoderConfig:

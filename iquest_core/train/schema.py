@@ -97,7 +97,9 @@ class Mixture:
     unit: Literal["documents", "tokens"] = knob("documents", "a weight is a document share or a token share")
     every: int = knob(0, "dynamic: steps between weight updates (>= 1)")
     eta: float = knob(1.0, "dynamic: step size of the update")
-    floor: float = knob(0.05, "dynamic: every weight kept >= floor (floor x sources < 1)")
+    smoothing: float = knob(1e-3, "dynamic: w = (1 - smoothing) w + smoothing / sources after each update "
+                                  "(DoReMi's c)")
+    floor: float = knob(0.05, "dynamic: minimum weight per source (floor x sources < 1)")
     reference: list = knob([], "dynamic: one reference loss per source ([]: zeros)")
     heldout: int = knob(4, "dynamic: held-out documents per source (never trained on)")
 
@@ -121,6 +123,7 @@ class Data:
     components: list[Component] = knob([], "TOML components whose sources join data.sources, weights x scale")
     replay: Replay = knob(Replay(), "rows replayed from earlier stages' sources")
     mixture: Mixture = knob(Mixture(), "how the source weights are used and updated")
+    seed: int = knob(-1, "seed of the data order and mixture sampling (-1: the run's seed)")
 
 
 @dataclass

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from iquest_core.data.loader import BatchLoader, TextSource, rank_rows
-from iquest_core.data.mixture import (ReplayLoader, doremi_update, draw_weights, expand_components, replay_rows)
+from iquest_core.data.mixture import (ReplayLoader, doremi_update, draw_weights, expand_components, raise_to_floor,
+                                      replay_rows)
 from iquest_core.data.tokenizer import train_tokenizer
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
@@ -32,15 +33,28 @@ def test_doremi_moves_weight_to_the_highest_excess_loss_and_keeps_the_floor():
     w = np.array([0.5, 0.3, 0.2])
     new = doremi_update(w, losses=np.array([2.0, 3.0, 5.0]), reference=np.array([1.9, 2.0, 2.0]), eta=1.0, floor=0.05)
     expected = w * np.exp([0.1, 1.0, 3.0])
-    expected = 0.85 * expected / expected.sum() + 0.05
+    expected = 0.999 * expected / expected.sum() + 0.001 / 3  # DoReMi's smoothing c = 1e-3, no weight under the floor
     np.testing.assert_allclose(new, expected, rtol=1e-12)
     assert new.argmax() == 2 and new.sum() == pytest.approx(1.0)
     starved = doremi_update(np.array([1.0, 1.0, 1.0]), np.array([0.0, 0.0, 50.0]), np.zeros(3), eta=1.0, floor=0.1)
-    assert starved.min() == pytest.approx(0.1)
-    below = doremi_update(w, np.array([0.5, 1.0, 1.5]), np.array([2.0, 2.0, 2.0]), eta=5.0, floor=0.0)
-    np.testing.assert_allclose(below, w)  # losses under the reference are no excess: no change
+    np.testing.assert_allclose(starved, [0.1, 0.1, 0.8], rtol=1e-12)
+    below = doremi_update(w, np.array([0.5, 1.0, 1.5]), np.array([2.0, 2.0, 2.0]), eta=5.0, floor=0.0, smoothing=0.0)
+    np.testing.assert_allclose(below, w, rtol=1e-12)  # losses under the reference are no excess: no change
+    smoothed = doremi_update(w, w, w, eta=1.0, floor=0.0, smoothing=0.3)
+    np.testing.assert_allclose(smoothed, 0.7 * w + 0.1, rtol=1e-12)
     with pytest.raises(ValueError, match="data.mixture.floor"):
         doremi_update(w, w, w, eta=1.0, floor=0.4)
+    with pytest.raises(ValueError, match="data.mixture.smoothing"):
+        doremi_update(w, w, w, eta=1.0, floor=0.0, smoothing=1.5)
+
+
+def test_floor_is_a_minimum_weight_not_a_pull_toward_uniform():
+    w = np.array([0.2, 0.3, 0.5])
+    # Every weight above the floor and no excess: nothing moves (a floor mixed in with uniform would).
+    np.testing.assert_allclose(doremi_update(w, w, w + 1, eta=1.0, floor=0.15, smoothing=0.0), w, rtol=1e-12)
+    # Weights under the floor are raised to it; the others keep their ratios, a raise may push another under.
+    raised = raise_to_floor(np.array([0.01, 0.09, 0.3, 0.6]), 0.1)
+    np.testing.assert_allclose(raised, [0.1, 0.1, 0.8 / 3, 1.6 / 3], rtol=1e-12)
 
 
 def test_components_join_the_sources_scaled_and_named(tmp_path):

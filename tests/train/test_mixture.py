@@ -66,6 +66,15 @@ def test_dynamic_mixture_resumes_bitwise(tmp_path, sources, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_data_seed_sets_the_data_order(tmp_path, sources):
+    table = ", ".join(f'{{path="{p}"}}' for p in sources)
+    for name, extra in (("default", ()), ("same", ("data.seed=0",)), ("other", ("data.seed=7",))):
+        train(small_recipe("steps=2", "seed=0", f"data.sources=[{table}]", *extra), tmp_path / name)
+    drawn = {name: [r["source_tokens"] for r in read_metrics(tmp_path / name)] for name in ("default", "same", "other")}
+    assert losses(tmp_path / "default") == losses(tmp_path / "same") and drawn["default"] == drawn["same"]
+    assert drawn["default"] != drawn["other"]
+
+
 def test_replay_keeps_its_share_of_every_step(tmp_path, sources):
     easy, mid, hard = sources
     recipe = small_recipe("steps=3", "batch_tokens=512", f'data.sources=[{{path="{mid}"}}]',
@@ -94,6 +103,7 @@ def test_component_token_shares_match_the_mixture(tmp_path, sources):
 @pytest.mark.parametrize("sets, message", [
     (['data.mixture={kind="dynamic", every=2, reference=[1.0, 2.0]}'], "data.mixture.reference: expected one loss"),
     (['data.mixture={kind="dynamic", every=0}'], "data.mixture: a dynamic mixture needs every >= 1"),
+    (['data.mixture={kind="dynamic", every=2, smoothing=2.0}'], "data.mixture.smoothing"),
     (["data.replay.share=0.2"], "data.replay: expected sources with a share"),
     (['data.mixture.unit="bytes"'], "data.mixture.unit"),
     (['data.components=[{path="/nonexistent.toml"}]'], r"data.components\[0\].path: cannot read"),

@@ -12,8 +12,9 @@ the reference's losses have levelled off by then (a reference far from its plate
 early excess mostly "not trained yet", largest for the source that is learnt fastest). Writes
 OUTPUT/results.json (per seed: the final weights, each source's share of the trained tokens, per-source
 held-out losses of both runs at the last step and over the run, the source with the highest summed
-excess loss) and OUTPUT/mixture.png (weights and held-out losses over steps); a seed whose
-OUTPUT/seed-N/result.json exists is read, not rerun.
+excess loss) and OUTPUT/mixture.png (weights and held-out losses over steps); a run whose metrics exist
+(OUTPUT/seed-N/result.json written after its static and dynamic runs) is summarised again, not rerun. The
+control (--control) is the static run again with the same model init and another data order (data.seed).
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def summarise(root: Path, seed: int) -> dict:
     reference = static[-1]["heldout_loss"]
     excess = [sum(max(0.0, r["heldout_loss"][k] - reference[k]) for r in dynamic) for k in range(3)]
     top = max(range(3), key=lambda k: dynamic[-1]["mixture"][k])
-    control = root / "static-reseeded"
-    spread = {"control_loss": [r for r in read_metrics(control) if "mixture" in r][-1]["heldout_loss"]} \
-        if (control / "metrics.jsonl").is_file() else {}
+    control = [r for r in read_metrics(root / "static-reseeded") if "mixture" in r] \
+        if (root / "static-reseeded" / "metrics.jsonl").is_file() else []
+    spread = {"control_loss": control[-1]["heldout_loss"],
+              "control_over_steps": [[r["step"], r["heldout_loss"]] for r in control]} if control else {}
     return {"seed": seed, "static_loss": reference, "dynamic_loss": dynamic[-1]["heldout_loss"], **spread,
             "static_tokens": token_shares(static_all), "dynamic_tokens": token_shares(dynamic_all),
             "dynamic_weights": dynamic[-1]["mixture"], "highest_weight": NAMES[top],
@@ -108,7 +110,8 @@ def run_seed(output: Path, seed: int, steps: int, every: int, heldout: int) -> d
 
 def plot(results: list[dict], path: Path) -> None:
     """Top: the dynamic run's weights per source over steps; bottom: held-out loss per source, dynamic minus
-    static uniform, at equal steps and tokens; one line per seed."""
+    static uniform, at equal steps and tokens, and the hard source's control minus static (dotted); one line
+    per seed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,6 +123,10 @@ def plot(results: list[dict], path: Path) -> None:
             label = name if r is results[0] else None
             top.plot(steps, [w[k] for _, w in r["weights_over_steps"]], color=f"C{k}", alpha=0.7, label=label)
             bottom.plot(steps, [dynamic[s][k] - static[s][k] for s in steps], color=f"C{k}", alpha=0.7, label=label)
+        if "control_over_steps" in r:
+            control = dict((s, x) for s, x in r["control_over_steps"])
+            bottom.plot(steps, [control[s][2] - static[s][2] for s in steps], color="C2", ls=":", alpha=0.7,
+                        label="hard, control - static" if r is results[0] else None)
     top.axhline(1 / 3, color="gray", ls="--", lw=0.8, label="static uniform")
     top.set_ylabel("dynamic weight (token share)")
     top.legend(fontsize=8)
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             done.write_text(json.dumps(run_seed(args.output, seed, args.steps, args.every, args.heldout)) + "\n")
         if args.control and not (done.parent / "static-reseeded" / "metrics.jsonl").is_file():
             run_control(args.output, seed, args.steps, args.every, args.heldout)
-        results.append(json.loads(done.read_text()))
+        results.append(summarise(done.parent, seed))
     (args.output / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.output / "mixture.png")
     for r in results:

@@ -103,6 +103,19 @@ def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: di
     return {"loss": sum(losses) / len(losses), "grad_norm": sum(norms) / len(norms)}
 
 
+def rollout_tasks(model, codec: TurnCodec, factory, tasks: list, indices: list[int], limits: RolloutLimits,
+                  pool: ThreadPoolExecutor, generator: torch.Generator) -> list:
+    """One trajectory per entry of `indices` (a task number each), in fresh environments that are closed
+    afterwards, whatever happens; the model is put in eval mode."""
+    envs = [factory.make(tasks[i]) for i in indices]
+    model.eval()
+    try:
+        return rollout(model, codec, envs, indices, limits, pool, generator)
+    finally:
+        for env in envs:
+            env.close()
+
+
 def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, optim: dict,
             pool: ThreadPoolExecutor, generator: torch.Generator, shuffle: torch.Generator | None,
             reference=None) -> dict[str, Any]:
@@ -110,14 +123,8 @@ def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, 
     start = time.monotonic()
     chosen = torch.randint(len(tasks), (rl["prompts_per_step"],), generator=generator).tolist()
     indices = [i for i in chosen for _ in range(rl["group_size"])]
-    envs = [factory.make(tasks[i]) for i in indices]
     limits = RolloutLimits(rl["max_new_tokens"], rl["max_tokens"], rl["max_context"], rl["temperature"])
-    model.eval()
-    try:
-        trajectories = rollout(model, codec, envs, indices, limits, pool, generator)
-    finally:
-        for env in envs:
-            env.close()
+    trajectories = rollout_tasks(model, codec, factory, tasks, indices, limits, pool, generator)
     rollout_s = time.monotonic() - start
     kept = score_groups(trajectories, rl["group_size"], max_turns=rl["max_turns"], max_tokens=rl["max_tokens"],
                         shuffle=shuffle)
@@ -139,13 +146,7 @@ def evaluate(model, codec: TurnCodec, factory, tasks: list, pool: ThreadPoolExec
     """`samples` trajectories per task at limits.temperature (0: greedy, then samples should be 1): the share
     resolved and the share of the agent's turns that were well-formed tool calls."""
     indices = [i for i in range(len(tasks)) for _ in range(samples)]
-    envs = [factory.make(tasks[i]) for i in indices]
-    model.eval()
-    try:
-        trajectories = rollout(model, codec, envs, indices, limits, pool, generator)
-    finally:
-        for env in envs:
-            env.close()
+    trajectories = rollout_tasks(model, codec, factory, tasks, indices, limits, pool, generator)
     return {"resolved": sum(t.resolved for t in trajectories) / len(trajectories),
             "valid_actions": valid_share(trajectories)}
 

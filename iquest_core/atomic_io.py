@@ -40,3 +40,15 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise TypeError(f"data: expected str or bytes, got {type(data).__name__}")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 90) -> Path:
+    """Save a matplotlib figure to `path` atomically (format from the suffix) and close it, also on error."""
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    return path

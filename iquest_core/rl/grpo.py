@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from iquest_core.atomic_io import save_figure
 from iquest_core.rl import tasks as rl_tasks
 from iquest_core.rl.recipe import GRPO, GroupSampling, Pretrain, RLRecipe
 from iquest_core.rl.replay import ReplayLoss, build_replay
@@ -267,14 +268,7 @@ def plot_rewards(runs: dict[str, list[dict]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=90)
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path)
 
 
 def train_rl(recipe: RLRecipe, output: str | Path, *, resume: bool = False, reward: Reward | None = None

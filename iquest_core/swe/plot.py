@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from iquest_core.atomic_io import atomic_path
+from iquest_core.atomic_io import save_figure
 from iquest_core.command_line import CommandParser
 
 WINDOW = 5
@@ -47,12 +47,7 @@ def plot_records(runs: dict[str, list[dict]], output: Path) -> Path:
     ax.legend(loc="lower right")
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_path(output, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
-    return output
+    return save_figure(fig, output)
 
 
 def plot_main(argv: list[str]) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from iquest_core.atomic_io import atomic_path
+from iquest_core.atomic_io import save_figure
 from iquest_core.jsonl import read_jsonl, write_jsonl
 
 METRICS_FILE = "metrics.jsonl"
@@ -67,13 +67,7 @@ class MetricsWriter:
             lr_ax.set_ylabel("learning rate", color="tab:orange")
         ax.set_title(self.title or str(self.directory))
         fig.tight_layout()
-        target = self.directory / PLOT_FILE
-        try:
-            with atomic_path(target, suffix=".png") as tmp:
-                fig.savefig(tmp, dpi=90)
-        finally:
-            plt.close(fig)
-        return target
+        return save_figure(fig, self.directory / PLOT_FILE)
 
 
 def plot_stages(stages: list[tuple[str, list[dict]]], path: str | Path) -> Path:
@@ -91,7 +85,4 @@ def plot_stages(stages: list[tuple[str, list[dict]]], path: str | Path) -> Path:
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

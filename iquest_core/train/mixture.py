@@ -123,7 +123,7 @@ def plot(output: Path, records: list[dict], names: list[str]) -> Path | None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from iquest_core.atomic_io import atomic_path
+    from iquest_core.atomic_io import save_figure
     steps = [r["step"] for r in updates]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for k, name in enumerate(names[:len(updates[0]["mixture"])]):
@@ -133,8 +133,4 @@ def plot(output: Path, records: list[dict], names: list[str]) -> Path | None:
     bottom.set_ylabel("held-out loss")
     bottom.set_xlabel("step")
     top.legend(fontsize=8)
-    target = output / PLOT_FILE
-    with atomic_path(target, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return target
+    return save_figure(fig, output / PLOT_FILE, dpi=100)

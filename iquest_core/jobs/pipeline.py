@@ -99,14 +99,13 @@ def collect_corpus(out: Path, scale: float) -> tuple[Path, Path]:
     return paths
 
 
-def data_job(*argv: str) -> None:
-    """Run `iquest data ARGV...` in this process; raise if it fails."""
-    from iquest_core.cli import main
+def tokenize_job(sources: list[Path], tokenizer: Path, target: Path) -> None:
+    """`iquest data tokenize SOURCES --tokenizer TOKENIZER --output TARGET --workers 2`, in this process."""
+    from iquest_core.data.jobs import tokenize
 
-    print("$ iquest data " + " ".join(argv), flush=True)
-    code = main(["data", *argv])
-    if code:
-        raise RuntimeError(f"iquest data {argv[0]} failed with exit code {code}")
+    argv = [*map(str, sources), "--tokenizer", str(tokenizer), "--output", str(target), "--workers", "2"]
+    print("$ iquest data tokenize " + " ".join(argv), flush=True)
+    tokenize.run(tokenize.parser().parse_args(argv)).print("iquest data tokenize")
 
 
 def shard_files(docs: Path) -> list[Path]:
@@ -159,8 +158,7 @@ def build_shards(out: Path, docs: dict[str, Path], tokenizer: Path) -> dict[str,
     inputs = {"general": docs["stdlib"], "code": docs["repo"], "fim": fim}
     for name, source in inputs.items():
         if not (shards / name / "index.json").is_file():
-            data_job("tokenize", *map(str, shard_files(source)), "--tokenizer", str(tokenizer),
-                     "--output", str(shards / name), "--workers", "2")
+            tokenize_job(shard_files(source), tokenizer, shards / name)
     commits = shards / "commits"
     if not (commits / "index.json").is_file():
         build_commit_shards(commits, tokenizer)

@@ -28,8 +28,8 @@ FLOORS = {
     "train": 6, "eval": 6,
     "rl": 7, "synth": 7,
     "swe": 8,
-    "cli": 9,    # names the commands' modules as strings; imports none of them
-    "jobs": 10,  # the entry points (the pipeline job runs `iquest` commands in process)
+    "jobs": 9,   # the long jobs (Code-Flow pipeline, sweeps): they use the commands' modules, never cli.py
+    "cli": 10,   # names the commands' modules as strings; nothing imports it
 }
 
 

@@ -101,9 +101,10 @@ def _nonfinite_mismatch(actual: torch.Tensor, expected: torch.Tensor) -> bool:
 
 
 def _rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max |actual - expected| / max(max |expected|, 1e-2) over the finite entries (inf on a non-finite
+    """max |actual - expected| / max(max |expected|, 0.1) over the finite entries (inf on a non-finite
     mismatch). The floor: the cases' inputs are of unit scale, and some gradients are exactly 0 in exact
-    arithmetic (a window of 1 or a single key: the softmax is constant), where rounding leaves ~1e-7."""
+    arithmetic (a window of 1 or a single key: the softmax is constant), where float32 rounding of the
+    D-term sums that cancel leaves up to ~1e-6 (so an absolute error above 1e-5 still fails float32)."""
     actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
     if _nonfinite_mismatch(actual, expected):
         return float("inf")
@@ -111,7 +112,7 @@ def _rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     if not finite.any():
         return 0.0
     diff = (actual[finite] - expected[finite]).abs().max()
-    return (diff / expected[finite].abs().max().clamp_min(1e-2)).item()
+    return (diff / expected[finite].abs().max().clamp_min(0.1)).item()
 
 
 def _row_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

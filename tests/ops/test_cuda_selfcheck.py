@@ -245,3 +245,14 @@ def test_compiled_graphs_run_the_selfcheck_once(device, op, monkeypatch):
         compiled(*_compiled_inputs(device)).float().sum().backward()
     assert [(a[0], a[3], a[4]) for a in calls] == [(op, torch.bfloat16, 64)]
     assert cuda_selfcheck._checked == {(op, torch.cuda.current_device(), torch.bfloat16, 64)}
+
+
+def test_gradients_that_are_exactly_zero_are_judged_in_absolute_terms_at_unit_input_scale():
+    """A window of 1 makes dk exactly 0: float32 leaves ~1e-6 of rounding (accepted), a real error of 1e-4
+    on that gradient still fails float32's tolerance."""
+    zero = torch.zeros(2, 70, 64, dtype=torch.float64)
+    tol = cuda_selfcheck.TOLERANCE[torch.float32]
+    assert cuda_selfcheck._rel_err(zero + 1.2e-6, zero) <= tol
+    assert cuda_selfcheck._rel_err(zero + 1e-4, zero) > tol
+    big = torch.full((3,), 5.0, dtype=torch.float64)
+    assert cuda_selfcheck._rel_err(big * (1 + 2e-4), big) > tol

@@ -49,7 +49,8 @@ class CheckpointSite:
                               effective=changed is not None)
                 try:
                     model = copy.deepcopy(drill.models[0])
-                    checkpoint.load(path, model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+                    with _quiet_dcp():
+                        checkpoint.load(path, model, torch.optim.AdamW(model.parameters(), lr=1e-3))
                     record.update(outcome="missed", flagged=False)
                 except SilentDataCorruptionError as e:
                     record.update(outcome="detected_before_update", flagged=True, latency=0, detected_by=e.kind,
@@ -86,14 +87,22 @@ class CheckpointSite:
 
 @contextlib.contextmanager
 def _quiet_dcp():
-    """DCP logs a traceback for every unreadable .metadata before it raises; the drill expects them."""
-    logger = logging.getLogger("torch.distributed.checkpoint")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """DCP logs a traceback for every unreadable .metadata before it raises, through its own loggers and
+    the root logger; the drill expects them. Root-logger records of other modules pass."""
+    dcp_dir = CheckpointException.__module__.rpartition(".")[0].replace(".", "/")
+
+    def not_dcp(record: logging.LogRecord) -> bool:
+        return dcp_dir not in Path(record.pathname).as_posix()
+
+    root, dcp = logging.getLogger(), logging.getLogger("torch.distributed.checkpoint")
+    level = dcp.level
+    dcp.setLevel(logging.CRITICAL)
+    root.addFilter(not_dcp)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        root.removeFilter(not_dcp)
+        dcp.setLevel(level)
 
 
 def _difference(clean: dict, loaded: dict | None) -> tuple[str, str] | None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from iquest_core.cli import main as iquest
-from iquest_core.reliability.drill import SITES, run_drill, runner, step_site
+from iquest_core.reliability.drill import SITES, checkpoint_site, run_drill, runner, step_site
 
 COUNTS = ("injected", "effective", "masked", "detected_before_update", "detected_later", "missed")
 
@@ -96,3 +96,20 @@ def test_sites_option_limits_the_drill_to_those_sites(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         iquest(["drill", "--sites", "checkpoint,nope"])
     assert e.value.code == 2 and "--sites" in capsys.readouterr().err
+
+
+def test_checkpoint_site_keeps_dcp_tracebacks_of_a_corrupt_metadata_quiet(caplog):
+    """A flipped bit in .metadata: both readers fail as expected, DCP's tracebacks (logged through the root
+    logger) are not emitted, and a root-logger record from elsewhere still is."""
+    import logging
+
+    drill = runner.Drill(seed=0)
+    drill.clean_window()
+    site = checkpoint_site.CheckpointSite("metadata", 0, files=lambda p: p.name.endswith(".metadata"))
+    caplog.clear()
+    with checkpoint_site._quiet_dcp():
+        logging.getLogger().warning("a warning from elsewhere")
+    records = [site.experiment(drill) for _ in range(3)]
+    shown = [r for r in caplog.records if r.levelno >= logging.WARNING and logging.getLogger(r.name).propagate]
+    assert [r.getMessage() for r in shown] == ["a warning from elsewhere"]
+    assert all(r["where"].endswith(".metadata") and r["outcome"] == "detected_before_update" for r in records)

@@ -8,10 +8,13 @@
 The language is identified by parsing with each of the 8 grammars (syntax.LANGUAGES): the one with the
 smallest share of ERROR/MISSING nodes wins, ties going to more definitions, then to LANGUAGES' order.
 `definitions` counts function-level nodes (syntax.NODE_TYPES[...]["function"]) plus class-like ones.
-Damage the grammars cannot see is named before parsing: "html_escaped" (&lt; &gt; &amp; &quot; &#NN;
-outside string literals is not code), "line_numbered" (most lines start with a line number) and, for
-whole files, "truncated" (no final newline). Valid:
-no damage and error_share <= max_error_share.
+Damage is named when the grammars cannot see it: "line_numbered" (most lines start with a line number)
+and "html_escaped" (an entity such as &lt; &gt; &amp; &quot; &#NN; outside the string literals, regular
+expressions, comments and JSX character references of the chosen language's parse: Javadoc
+and XML doc comments, HTML strings and JSX hold entities in real code). Truncation and interleaved prose
+are left to the parse: a cut that drops a closing delimiter, or a line of prose among statements, leaves
+ERROR or MISSING nodes in every grammar. A missing final newline is not damage (real files often lack one).
+Valid: no damage and error_share <= max_error_share.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _TAG = re.compile(r"<[^>\n]+>")
 _INDENTED = re.compile(r"(?:(?<=\n\n)|\A)(?P<code>(?:(?: {4}|\t)[^\n]*\n|[ \t]*\n)*(?: {4}|\t)[^\n]*(?:\n|\Z))")
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|apos|nbsp|#\d{2,5}|#x[0-9a-fA-F]{2,4});")
 _NUMBERED = re.compile(r"^\s*\d{1,6}(?:[ \t]*[:|.)]|\t| {2,})")
+_LITERALS = ("string", "regex", "comment", "html_character_reference")
 _CLASSES = ("class_definition", "class_declaration", "class_specifier", "struct_specifier", "struct_item",
             "interface_declaration", "enum_declaration", "enum_item", "trait_item", "impl_item", "type_declaration",
             "struct_declaration", "record_declaration", "namespace_definition")
@@ -81,26 +85,25 @@ def _dedent(code: str, width: int | None) -> str:
     return "\n".join(line[width:] if line[:width].isspace() else line.lstrip(" \t") for line in lines)
 
 
-def damage(code: str, *, whole_file: bool = False) -> str | None:
-    """"html_escaped", "line_numbered", "truncated" (whole_file only: a non-empty file that does not end
-    with a newline, as a cut-off download) or None (see the module docstring)."""
+def line_numbered(code: str) -> bool:
+    """Whether most (> 60%) of at least 3 non-blank lines start with a line number and a gutter."""
     lines = [line for line in code.split("\n") if line.strip()]
-    if not lines:
-        return None
-    if _ENTITY.search(_strip_strings(code)):
-        return "html_escaped"
-    if len(lines) >= 3 and sum(bool(_NUMBERED.match(line)) for line in lines) / len(lines) > 0.6:
-        return "line_numbered"
-    if whole_file and not code.endswith("\n"):
-        return "truncated"
-    return None
+    return len(lines) >= 3 and sum(bool(_NUMBERED.match(line)) for line in lines) / len(lines) > 0.6
 
 
-_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
-
-
-def _strip_strings(code: str) -> str:
-    return _STRING.sub('""', code)
+def escaped_outside_literals(parsed: syntax.Parsed) -> bool:
+    """Whether an HTML entity of `parsed.text` lies outside its string literals, regular expressions,
+    comments and JSX text (node types containing one of _LITERALS)."""
+    data, at, last = parsed.text, 0, parsed.bom
+    for m in _ENTITY.finditer(data, parsed.bom):
+        at += len(data[last:m.start()].encode("utf-8"))
+        last = m.start()
+        node = parsed.tree.root_node.descendant_for_byte_range(at, at + 1)
+        while node is not None and not any(kind in node.type for kind in _LITERALS):
+            node = node.parent
+        if node is None:
+            return True
+    return False
 
 
 def definitions(parsed: syntax.Parsed) -> int:
@@ -113,10 +116,8 @@ def definitions(parsed: syntax.Parsed) -> int:
     return count
 
 
-def validate(code: str, language: str | None = None, *, max_error_share: float = 0.0,
-             whole_file: bool = False) -> Validation:
-    """The validation of `code` (module docstring); `language` None identifies it among the 8 grammars;
-    whole_file=True for a file (not a block cut from a page): a missing final newline is damage."""
+def validate(code: str, language: str | None = None, *, max_error_share: float = 0.0) -> Validation:
+    """The validation of `code` (module docstring); `language` None identifies it among the 8 grammars."""
     if not 0.0 <= max_error_share <= 1.0:
         raise ValueError(f"max_error_share: expected a value in [0, 1], got {max_error_share!r}")
     languages = syntax.LANGUAGES if language is None else (syntax.check_language(language),)
@@ -125,8 +126,9 @@ def validate(code: str, language: str | None = None, *, max_error_share: float =
         parsed = syntax.parse(code, name)
         key = (parsed.error_share(), -definitions(parsed), rank)
         if best is None or key < best[0]:
-            best = (key, name)
-    (share, negative_defs, _), name = best
-    found = damage(code, whole_file=whole_file)
+            best = (key, parsed)
+    (share, negative_defs, _), parsed = best
+    found = ("line_numbered" if line_numbered(code) else
+             "html_escaped" if escaped_outside_literals(parsed) else None)
     valid = found is None and bool(code.strip()) and share <= max_error_share
-    return Validation(name, share, -negative_defs, found, valid)
+    return Validation(parsed.language, share, -negative_defs, found, valid)

@@ -39,7 +39,7 @@ def test_short_blocks_and_prose_are_not_blocks():
 
 @pytest.mark.parametrize("path, language, text", corpus(), ids=[p.name for p, _, _ in corpus()])
 def test_real_files_are_identified_by_parsing(path, language, text):
-    check = validate(text, whole_file=True)
+    check = validate(text)
     if path.name == "extension.cpp":  # the shipped file tree-sitter cannot parse cleanly
         assert not check.valid and check.error_share > 0
         return
@@ -50,8 +50,9 @@ def test_real_files_are_identified_by_parsing(path, language, text):
 
 def test_damaged_code_is_invalid():
     text = dict((p.name, t) for p, _, t in corpus())["bisect.py"]
-    assert validate(text, whole_file=True).valid
-    assert validate(text[: len(text) // 2], whole_file=True).damage == "truncated"
+    assert validate(text).valid
+    truncated = validate(text[: len(text) // 2])  # cut inside insort_left's parameter list
+    assert not truncated.valid and truncated.error_share > 0 and truncated.damage is None
     numbered = "\n".join(f"{i:>3}: {line}" for i, line in enumerate(text.split("\n"), 1))
     assert validate(numbered).damage == "line_numbered"
     escaped = validate(html.escape(text))
@@ -59,6 +60,60 @@ def test_damaged_code_is_invalid():
     mixed = text.replace("\ndef ", "\nThis is where the helper functions start, as described above.\ndef ", 1)
     assert validate(mixed).error_share > 0 and not validate(mixed).valid
     assert validate('s = "a &lt; b"\n', "python").valid  # an entity inside a string literal is code
+
+
+CSHARP_NO_FINAL_NEWLINE = """namespace Demo.Serialization
+{
+    public static class JsonHelpers
+    {
+        public static bool IsNullOrEmpty(string value)
+        {
+            return value == null || value.Length == 0;
+        }
+    }
+}"""
+
+
+def test_a_file_without_final_newline_is_valid_and_a_cut_mid_block_is_not():
+    assert validate(CSHARP_NO_FINAL_NEWLINE).valid
+    cut = validate(CSHARP_NO_FINAL_NEWLINE[: CSHARP_NO_FINAL_NEWLINE.index("|| value") + 5])
+    assert cut.language == "c_sharp" and not cut.valid and cut.error_share > 0
+
+
+JAVADOC = """/**
+ * Replaces a {@link java.util.function.Consumer Consumer&lt;O&gt;} with a
+ * {@code FailableConsumer&lt;O, ? extends Throwable&gt;} that may throw.
+ */
+public final class Failables {
+    public static <O> void accept(FailableConsumer<O, ? extends Throwable> consumer, O object) throws Throwable {
+        consumer.accept(object);
+    }
+}
+"""
+JS_ESCAPER = """function escapeHtml(text) {
+  return String(text)
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
+}
+
+function unescapeLessThan(text) {
+  return text.replace(/&lt;/g, '<');
+}
+"""
+JSX_TEXT = """export function Credits({ year }) {
+  return <p className="credits">Tom &amp; Jerry, {year}</p>;
+}
+"""
+
+
+@pytest.mark.parametrize("code, language", [(JAVADOC, "java"), (JS_ESCAPER, "typescript"), (JSX_TEXT, "javascript")],
+                         ids=["javadoc-comment", "regex-literal", "jsx-text"])
+def test_entities_in_comments_regexes_and_jsx_text_are_code(code, language):
+    check = validate(code)
+    assert check.valid and check.damage is None and check.language == language
+    assert validate(html.escape(code)).damage == "html_escaped"  # the same code escaped is damage
 
 
 def test_bad_arguments():

@@ -7,6 +7,7 @@ import numpy as np
 from iquest_core.data import dedup
 from iquest_core.data.steps import dedup_cluster
 from iquest_core.data.steps.dedup_cluster import PairRuns, ShingleReader, cluster, merged_pairs
+from iquest_core.data.steps.shingle_hashes import shingle_hashes
 
 
 def pair_set(paths):
@@ -49,8 +50,8 @@ class Texts:
     def __init__(self, texts):
         self.texts = texts
 
-    def shingles(self, i):
-        return dedup.shingles(self.texts[i])
+    def hashes(self, i):
+        return shingle_hashes(self.texts[i].encode(), 5)
 
 
 def test_cluster_joins_the_verified_pairs_and_keeps_the_smallest(tmp_path, monkeypatch):
@@ -68,14 +69,18 @@ def test_cluster_joins_the_verified_pairs_and_keeps_the_smallest(tmp_path, monke
 
 def test_shingle_reader_reads_each_document_and_keeps_a_bounded_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(dedup_cluster, "CACHE_SHINGLES", 300)
+    monkeypatch.setattr(dedup_cluster, "OPEN_SHARDS", 2)
     shards = [[f"doc {s} {d} " + " ".join(f"w{k}" for k in range(30 * d)) for d in range(5)] for s in range(3)]
     for s, texts in enumerate(shards):
         data = [t.encode() for t in texts]
         (tmp_path / f"shard-{s:05d}.texts").write_bytes(b"".join(data))
         np.save(tmp_path / f"shard-{s:05d}.offsets.npy", np.cumsum([0] + [len(d) for d in data]))
-    reader = ShingleReader(tmp_path, np.array([0, 5, 10, 15]), 5)
     texts = [t for shard in shards for t in shard]
-    for number in [3, 14, 0, 7, 3, 12, 9, 14, 1]:
-        assert reader.shingles(number) == dedup.shingles(texts[number])
-        assert reader.cached == sum(map(len, reader.cache.values())) <= 300
-    assert 1 < len(reader.cache) < 9
+    with ShingleReader(tmp_path, np.array([0, 5, 10, 15]), 5) as reader:
+        for number in [3, 14, 0, 7, 3, 12, 9, 14, 1]:
+            assert reader.hashes(number).tolist() == shingle_hashes(texts[number].encode(), 5).tolist()
+            assert len(reader.hashes(number)) == len(dedup.shingles(texts[number]))
+            assert reader.cached == sum(map(len, reader.cache.values())) <= 300
+            assert len(reader.shards) <= 2
+        assert 1 < len(reader.cache) < 9
+    assert not reader.shards  # closed

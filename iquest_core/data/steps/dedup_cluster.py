@@ -10,13 +10,14 @@ uint64 key i << 32 | j, so key order is pair order (by i, then j).
   max(MERGE_KEYS, runs * MIN_BLOCK) keys whatever the number of pairs.
 - `cluster` walks the merged pairs once with a union-find over every document (a numpy int32 parent
   array: 4 bytes per document, the one state that grows with the corpus), verifying each pair whose ends
-  are not yet joined by the exact Jaccard of their shingle sets (read from the shard text files, the
-  last CACHE_SHINGLES shingles' worth of sets kept). Each component's root is its smallest document.
+  are not yet joined by the Jaccard of their shingle sets, as sorted arrays of 64-bit shingle hashes
+  (`shingle_hashes`: computed from the shard text files, read through the last OPEN_SHARDS shards' open
+  files, the last CACHE_SHINGLES hashes' worth of arrays kept), all pairs of one document at once.
+  Each component's root is its smallest document.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -25,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from iquest_core.atomic_io import atomic_path
-from iquest_core.data import dedup
+from iquest_core.data.steps.shingle_hashes import shingle_hashes, similar_to
 
 RUN_PAIRS = 1 << 20
 MERGE_KEYS = 1 << 21
 MIN_BLOCK = 1024
 TRIANGLE_ROWS = 2048
-CACHE_SHINGLES = 1 << 18
+CACHE_SHINGLES = 1 << 22
+OPEN_SHARDS = 64
 _LOW = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 
@@ -113,29 +115,48 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 class ShingleReader:
-    """Shingle sets of documents by number, read from the shard text files (`STATE/shard-N.texts` with
-    `.offsets.npy`); `first[s]` is shard s's first document number. Keeps the offsets of the 64 shards read
-    last and the sets read last up to CACHE_SHINGLES shingles in all (a document in many candidate pairs
-    is shingled once while it stays in the cache)."""
+    """Shingle hashes (shingle_hashes.shingle_hashes) of documents by number, read from the shard text files
+    (`STATE/shard-N.texts` with `.offsets.npy`); `first[s]` is shard s's first document number. Keeps the
+    OPEN_SHARDS shards read last open (file and offsets) and the arrays read last up to CACHE_SHINGLES
+    hashes in all (a document in many candidate pairs is shingled once while it stays in the cache).
+    Close it (or use it as a context manager) to close the files."""
 
     def __init__(self, state: Path, first: np.ndarray, ngram: int) -> None:
         self.state, self.first, self.ngram = state, first, ngram
-        self.offsets = functools.lru_cache(maxsize=64)(
-            lambda shard: np.load(state / f"shard-{shard:05d}.offsets.npy"))
-        self.cache: OrderedDict[int, set[bytes]] = OrderedDict()
+        self.shards: OrderedDict[int, tuple[int, np.ndarray]] = OrderedDict()
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cached = 0
 
-    def shingles(self, number: int) -> set[bytes]:
+    def __enter__(self) -> ShingleReader:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def close(self) -> None:
+        while self.shards:
+            os.close(self.shards.popitem()[1][0])
+
+    def _shard(self, shard: int) -> tuple[int, np.ndarray]:
+        found = self.shards.get(shard)
+        if found is None:
+            found = (os.open(self.state / f"shard-{shard:05d}.texts", os.O_RDONLY),
+                     np.load(self.state / f"shard-{shard:05d}.offsets.npy"))
+            self.shards[shard] = found
+            if len(self.shards) > OPEN_SHARDS:
+                os.close(self.shards.popitem(last=False)[1][0])
+        self.shards.move_to_end(shard)
+        return found
+
+    def hashes(self, number: int) -> np.ndarray:
         found = self.cache.get(number)
         if found is not None:
             self.cache.move_to_end(number)
             return found
         shard = int(np.searchsorted(self.first, number, side="right")) - 1
-        index = number - int(self.first[shard])
-        start, end = self.offsets(shard)[index:index + 2]
-        with open(self.state / f"shard-{shard:05d}.texts", "rb") as handle:
-            handle.seek(int(start))
-            found = dedup.shingles(handle.read(int(end - start)).decode("utf-8"), self.ngram)
+        handle, offsets = self._shard(shard)
+        start, end = offsets[number - int(self.first[shard]):][:2].tolist()
+        found = shingle_hashes(os.pread(handle, end - start, start), self.ngram)
         self.cache[number] = found
         self.cached += len(found)
         while self.cached > CACHE_SHINGLES and len(self.cache) > 1:
@@ -143,9 +164,22 @@ class ShingleReader:
         return found
 
 
+def similar_pairs(texts: ShingleReader, first: np.ndarray, second: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether each pair (first[k], second[k]) (first sorted) has shingle-set Jaccard >= threshold; the
+    pairs of one first document are verified together."""
+    similar = np.zeros(len(first), dtype=bool)
+    bounds = np.flatnonzero(np.diff(first, prepend=-1, append=-1))
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        similar[start:end] = similar_to(texts.hashes(int(first[start])),
+                                        [texts.hashes(j) for j in second[start:end].tolist()], threshold)
+    return similar
+
+
 def cluster(paths: Sequence[str], texts: ShingleReader, documents: int, threshold: float) -> tuple[np.ndarray, int, int]:
     """(root of every document, candidate pairs, verified merges): the components of the candidate pairs
-    in `paths` whose shingle sets have Jaccard >= threshold."""
+    in `paths` whose shingle sets have Jaccard >= threshold. The pairs of a chunk whose ends the
+    union-find has not joined before the chunk are verified; merges are counted as they join two
+    components, so the counts do not depend on the chunking."""
     if documents >= 1 << 31:
         raise ValueError(f"documents: the dedup step numbers documents in int32, got {documents}")
     parent = np.arange(documents, dtype=np.int32)
@@ -154,9 +188,11 @@ def cluster(paths: Sequence[str], texts: ShingleReader, documents: int, threshol
         candidates += len(keys)
         first, second = (keys >> _SHIFT).astype(np.int64), (keys & _LOW).astype(np.int64)
         apart = roots(parent, first) != roots(parent, second)
-        for i, j in zip(first[apart].tolist(), second[apart].tolist()):
+        first, second = first[apart], second[apart]
+        similar = similar_pairs(texts, first, second, threshold)
+        for i, j in zip(first[similar].tolist(), second[similar].tolist()):
             ri, rj = _find(parent, i), _find(parent, j)
-            if ri != rj and dedup.jaccard(texts.shingles(i), texts.shingles(j)) >= threshold:
+            if ri != rj:
                 parent[max(ri, rj)] = min(ri, rj)
                 verified += 1
     return roots(parent, np.arange(documents)), candidates, verified

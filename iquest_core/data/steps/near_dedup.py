@@ -14,18 +14,18 @@ connected components; each group keeps its first document in input order), compu
 3. bands, per LSH band: band keys (exact values of the band's `rows` signature entries, with a 64-bit
    mix of them as the sort key) of every shard, slice by slice of mix space, minus exact duplicates;
    every pair of documents sharing a key -> sorted runs STATE/pairs-B-R.bin (dedup_cluster.PairRuns).
-4. cluster: the runs of all bands merged as one sorted stream in chunks, each pair verified by exact
-   Jaccard of the shingle sets (texts read from the shard text files, two sets in memory at a time)
-   unless the union-find already joined it; each component keeps its smallest number ->
+4. cluster: the runs of all bands merged as one sorted stream in chunks, each pair verified by the exact
+   Jaccard of the shingle sets as sorted 64-bit hash arrays (from the shard text files, a bounded cache of
+   arrays) unless the union-find already joined it; each component keeps its smallest number ->
    STATE/shard-N.drops.npy (index, kept number, kind 0 exact / 1 near); with `removed`, a JSONL report
    of every dropped document and the one kept in its place.
 5. run (the filter pass), per shard: drops the listed documents; outcomes "dedup:kept",
    "dedup:dropped:exact", "dedup:dropped:near".
 
 Memory: collect holds one shard's signatures; exact and bands hold one slice of at most SLICE_ROWS rows
-and at most dedup_cluster.RUN_PAIRS pairs; cluster holds one merge chunk of pairs, two shingle sets and
-what grows with the corpus: a union-find parent per document (4 bytes) and the exact duplicates' numbers
-(16 bytes each).
+and at most dedup_cluster.RUN_PAIRS pairs; cluster holds one merge chunk of pairs, a bounded cache of
+shingle-hash arrays and what grows with the corpus: a union-find parent per document (4 bytes) and the
+exact duplicates' numbers (16 bytes each).
 """
 
 from __future__ import annotations
@@ -141,8 +141,8 @@ class NearDedup:
         bands = job.map(functools.partial(_band_pairs, str(state), n, slices, first), list(range(self.bands)),
                         "dedup bands")
         runs_of_bands = [path for _, paths in bands for path in paths]
-        root, candidates, verified = cluster(runs_of_bands, ShingleReader(state, first, self.ngram), int(first[-1]),
-                                             self.threshold)
+        with ShingleReader(state, first, self.ngram) as texts:
+            root, candidates, verified = cluster(runs_of_bands, texts, int(first[-1]), self.threshold)
         write_drops(state, first, root, exact)
         if self.removed:
             write_removed(Path(self.removed), state, first)

@@ -6,8 +6,8 @@ once: the vectorised form of `dedup.shingles` + `dedup.jaccard` for the dedup st
 
 Tokens and shingles are those of dedup.shingles (maximal runs of bytes in [A-Za-z0-9_] or >= 0x80; each
 run of `ngram` consecutive tokens; fewer tokens than ngram: one shingle of all of them). A token's hash is
-the polynomial of its bytes (base P, mod 2^64) mixed with its length; a shingle's, the polynomial of its
-tokens' hashes (base R) seeded with its token count, through splitmix64's finaliser. Equal shingles have
+the polynomial of its bytes (base P, mod 2^64; token bytes are never 0) through splitmix64's finaliser; a
+shingle's, the polynomial of its tokens' hashes (base R) through the finaliser. Equal shingles have
 equal hashes; two different ones collide only if those 64-bit values do, so the counts of common and of
 all shingles, and the verdicts, are those of the byte-string sets unless such a collision falls between
 the two documents compared. Memory: 8 bytes per shingle and a few temporaries of 8 bytes per text byte.
@@ -22,7 +22,6 @@ import numpy as np
 _P = np.uint64(0x100000001B3)            # odd: invertible mod 2^64
 _Q = np.uint64(pow(0x100000001B3, -1, 1 << 64))
 _R = np.uint64(0x9E3779B97F4A7C15)
-_LENGTH = np.uint64(0xC2B2AE3D27D4EB4F)
 _BLOCK_BITS = 16
 _WORD = np.zeros(256, dtype=bool)
 for _lo, _hi in ((b"A", b"Z"), (b"a", b"z"), (b"0", b"9"), (b"_", b"_"), (b"\x80", b"\xff")):
@@ -64,10 +63,10 @@ def shingle_hashes(data: bytes, ngram: int) -> np.ndarray:
         prefix = np.zeros(len(text) + 1, dtype=np.uint64)
         np.cumsum(text.astype(np.uint64) * _powers(_Q, np.arange(len(text), dtype=np.int64)), out=prefix[1:])
         tokens = (prefix[ends] - prefix[starts]) * _powers(_P, ends - 1)  # sum of byte * P ** (end - 1 - k)
-        tokens = _mix(tokens + (ends - starts).astype(np.uint64) * _LENGTH)
+        tokens = _mix(tokens)
         width = min(ngram, len(tokens))
         count = len(tokens) - width + 1
-        shingles = np.full(count, np.uint64(width), dtype=np.uint64)
+        shingles = np.zeros(count, dtype=np.uint64)
         for t in range(width):
             shingles = shingles * _R + tokens[t:t + count]
         shingles = np.sort(_mix(shingles))

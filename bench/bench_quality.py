@@ -1,7 +1,7 @@
-"""Scoring throughput of the quality classifiers on one core: the student (all-MiniLM-L6-v2 embedding +
-ridge head, one torch thread) against the fastText bigram baseline, on the same 64 real documents
-(stdlib docstrings, package docstrings and READMEs: bench/quality_corpus.py, labels of
-bench/quality_classifiers.py's teacher); and fim.split on real C/C++ headers whose
+"""Scoring throughput of the quality classifiers on one core: the student (all-MiniLM-L6-v2 embeddings of
+every window of the document, mean-pooled as train-classifier's default, + ridge head, one torch thread)
+against the fastText bigram baseline, on the same 64 real documents (stdlib docstrings, package
+docstrings and READMEs: bench/quality_corpus.py, labels of bench/quality_teachers.py's rubric); and fim.split on real C/C++ headers whose
 plain parse has errors, with the annotation macros blanked (what fim.split does) against the plain parse's
 candidate nodes (what it would cost without blanking). extra_info holds documents/s (per core)."""
 
@@ -15,12 +15,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quality_classifiers import teacher  # noqa: E402
 from quality_corpus import frozen_corpus  # noqa: E402
+from quality_teachers import rubric  # noqa: E402
 
 from iquest_core.data import fim, syntax  # noqa: E402
 from iquest_core.data.quality import classifier as qc  # noqa: E402
-from iquest_core.data.quality import encoder  # noqa: E402
+from iquest_core.data.quality import encoder, windows  # noqa: E402
 
 DOCS = 64
 HEADERS = sorted(Path("/usr/include").glob("*.h"))[::6][:16]
@@ -31,11 +31,11 @@ def scorers():
     torch.set_num_threads(1)
     docs = frozen_corpus(6000)[::10]
     texts = [d["text"] for d in docs]
-    labels = np.array([teacher(d) for d in docs])
+    labels = np.array([rubric(d) for d in docs])
     model = encoder.load_encoder()
-    head = qc.RidgeHead.fit(encoder.embed(model, texts[:200]), labels[:200])
+    head = qc.RidgeHead.fit(windows.embed_documents(model, texts[:200]), labels[:200])
     baseline = qc.FastTextBaseline().fit(texts, labels)
-    return {"student": lambda batch: head.predict(encoder.embed(model, batch)),
+    return {"student": lambda batch: head.predict(windows.embed_documents(model, batch)),
             "fasttext": baseline.predict}, texts[-DOCS:]
 
 

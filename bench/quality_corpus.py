@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from iquest_core.atomic_io import atomic_path
+
 CHUNK = 1200
 MIN_CHARS = 200
 _SKIPPED = {"test", "tests", "idlelib", "site-packages"}
@@ -129,6 +131,33 @@ def cached_embeddings(docs: list[dict], name: str) -> np.ndarray:
     return vectors
 
 
+def cached_windows(docs: list[dict], name: str, *, max_windows: int = 8,
+                   whole: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """{document id: its windows' embeddings (windows, dim)} (iquest_core.data.quality.windows), computed
+    once and kept in the cache folder under `name`; recomputed when the ids or max_windows differ.
+    `whole`: {id: embedding of the whole text} already computed (cached_embeddings), reused for the
+    documents that are a single window (the same text through the same encoder)."""
+    from iquest_core.data.quality import encoder, windows
+
+    path = _cache() / f"{name}.windows-{max_windows}.npz"
+    ids = [d["id"] for d in docs]
+    if path.is_file():
+        with np.load(path) as data:
+            if json.loads(str(data["ids"])) == ids:
+                return dict(zip(ids, np.split(data["vectors"], np.cumsum(data["counts"])[:-1])))
+    model = encoder.load_encoder()
+    size = model.max_seq_length - windows.SPECIAL_TOKENS
+    reused = {d["id"]: whole[d["id"]][None] for d in docs if whole and d["id"] in whole
+              and len(windows.window_spans(model.tokenizer, d["text"], size, max_windows)) == 1}
+    rest = [d for d in docs if d["id"] not in reused]
+    vectors, counts = windows.embed_windows(model, [d["text"] for d in rest], max_windows=max_windows)
+    out = {**reused, **dict(zip([d["id"] for d in rest], np.split(vectors, np.cumsum(counts)[:-1])))}
+    rows = [out[i] for i in ids]
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, vectors=np.vstack(rows), counts=[len(r) for r in rows], ids=json.dumps(ids))
+    return {i: out[i] for i in ids}
+
+
 if __name__ == "__main__":
     import collections
     import sys
@@ -137,3 +166,5 @@ if __name__ == "__main__":
     print(len(docs), collections.Counter(d["source"] for d in docs))
     if "--embed" in sys.argv:
         print(cached_embeddings(docs, f"corpus-{len(docs)}").shape)
+    if "--windows" in sys.argv:
+        print(sum(len(v) for v in cached_windows(docs, f"corpus-{len(docs)}").values()), "windows")

@@ -1,10 +1,11 @@
 """`iquest data train-classifier DOCS.jsonl --labels labels.jsonl --output head.npz`: a quality classifier.
 
 The student: all-MiniLM-L6-v2 sentence embeddings (iquest_core.data.quality.encoder; --model DIR for
-another sentence-transformers folder) and a ridge-regression head fitted to the teacher's scores on a
+another sentence-transformers folder) of windows over the whole document, pooled (--pooling, see
+iquest_core.data.quality.windows), and a ridge-regression head fitted to the teacher's scores on a
 seeded --validation share held out; the keep threshold is the one with the best F1 on the held-out part
 against "score >= --cut". Prints the held-out Spearman correlation and F1 (and fastText's on the same
-split with --compare-fasttext). The head file records the encoder, the cut and the threshold; the
+split with --compare-fasttext). The head file records the encoder, the pooling, the cut and the threshold; the
 `quality_score` pipeline step applies it.
 """
 
@@ -19,6 +20,7 @@ from iquest_core.command_line import CommandParser
 from iquest_core.data.jobs import Summary, run_main, unit_interval
 from iquest_core.data.jobs.annotate import read_texts
 from iquest_core.data.quality import classifier as qc
+from iquest_core.data.quality.windows import POOLINGS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--id-key", default="path", help="the document id field")
     p.add_argument("--text-key", default="content", help="the document text field")
     p.add_argument("--model", default=None, help="a sentence-transformers folder (default: the installed MiniLM)")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean",
+                   help="how window embeddings make one document vector ('first' reads only the first window)")
+    p.add_argument("--max-windows", type=int, default=8, help="windows read per document at most")
     p.add_argument("--cut", type=float, default=3.0, help="teacher score from which a document is high quality")
     p.add_argument("--validation", type=unit_interval, default=0.2, help="share held out to pick the threshold")
     p.add_argument("--l2", type=float, default=1.0, help="ridge penalty")
@@ -39,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Summary:
-    from iquest_core.data.quality import encoder
+    from iquest_core.data.quality import encoder, windows
 
     labels = qc.load_labels(args.labels, score_key=args.score_key)
     documents = [(i, t) for i, t in read_texts(args.docs, args.id_key, args.text_key) if i in labels]
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> Summary:
                          f"{args.labels} (need >= 10)")
     model = encoder.load_encoder(args.model)
     texts = [t for _, t in documents]
-    x = encoder.embed(model, texts)
+    x = windows.embed_documents(model, texts, args.pooling, max_windows=args.max_windows)
     y = np.array([labels[i] for i, _ in documents])
     order = np.random.default_rng(args.seed).permutation(len(documents))
     held = max(2, int(round(args.validation * len(documents))))
@@ -56,7 +61,8 @@ def run(args: argparse.Namespace) -> Summary:
     head = qc.RidgeHead.fit(x[train], y[train], l2=args.l2)
     positive = y[val] >= args.cut
     head.threshold = qc.best_f1_threshold(head.predict(x[val]), positive)
-    head.meta = {"model": str(args.model or encoder.MODEL_NAME), "cut": args.cut, "documents": len(documents)}
+    head.meta = {"model": str(args.model or encoder.MODEL_NAME), "pooling": args.pooling,
+                 "max_windows": args.max_windows, "cut": args.cut, "documents": len(documents)}
     head.save(args.output)
     outcomes = Counter({"train": len(train), "held_out": len(val)})
     scores = head.predict(x[val])

@@ -10,7 +10,8 @@
                                             definitions, damage, valid}] of the code found in text documents;
                                             outcomes blocks:<language> / invalid_blocks
     quality_score      head, model, drop    "quality_score" from a head of `iquest data train-classifier` on
-                                            the encoder's embeddings; drop=true drops documents under the
+                                            the encoder's embeddings of the document's windows, pooled as
+                                            the head records; drop=true drops documents under the
                                             head's threshold; outcomes kept / dropped:quality_score
 """
 
@@ -99,21 +100,23 @@ class QualityScore:
             raise ValueError("head: the quality_score step needs the path of a trained head (.npz)")
 
     def run(self, docs: Iterator[Doc], ctx: ShardContext) -> Iterator[Doc]:
-        from iquest_core.data.quality import encoder
+        from iquest_core.data.quality import windows
 
         head, model = _scorer(self.head, self.model)
         batch: list[Doc] = []
         for doc in docs:
             batch.append(doc)
             if len(batch) == BATCH:
-                yield from self._score(batch, head, model, encoder, ctx)
+                yield from self._score(batch, head, model, windows, ctx)
                 batch = []
-        yield from self._score(batch, head, model, encoder, ctx)
+        yield from self._score(batch, head, model, windows, ctx)
 
-    def _score(self, batch, head, model, encoder, ctx) -> Iterator[Doc]:
+    def _score(self, batch, head, model, windows, ctx) -> Iterator[Doc]:
         if not batch:
             return
-        scores = head.predict(encoder.embed(model, [d["content"] for d in batch]))
+        texts = [d["content"] for d in batch]
+        scores = head.predict(windows.embed_documents(model, texts, head.meta.get("pooling", "first"),
+                                                      max_windows=head.meta.get("max_windows", 8)))
         for doc, score in zip(batch, scores):
             keep = score >= head.threshold
             ctx.count("kept" if keep else "dropped:quality_score")

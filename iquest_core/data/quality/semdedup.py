@@ -1,12 +1,21 @@
 """Embedding dedup (SemDeDup, Abbas et al. 2023) and the dedup hierarchy exact -> MinHash -> embedding.
 
-    groups = semantic_duplicate_groups(embeddings, threshold=0.95)
+    vectors = document_embeddings(model, [embedding_text(path, text) for ...])   # (n, 384) unit rows
+    groups = semantic_duplicate_groups(vectors, threshold=0.95)
     removed = hierarchical_dedup(texts, embed)      # {index removed: (index kept, "exact"|"near"|"semantic")}
 
-SemDeDup: unit-length embeddings are clustered by k-means (greedy k-means++ start, `iterations` Lloyd steps,
-seeded); within each cluster every pair with cosine similarity >= threshold is a duplicate pair; groups
-are the connected components of those pairs and the smallest index of a group is kept. Pairs that fall in
-different clusters are not compared (the price of the sub-quadratic search).
+SemDeDup: unit-length embeddings are clustered by k-means (`fit_centers`: greedy k-means++ start, then
+`iterations` Lloyd steps, seeded; `assign`: nearest center); within each cluster every pair with cosine
+similarity >= threshold is a duplicate pair (`cluster_pairs`); groups are the connected components of
+those pairs (`components`) and the smallest index of a group is kept. Pairs that fall in different clusters are not
+compared (the price of the sub-quadratic search). The `semdedup` step of `iquest data run`
+(data/steps/semdedup.py) runs the same functions over a corpus on disk.
+
+What is embedded (`embedding_text`): the text of a code file (by extension, `syntax.language_of`) with the
+names it binds replaced by their role (`canonical.canonical_locals`), so that clones whose locals were
+renamed embed alike; other documents as they are. `document_embeddings` cuts a text into windows of whole
+lines of at most WINDOW_CHARS characters (the encoder reads 256 tokens; a longer line is cut), embeds every
+window and averages them, so two long files that share their first lines do not embed alike.
 """
 
 from __future__ import annotations
@@ -15,14 +24,23 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from iquest_core.data import dedup
+from iquest_core.data import dedup, syntax
+from iquest_core.data.quality.canonical import canonical_locals
 
 DOCS_PER_CLUSTER = 100
+WINDOW_CHARS = 600
+PAIR_BLOCK = 1024
 
 
-def kmeans(x: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20) -> np.ndarray:
-    """Cluster labels (n,) of the rows of x by k-means (squared Euclidean), greedy k-means++ initialisation
-    (2 + log k candidates per center, the one lowering the potential most)."""
+def unit(x: np.ndarray) -> np.ndarray:
+    """The rows of x (float32) scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fit_centers(x: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20) -> np.ndarray:
+    """k-means centers (min(k, n), d) of the rows of x (squared Euclidean), greedy k-means++ initialisation
+    (2 + log k candidates per center, the one lowering the potential most), then Lloyd steps."""
     rng = np.random.default_rng(seed)
     n = x.shape[0]
     k = max(1, min(k, n))
@@ -37,14 +55,53 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20) -> np.
         centers.append(x[candidates[best]])
         distance = reduced[best]
     centers = np.stack(centers)
-    labels = np.zeros(n, dtype=np.int64)
     for _ in range(iterations):
-        labels = np.argmax(x @ centers.T - 0.5 * (centers ** 2).sum(1), axis=1)
+        labels = assign(x, centers)
         for c in range(k):
             members = x[labels == c]
             if len(members):
                 centers[c] = members.mean(0)
-    return labels
+    return centers
+
+
+def assign(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """The index (int64) of the nearest center of each row of x."""
+    return np.argmax(x @ centers.T - 0.5 * (centers ** 2).sum(1), axis=1)
+
+
+def kmeans(x: np.ndarray, k: int, *, seed: int = 0, iterations: int = 20) -> np.ndarray:
+    """Cluster labels (n,) of the rows of x: `assign(x, fit_centers(x, k, ...))`."""
+    return assign(x, fit_centers(x, k, seed=seed, iterations=iterations))
+
+
+def cluster_pairs(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j, row indices (int64 arrays) of every pair of unit `rows` with cosine >= threshold;
+    holds a PAIR_BLOCK x len(rows) block of similarities at a time."""
+    first, second = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start in range(0, len(rows), PAIR_BLOCK):
+        i, j = np.nonzero(rows[start:start + PAIR_BLOCK] @ rows.T >= threshold)
+        above = j > start + i
+        first.append(start + i[above])
+        second.append(j[above])
+    return np.concatenate(first), np.concatenate(second)
+
+
+def components(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The smallest member of the connected component of each of n items joined by the pairs
+    (first[p], second[p]) (vectorised union-find: hook the larger root on the smaller, then flatten)."""
+    root = np.arange(n)
+    while True:
+        while not np.array_equal(flat := root[root], root):
+            root = flat
+        a, b = root[first], root[second]
+        if np.array_equal(a, b):
+            return root
+        np.minimum.at(root, np.maximum(a, b), np.minimum(a, b))
+
+
+def check_threshold(threshold: float) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold: expected a cosine similarity in [-1, 1], got {threshold!r}")
 
 
 def semantic_duplicate_groups(embeddings: np.ndarray, *, threshold: float = 0.95, clusters: int | None = None,
@@ -54,32 +111,67 @@ def semantic_duplicate_groups(embeddings: np.ndarray, *, threshold: float = 0.95
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"embeddings: expected a (n, d) array, got shape {x.shape}")
-    if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold: expected a cosine similarity in [-1, 1], got {threshold!r}")
+    check_threshold(threshold)
     if len(x) < 2:
         return []
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = unit(x)
     labels = kmeans(x, clusters or max(1, len(x) // DOCS_PER_CLUSTER), seed=seed, iterations=iterations)
     pairs = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        similar = np.triu(x[members] @ x[members].T >= threshold, k=1)
-        pairs.extend((int(members[i]), int(members[j])) for i, j in zip(*np.nonzero(similar)))
+        first, second = cluster_pairs(x[members], threshold)
+        pairs.extend(zip(members[first].tolist(), members[second].tolist()))
     return dedup.groups_of_pairs(len(x), pairs)
+
+
+def embedding_text(path: str, text: str, *, canonical: bool = True) -> str:
+    """What SemDeDup embeds of a document: a code file's text with its bound names replaced by role
+    (canonical_locals) when `canonical`, else the text itself (module docstring)."""
+    language = syntax.language_of(path)
+    return canonical_locals(text, language) if canonical and language else text
+
+
+def windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
+    """`text` cut into consecutive pieces of whole lines of at most `size` characters (a longer line is
+    cut into pieces of `size`); [""] for an empty text."""
+    pieces, current = [], ""
+    for line in text.splitlines(keepends=True):
+        for part in (line[i:i + size] for i in range(0, len(line), size)):
+            if current and len(current) + len(part) > size:
+                pieces.append(current)
+                current = ""
+            current += part
+    if current or not pieces:
+        pieces.append(current)
+    return pieces
+
+
+def document_embeddings(model, texts: Sequence[str], *, window: int = WINDOW_CHARS) -> np.ndarray:
+    """(len(texts), dim) float32 unit rows: the mean of each text's window embeddings (`windows`), by
+    `model` (encoder.load_encoder)."""
+    from iquest_core.data.quality import encoder
+
+    cut = [windows(text, window) for text in texts]
+    vectors = encoder.embed(model, [piece for pieces in cut for piece in pieces])
+    ends = np.cumsum([len(pieces) for pieces in cut])
+    if not len(ends):
+        return vectors
+    means = np.add.reduceat(vectors, np.concatenate([[0], ends[:-1]]), axis=0) / np.diff(ends, prepend=0)[:, None]
+    return unit(means)
 
 
 def hierarchical_dedup(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], *,
                        jaccard: float = 0.8, cosine: float = 0.95, ngram: int = 5, seed: int = 1,
                        preprocess: Callable[[str], str] | None = None) -> dict[int, tuple[int, str]]:
     """{removed index: (kept index, stage)} after exact dedup, then MinHash-LSH near dedup of the
-    survivors, then SemDeDup of the survivors of that (only those are embedded). `preprocess` (e.g.
-    canonical.canonical_identifiers) maps every text before all three stages."""
-    if preprocess is not None:
-        texts = [preprocess(text) for text in texts]
+    survivors, then SemDeDup of the survivors of that (only those are embedded: `embed` gets their texts,
+    the raw ones). `preprocess` (e.g. canonical.canonical_identifiers) maps every text before the exact and
+    MinHash stages."""
+    keys = [preprocess(text) for text in texts] if preprocess is not None else list(texts)
     removed: dict[int, tuple[int, str]] = {}
     alive = list(range(len(texts)))
-    stages = (("exact", lambda idx: dedup.exact_duplicate_groups([texts[i] for i in idx])),
-              ("near", lambda idx: dedup.near_duplicate_groups([texts[i] for i in idx], threshold=jaccard,
+    stages = (("exact", lambda idx: dedup.exact_duplicate_groups([keys[i] for i in idx])),
+              ("near", lambda idx: dedup.near_duplicate_groups([keys[i] for i in idx], threshold=jaccard,
                                                                ngram=ngram, seed=seed)),
               ("semantic", lambda idx: semantic_duplicate_groups(embed([texts[i] for i in idx]), threshold=cosine,
                                                                  seed=seed)))

@@ -63,6 +63,7 @@ STEP_MODULES = (
     "iquest_core.data.steps.line_length",
     "iquest_core.data.steps.near_dedup",
     "iquest_core.data.steps.quality",
+    "iquest_core.data.steps.semdedup",
     "iquest_core.data.steps.tokenize",
 )
 _REGISTRY: dict[str, type] = {}

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from iquest_core.data.quality.semdedup import hierarchical_dedup, kmeans, semantic_duplicate_groups
+from iquest_core.data.quality import semdedup
+from iquest_core.data.quality.semdedup import (cluster_pairs, components, hierarchical_dedup, kmeans,
+                                               semantic_duplicate_groups, windows)
 
 
 def _unit(x):
@@ -55,3 +57,25 @@ def test_bad_arguments():
         semantic_duplicate_groups(np.zeros(5))
     with pytest.raises(ValueError, match="threshold"):
         semantic_duplicate_groups(np.zeros((3, 2)), threshold=2)
+
+
+def test_components_keep_the_smallest_member_of_each_chain():
+    first, second = np.array([5, 2, 7, 0]), np.array([7, 5, 9, 3])  # 2-5-7-9 and 0-3, 1 / 4 / 6 / 8 alone
+    assert components(10, first, second).tolist() == [0, 1, 2, 0, 4, 2, 6, 2, 8, 2]
+    assert components(3, np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == [0, 1, 2]
+
+
+def test_cluster_pairs_cross_block_boundaries(monkeypatch):
+    monkeypatch.setattr(semdedup, "PAIR_BLOCK", 3)
+    rows = _unit(np.array([[1, 0], [0, 1], [1, 0.01], [0, 1], [-1, 0], [1, 0]], dtype=np.float32))
+    first, second = cluster_pairs(rows, 0.99)
+    assert sorted(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 5), (1, 3), (2, 5)]
+
+
+@pytest.mark.parametrize("text, size, expected", [
+    ("a\nbb\nccc\n", 5, ["a\nbb\n", "ccc\n"]),
+    ("abcdefgh\nij\n", 3, ["abc", "def", "gh\n", "ij\n"]),
+    ("", 5, [""]),
+])
+def test_windows_are_whole_lines_up_to_the_size(text, size, expected):
+    assert windows(text, size) == expected and "".join(windows(text, size)) == text

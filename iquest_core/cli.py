@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data tokenize": ("iquest_core.data.jobs.tokenize", "token shards (uint32 .npy + document index)"),
     "data evolution": ("iquest_core.data.jobs.evolution", "repository-evolution triples from git history"),
     "data dedup": ("iquest_core.data.jobs.dedup", "exact and MinHash-LSH near-duplicate removal"),
+    "data semdedup": ("iquest_core.data.jobs.semdedup", "embedding dedup (SemDeDup), after exact and MinHash"),
     "data decontam": ("iquest_core.data.jobs.decontam", "benchmark decontamination by n-gram overlap"),
     "data annotate": ("iquest_core.data.jobs.annotate", "teacher quality labels from an OpenAI-compatible LLM"),
     "data train-classifier": ("iquest_core.data.jobs.train_classifier",

@@ -131,3 +131,14 @@ def test_empty_and_single_document_corpora(tmp_path):
     assert removed == {} and counts["semdedup:duplicate_groups"] == 0
     ctx = ShardContext(0, "shard-00000", state_dir=tmp_path)
     assert [d["path"] for d in make_step({"name": "semdedup"}).run(iter([{"path": "a", "content": "x"}]), ctx)] == ["a"]
+
+
+def test_data_semdedup_command(functions, tmp_path, capsys):
+    from iquest_core.cli import main as iquest
+
+    inputs, originals = functions
+    assert iquest(["data", "semdedup", *inputs, "--output", str(tmp_path / "kept.jsonl")]) == 0
+    kept = [json.loads(line)["path"] for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    assert set(kept) - {"near.py"} == {f"f{i}.py" for i in range(originals)}  # near.py: cosine ~0.99, threshold-close
+    assert iquest(["data", "semdedup", *inputs, "--output", str(tmp_path / "x.jsonl"), "--threshold", "2"]) == 2
+    assert "threshold" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()

@@ -25,7 +25,7 @@ import os
 import random
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,9 @@ from iquest_core.data.quality.canonical import canonical_identifiers, canonical_
 from iquest_core.data.quality.semdedup import (document_embeddings, hierarchical_dedup,  # noqa: E402
                                                semantic_duplicate_groups)
 
-THRESHOLDS = (0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995)
+THRESHOLDS = (0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.9925, 0.995, 0.9975)
 TARGET = 0.0075
+PIPELINE = "hierarchy: exact -> MinHash raw -> embedding canonical (dedup + semdedup steps)"
 SHORT_LINES = 8
 
 
@@ -144,7 +145,7 @@ def score(removed: dict[int, int], clone_of: dict[int, int], kind: dict[int, str
 
 
 def main() -> None:
-    n_originals = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    n_originals = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
     n_clones = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     began = time.time()
     rng = random.Random(0)
@@ -186,8 +187,10 @@ def main() -> None:
         measure("embedding raw, alone", lambda t: removed_of_groups(semantic_duplicate_groups(raw_vectors, threshold=t)))
         measure("embedding canonical_locals, alone",
                 lambda t: removed_of_groups(semantic_duplicate_groups(canonical_vectors, threshold=t)))
-        measure("hierarchy: exact -> MinHash raw -> embedding canonical (dedup + semdedup steps)",
-                lambda t: {i: k for i, (k, _) in hierarchical_dedup(texts, embed, cosine=t).items()})
+        measure(PIPELINE, lambda t: {i: k for i, (k, _) in hierarchical_dedup(texts, embed, cosine=t).items()})
+        stages = Counter(stage for i, (_, stage) in hierarchical_dedup(texts, embed, cosine=chosen[PIPELINE]).items()
+                         if i < len(part))
+        print(f"{half}: originals removed by the pipeline hierarchy, by stage: {dict(stages)}", flush=True)
         measure("hierarchy on canonical text: exact -> MinHash -> embedding",
                 lambda t: {i: k for i, (k, _) in hierarchical_dedup(
                     texts, embed, cosine=t, preprocess=lambda s: canonical_locals(s, "python")).items()})

@@ -15,18 +15,22 @@ corpus has at most `fit_sample` documents (what the step embeds: `semdedup.embed
    -> STATE/shard-N.embeddings.npy, 384 float32 = 1.5 kB per document, on disk.
 2. reduce (global, in the driving process): k-means is fitted on a seeded sample of at most `fit_sample`
    documents (all of them when the corpus is smaller) with `clusters` centers (0: one per
-   DOCS_PER_CLUSTER sampled documents); every document is assigned its nearest center, shard by shard;
-   then, cluster by cluster, every pair with cosine >= threshold is joined (`semdedup.components`); each component
-   keeps its first document in input order -> STATE/shard-N.semdrops.npy (index, kept number).
+   DOCS_PER_CLUSTER documents, at most one per SAMPLE_PER_CENTER sampled ones); every document is assigned
+   its nearest center, shard by shard; then, cluster by cluster, every pair with cosine >= threshold is
+   joined (`semdedup.components`); each component keeps its first document in input order ->
+   STATE/shard-N.semdrops.npy (index, kept number).
 3. run (the filter pass), per shard: drops the listed documents; outcomes "kept", "dropped".
 
 Memory of the reduce: the sample's embeddings (fit_sample x 1.5 kB: 30 MB at the default 20,000) and
 its distances to the candidate centers; what grows with the corpus is 4 bytes of cluster label, 8 of
 order and 8 of component root per document (20 B/doc: 200 MB for 10M documents); a cluster of m
-documents holds its m x 1.5 kB of embeddings and a 1,024 x m block of similarities (a cluster is not
-bounded: m near-identical documents fall in one cluster and cost m^2 x 384 multiply-adds). Time: the
-embedding (stage 1) dominates, ~tens of documents per second per core. The reduce runs in one process so
-that its float arithmetic, and so its output, is the same on every engine and worker count.
+documents holds its m x 1.5 kB of embeddings and a 1,024 x m block of similarities. Time: the embedding
+(stage 1, ~tens of documents per second per core) dominates; the k-means++ start costs
+k x (2 + ln k) x fit_sample x 384 multiply-adds, the assignment n x k x 384, the pair search m^2 x 384
+per cluster. Past fit_sample x SAMPLE_PER_CENTER documents (200,000 by default) k stops growing, so
+clusters grow past DOCS_PER_CLUSTER and the pair search as n^2 / k: raise fit_sample with the corpus. A
+cluster is not bounded: m near-identical documents fall in one. The reduce runs in one process so that
+its float arithmetic, and so its output, is the same on every engine and worker count.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from iquest_core.data.steps.near_dedup import save
 
 BATCH = 64
 DIMENSIONS = 384  # of the default encoder; an empty shard's file has this width
+SAMPLE_PER_CENTER = 10
 
 
 @functools.lru_cache(maxsize=2)
@@ -79,7 +84,7 @@ class SemDedup:
     name: ClassVar[str] = "semdedup"
     threshold: float = 0.99     # chosen on the held-out half of bench/quality_semdedup.py
     canonical: bool = True      # code files embedded with their bound names replaced by role
-    clusters: int = 0           # k-means centers; 0: one per DOCS_PER_CLUSTER sampled documents
+    clusters: int = 0           # k-means centers; 0: one per DOCS_PER_CLUSTER documents (module docstring)
     fit_sample: int = 20_000    # documents k-means is fitted on
     iterations: int = 20
     kmeans_seed: int = 0
@@ -121,7 +126,7 @@ class SemDedup:
         root = np.arange(total)
         pairs = k = 0
         if total >= 2:
-            k = self.clusters or max(1, len(sample) // semdedup.DOCS_PER_CLUSTER)
+            k = self.clusters or max(1, min(total // semdedup.DOCS_PER_CLUSTER, len(sample) // SAMPLE_PER_CENTER))
             centers = semdedup.fit_centers(rows[sample], k, seed=self.kmeans_seed, iterations=self.iterations)
             labels = np.concatenate([semdedup.assign(semdedup.unit(np.asarray(s)), centers).astype(np.int32)
                                      for s in rows.shards if len(s)])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import itertools
 import json
 import random
 import sys
@@ -128,13 +129,13 @@ def draw(repos: dict[str, list[tuple[str, Path]]], names: list[str], per_languag
     return files, unclean
 
 
-def _byte(parsed: syntax.Parsed, index: int) -> int:
-    return len(parsed.text[parsed.bom:index].encode("utf-8"))
+def _byte_offsets(parsed: syntax.Parsed) -> list[int]:
+    """The byte offset in `parsed.data` of each str offset of `parsed.text` past its BOM (and of its end)."""
+    return list(itertools.accumulate((len(ch.encode("utf-8")) for ch in parsed.text[parsed.bom:]), initial=0))
 
 
-def _inside(parsed: syntax.Parsed, index: int, kinds: tuple[str, ...]) -> bool:
-    """Whether str offset `index` lies strictly inside a node whose type contains one of `kinds`."""
-    at = _byte(parsed, index)
+def _inside(parsed: syntax.Parsed, at: int, kinds: tuple[str, ...]) -> bool:
+    """Whether byte offset `at` lies strictly inside a node whose type contains one of `kinds`."""
     node = parsed.tree.root_node.descendant_for_byte_range(at, at)
     while node is not None:
         if node.start_byte < at < node.end_byte and any(k in node.type for k in kinds):
@@ -143,10 +144,9 @@ def _inside(parsed: syntax.Parsed, index: int, kinds: tuple[str, ...]) -> bool:
     return False
 
 
-def _drops_a_closer(parsed: syntax.Parsed, index: int) -> bool:
-    """Whether cutting the text at str offset `index` drops the closing delimiter of a construct whose
+def _drops_a_closer(parsed: syntax.Parsed, at: int) -> bool:
+    """Whether cutting the text at byte offset `at` drops the closing delimiter of a construct whose
     start it keeps."""
-    at = _byte(parsed, index)
     node = parsed.tree.root_node.descendant_for_byte_range(at, at)
     while node is not None:
         if node.start_byte < at < node.end_byte:
@@ -163,10 +163,15 @@ def damaged(text: str, language: str, rng: random.Random) -> dict[str, str | Non
     """Kind -> damaged copy of `text`, or None when no copy a parser can see could be made (module
     docstring); and under ELSEWHERE the first cut drawn when it dropped no closer (else None)."""
     parsed = syntax.parse(text, language)
+    offsets = _byte_offsets(parsed)
+
+    def byte_of(index: int) -> int:
+        return offsets[max(index - parsed.bom, 0)]
+
     out: dict[str, str | None] = dict.fromkeys(KINDS + (ELSEWHERE,))
     for attempt in range(20):
         cut = rng.randint(int(0.3 * len(text)), int(0.7 * len(text)))
-        if _drops_a_closer(parsed, cut):
+        if _drops_a_closer(parsed, byte_of(cut)):
             out["truncated"] = text[:cut]
             break
         if attempt == 0:
@@ -174,7 +179,7 @@ def damaged(text: str, language: str, rng: random.Random) -> dict[str, str | Non
     lines = text.split("\n")
     starts, offset = [], 0
     for i, line in enumerate(lines):
-        if i and not _inside(parsed, offset, PROSE_OPAQUE):
+        if i and not _inside(parsed, byte_of(offset), PROSE_OPAQUE):
             starts.append(i)
         offset += len(line) + 1
     if starts:
@@ -182,7 +187,7 @@ def damaged(text: str, language: str, rng: random.Random) -> dict[str, str | Non
         prose = [" ".join(rng.sample(SENTENCES, rng.randint(1, 3))) for _ in at]
         out["prose"] = "\n".join(
             part for i, line in enumerate(lines) for part in ([prose.pop()] if i in at else []) + [line])
-    if any(ch in '<>&"' and not _inside(parsed, i, ESCAPE_OPAQUE) for i, ch in enumerate(text)):
+    if any(ch in '<>&"' and not _inside(parsed, byte_of(i), ESCAPE_OPAQUE) for i, ch in enumerate(text)):
         out["html_escaped"] = html.escape(text, quote=True).replace("&#x27;", "'")
     gutter = rng.choice(GUTTERS)
     out["line_numbered"] = "\n".join(gutter.format(n=n) + line for n, line in enumerate(lines, 1))

@@ -22,6 +22,9 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+
+import tree_sitter as ts
 
 from iquest_core.data import syntax
 
@@ -39,6 +42,11 @@ _CLASSES = ("class_definition", "class_declaration", "class_specifier", "struct_
             "struct_declaration", "record_declaration", "namespace_definition")
 
 MIN_BLOCK_CHARS = 20
+# Parser progress calls (tree-sitter calls back every ~100 operations) a grammar may use per byte before it
+# is given up on: a clean parse uses about 1 per 100 bytes; error recovery of one grammar on text far from
+# its language can take minutes and gigabytes (the Rust grammar on some JavaScript files).
+CALLS_PER_BYTE = 0.1
+MIN_CALLS = 100
 
 
 @dataclass(frozen=True)
@@ -116,17 +124,46 @@ def definitions(parsed: syntax.Parsed) -> int:
     return count
 
 
+@lru_cache(maxsize=None)
+def _parser(language: str) -> ts.Parser:
+    return ts.Parser(syntax.grammar(language))
+
+
+def parse_within_budget(code: str, language: str) -> syntax.Parsed | None:
+    """`code` parsed as `language`, or None when the parse needs more than MIN_CALLS + CALLS_PER_BYTE * bytes
+    progress calls (the grammar does not fit the text)."""
+    bom = 1 if code.startswith("\ufeff") else 0
+    data = code[bom:].encode("utf-8")
+    parser, calls, budget = _parser(syntax.check_language(language)), [0], MIN_CALLS + CALLS_PER_BYTE * len(data)
+
+    def over_budget(*_state: object) -> bool:
+        calls[0] += 1
+        return calls[0] > budget
+
+    try:
+        tree = parser.parse(lambda at, _point: data[at:at + 65536], progress_callback=over_budget)
+    except ValueError:  # the parse was cancelled
+        parser.reset()
+        return None
+    return syntax.Parsed(code, language, data, tree, bom)
+
+
 def validate(code: str, language: str | None = None, *, max_error_share: float = 0.0) -> Validation:
-    """The validation of `code` (module docstring); `language` None identifies it among the 8 grammars."""
+    """The validation of `code` (module docstring); `language` None identifies it among the 8 grammars
+    (a grammar over parse_within_budget's budget is not a candidate; none within it: error_share 1.0)."""
     if not 0.0 <= max_error_share <= 1.0:
         raise ValueError(f"max_error_share: expected a value in [0, 1], got {max_error_share!r}")
     languages = syntax.LANGUAGES if language is None else (syntax.check_language(language),)
     best = None
     for rank, name in enumerate(languages):
-        parsed = syntax.parse(code, name)
+        parsed = parse_within_budget(code, name)
+        if parsed is None:
+            continue
         key = (parsed.error_share(), -definitions(parsed), rank)
         if best is None or key < best[0]:
             best = (key, parsed)
+    if best is None:
+        return Validation(languages[0] if language else None, 1.0, 0, None, False)
     (share, negative_defs, _), parsed = best
     found = ("line_numbered" if line_numbered(code) else
              "html_escaped" if escaped_outside_literals(parsed) else None)

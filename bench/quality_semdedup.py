@@ -37,8 +37,8 @@ from semdedup_clones import edited_clone, function_pool, renamed_clone  # noqa: 
 from iquest_core.data import dedup  # noqa: E402
 from iquest_core.data.quality import encoder  # noqa: E402
 from iquest_core.data.quality.canonical import canonical_identifiers, canonical_locals  # noqa: E402
-from iquest_core.data.quality.semdedup import (document_embeddings, hierarchical_dedup,  # noqa: E402
-                                               semantic_duplicate_groups)
+from iquest_core.data.quality.semdedup import hierarchical_dedup, semantic_duplicate_groups  # noqa: E402
+from iquest_core.data.quality.windows import embed_documents  # noqa: E402
 
 THRESHOLDS = (0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.9925, 0.995, 0.9975)
 TARGET = 0.0075
@@ -113,7 +113,7 @@ def embeddings(texts: list[str], name: str, model) -> np.ndarray:
     key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
     path = cache() / f"semdedup-{name}-{key}.npy"
     if not path.is_file():
-        np.save(path, document_embeddings(model(), texts))
+        np.save(path, embed_documents(model(), texts, "mean"))
     return np.load(path)
 
 

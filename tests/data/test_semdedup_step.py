@@ -11,7 +11,7 @@ import pytest
 
 from iquest_core.data.pipeline import Pipeline, run_pipeline
 from iquest_core.data.pipeline import ReduceContext
-from iquest_core.data.quality import semdedup
+from iquest_core.data.quality import semdedup, windows
 from iquest_core.data.steps import ShardContext, make_step
 from iquest_core.data.steps.near_dedup import save
 from tests.data.conftest import STDLIB
@@ -67,7 +67,7 @@ def test_each_step_of_the_hierarchy_removes_its_own_duplicates(functions, tmp_pa
     assert "renamed.py" in {d["path"] for d in read_output(tmp_path / "raw")}
 
 
-def fake_embeddings(model, texts):
+def fake_embeddings(model, texts, pooling):
     """A cheap stand-in for the encoder: unit vectors from the text's hash, equal for equal texts."""
     rows = [np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")).normal(size=8)
             for t in texts]
@@ -75,7 +75,7 @@ def fake_embeddings(model, texts):
 
 
 def test_outputs_are_the_same_on_one_and_two_workers(functions, tmp_path, monkeypatch):
-    monkeypatch.setattr(semdedup, "document_embeddings", fake_embeddings)  # forked workers inherit it
+    monkeypatch.setattr(windows, "embed_documents", fake_embeddings)  # forked workers inherit it
     inputs, _ = functions
     steps = [{"name": "semdedup", "canonical": True, "threshold": 0.99}]
     one = run(inputs, tmp_path / "w1", steps, workers=1)

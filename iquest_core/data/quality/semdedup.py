@@ -1,21 +1,21 @@
 """Embedding dedup (SemDeDup, Abbas et al. 2023) and the dedup hierarchy exact -> MinHash -> embedding.
 
-    vectors = document_embeddings(model, [embedding_text(path, text) for ...])   # (n, 384) unit rows
+    vectors = windows.embed_documents(model, [embedding_text(path, text) for ...])   # (n, 384) unit rows
     groups = semantic_duplicate_groups(vectors, threshold=0.95)
     removed = hierarchical_dedup(texts, embed)      # {index removed: (index kept, "exact"|"near"|"semantic")}
 
 SemDeDup: unit-length embeddings are clustered by k-means (`fit_centers`: greedy k-means++ start, then
 `iterations` Lloyd steps, seeded; `assign`: nearest center); within each cluster every pair with cosine
 similarity >= threshold is a duplicate pair (`cluster_pairs`); groups are the connected components of
-those pairs (`components`) and the smallest index of a group is kept. Pairs that fall in different clusters are not
-compared (the price of the sub-quadratic search). The `semdedup` step of `iquest data run`
+those pairs (`components`) and the smallest index of a group is kept. Pairs that fall in different
+clusters are not compared (the price of the sub-quadratic search). The `semdedup` step of `iquest data run`
 (data/steps/semdedup.py) runs the same functions over a corpus on disk.
 
 What is embedded (`embedding_text`): the text of a code file (by extension, `syntax.language_of`) with the
 names it binds replaced by their role (`canonical.canonical_locals`), so that clones whose locals were
-renamed embed alike; other documents as they are. `document_embeddings` cuts a text into windows of whole
-lines of at most WINDOW_CHARS characters (the encoder reads 256 tokens; a longer line is cut), embeds every
-window and averages them, so two long files that share their first lines do not embed alike.
+renamed embed alike; other documents as they are. The `semdedup` step embeds it with
+`windows.embed_documents(..., "mean")` (the mean over windows of the encoder's 256 word pieces, at most 8
+spread over a longer text), so two long files that share their first lines do not embed alike.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from iquest_core.data import dedup, syntax
 from iquest_core.data.quality.canonical import canonical_locals
 
 DOCS_PER_CLUSTER = 100
-WINDOW_CHARS = 600
 PAIR_BLOCK = 1024
 
 
@@ -129,35 +128,6 @@ def embedding_text(path: str, text: str, *, canonical: bool = True) -> str:
     (canonical_locals) when `canonical`, else the text itself (module docstring)."""
     language = syntax.language_of(path)
     return canonical_locals(text, language) if canonical and language else text
-
-
-def windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
-    """`text` cut into consecutive pieces of whole lines of at most `size` characters (a longer line is
-    cut into pieces of `size`); [""] for an empty text."""
-    pieces, current = [], ""
-    for line in text.splitlines(keepends=True):
-        for part in (line[i:i + size] for i in range(0, len(line), size)):
-            if current and len(current) + len(part) > size:
-                pieces.append(current)
-                current = ""
-            current += part
-    if current or not pieces:
-        pieces.append(current)
-    return pieces
-
-
-def document_embeddings(model, texts: Sequence[str], *, window: int = WINDOW_CHARS) -> np.ndarray:
-    """(len(texts), dim) float32 unit rows: the mean of each text's window embeddings (`windows`), by
-    `model` (encoder.load_encoder)."""
-    from iquest_core.data.quality import encoder
-
-    cut = [windows(text, window) for text in texts]
-    vectors = encoder.embed(model, [piece for pieces in cut for piece in pieces])
-    ends = np.cumsum([len(pieces) for pieces in cut])
-    if not len(ends):
-        return vectors
-    means = np.add.reduceat(vectors, np.concatenate([[0], ends[:-1]]), axis=0) / np.diff(ends, prepend=0)[:, None]
-    return unit(means)
 
 
 def hierarchical_dedup(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], *,

@@ -8,8 +8,8 @@ exact -> MinHash -> embedding.
     threshold = 0.99
 
 Same result as `quality.semdedup.semantic_duplicate_groups` over the documents in input order when the
-corpus has at most `fit_sample` documents (what the step embeds: `semdedup.embedding_text`, windowed by
-`semdedup.document_embeddings`), computed in stages:
+corpus has at most `fit_sample` documents (what the step embeds: `semdedup.embedding_text`, pooled over
+windows by `windows.embed_documents(..., "mean")`), computed in stages:
 
 1. collect, per shard (on the job's engine): the embedding of every document (all-MiniLM-L6-v2, or `model`)
    -> STATE/shard-N.embeddings.npy, 384 float32 = 1.5 kB per document, on disk.
@@ -44,7 +44,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from iquest_core.data.quality import semdedup
+from iquest_core.data.quality import semdedup, windows
 from iquest_core.data.steps import Doc, ShardContext, register
 from iquest_core.data.steps.near_dedup import save
 
@@ -114,7 +114,7 @@ class SemDedup:
 
     def _embed(self, model, batch: list[Doc]) -> np.ndarray:
         texts = [semdedup.embedding_text(d["path"], d["content"], canonical=self.canonical) for d in batch]
-        return semdedup.document_embeddings(model, texts)
+        return windows.embed_documents(model, texts, "mean")
 
     def reduce(self, job) -> Counter[str]:
         rows = _Rows(job.state_dir, job.num_shards)

@@ -5,7 +5,7 @@ import pytest
 
 from iquest_core.data.quality import semdedup
 from iquest_core.data.quality.semdedup import (cluster_pairs, components, hierarchical_dedup, kmeans,
-                                               semantic_duplicate_groups, windows)
+                                               semantic_duplicate_groups)
 
 
 def _unit(x):
@@ -70,12 +70,3 @@ def test_cluster_pairs_cross_block_boundaries(monkeypatch):
     rows = _unit(np.array([[1, 0], [0, 1], [1, 0.01], [0, 1], [-1, 0], [1, 0]], dtype=np.float32))
     first, second = cluster_pairs(rows, 0.99)
     assert sorted(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 5), (1, 3), (2, 5)]
-
-
-@pytest.mark.parametrize("text, size, expected", [
-    ("a\nbb\nccc\n", 5, ["a\nbb\n", "ccc\n"]),
-    ("abcdefgh\nij\n", 3, ["abc", "def", "gh\n", "ij\n"]),
-    ("", 5, [""]),
-])
-def test_windows_are_whole_lines_up_to_the_size(text, size, expected):
-    assert windows(text, size) == expected and "".join(windows(text, size)) == text

@@ -119,9 +119,10 @@ def test_a_sampled_fit_still_finds_the_planted_copies(tmp_path):
     assert {j: k for j, k in removed.items()} == {j: j - 560 for j in removed} and len(removed) >= 35
 
 
-def test_bad_options_are_named():
+def test_bad_options_are_named(tmp_path):
     for table, name in (({"threshold": 1.5}, "threshold"), ({"fit_sample": 0}, "fit_sample"),
-                        ({"clusters": -1}, "clusters"), ({"iterations": True}, "iterations")):
+                        ({"clusters": -1}, "clusters"), ({"iterations": True}, "iterations"),
+                        ({"model": str(tmp_path / "missing")}, "model")):
         with pytest.raises(ValueError, match=f"^{name}:"):
             make_step({"name": "semdedup", **table})
 

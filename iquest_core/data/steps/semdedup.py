@@ -92,6 +92,8 @@ class SemDedup:
 
     def __post_init__(self) -> None:
         semdedup.check_threshold(self.threshold)
+        if self.model is not None and not any(Path(self.model, f).is_file() for f in ("modules.json", "config.json")):
+            raise ValueError(f"model: {self.model} is not a sentence-transformers model folder (no modules.json)")
         for option in ("clusters", "fit_sample", "iterations"):
             value = getattr(self, option)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if option == "clusters" else 1):

@@ -44,6 +44,7 @@ THRESHOLDS = (0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.99
 TARGET = 0.0075
 PIPELINE = "hierarchy: exact -> MinHash raw -> embedding canonical (dedup + semdedup steps)"
 SHORT_LINES = 8
+POOLING = "mean"  # as the semdedup step embeds (windows.embed_documents)
 
 
 def cache() -> Path:
@@ -110,10 +111,10 @@ def plant(originals: list[str], n_clones: int, rng: random.Random) -> tuple[list
 
 
 def embeddings(texts: list[str], name: str, model) -> np.ndarray:
-    key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join([POOLING, *texts]).encode()).hexdigest()[:16]
     path = cache() / f"semdedup-{name}-{key}.npy"
     if not path.is_file():
-        np.save(path, embed_documents(model(), texts, "mean"))
+        np.save(path, embed_documents(model(), texts, POOLING))
     return np.load(path)
 
 
@@ -162,9 +163,10 @@ def main() -> None:
             loaded.append(encoder.load_encoder())
         return loaded[0]
 
-    print(f"pool {len(pool)} functions; {n_originals} originals ({sum(t.count(chr(10)) <= SHORT_LINES for t in originals)}"
-          f" of <= {SHORT_LINES} lines; {left_out} drawn functions left out as equal to another after canonical_locals); "
-          f"{n_clones} renamed + {n_clones} edited clones per half; load {os.getloadavg()[0]:.1f}", flush=True)
+    short = sum(t.count("\n") <= SHORT_LINES for t in originals)
+    print(f"pool {len(pool)} functions; {n_originals} originals ({short} of <= {SHORT_LINES} lines; {left_out} drawn "
+          f"functions left out as equal to another after canonical_locals); {n_clones} renamed + {n_clones} edited "
+          f"clones per half; load {os.getloadavg()[0]:.1f}", flush=True)
     results, chosen = {}, {}
     for half, part in halves.items():
         texts, clone_of, kind = plant(part, n_clones, random.Random(half))
@@ -180,11 +182,14 @@ def main() -> None:
             if name not in chosen:  # held-out half: choose the threshold
                 scores = {t: score(removed_at(t), clone_of, kind, len(part)) for t in THRESHOLDS}
                 chosen[name] = min((t for t in THRESHOLDS if scores[t]["false"] <= TARGET), default=THRESHOLDS[-1])
-            results.setdefault(half, {})[name] = (chosen[name], score(removed_at(chosen[name]), clone_of, kind, len(part)))
+            found = score(removed_at(chosen[name]), clone_of, kind, len(part))
+            results.setdefault(half, {})[name] = (chosen[name], found)
 
-        results.setdefault(half, {})["MinHash raw (the dedup step)"] = (None, score(minhash(texts), clone_of, kind, len(part)))
+        results.setdefault(half, {})["MinHash raw (the dedup step)"] = (None, score(minhash(texts), clone_of, kind,
+                                                                                     len(part)))
         results[half]["MinHash on canonical_locals text"] = (None, score(minhash(canonical), clone_of, kind, len(part)))
-        measure("embedding raw, alone", lambda t: removed_of_groups(semantic_duplicate_groups(raw_vectors, threshold=t)))
+        measure("embedding raw, alone",
+                lambda t: removed_of_groups(semantic_duplicate_groups(raw_vectors, threshold=t)))
         measure("embedding canonical_locals, alone",
                 lambda t: removed_of_groups(semantic_duplicate_groups(canonical_vectors, threshold=t)))
         measure(PIPELINE, lambda t: {i: k for i, (k, _) in hierarchical_dedup(texts, embed, cosine=t).items()})

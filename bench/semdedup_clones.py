@@ -113,7 +113,8 @@ def _swap_adjacent(text: str, rng: random.Random) -> str | None:
     pairs = [(a, b) for node in ast.walk(func) for body in (getattr(node, "body", None), getattr(node, "orelse", None))
              if isinstance(body, list) for a, b in zip(body, body[1:])
              if isinstance(a, simple) and isinstance(b, simple) and a.lineno == a.end_lineno
-             and b.lineno == b.end_lineno == a.lineno + 1 and not (isinstance(a, ast.Expr) and isinstance(a.value, ast.Constant))]
+             and b.lineno == b.end_lineno == a.lineno + 1
+             and not (isinstance(a, ast.Expr) and isinstance(a.value, ast.Constant))]
     if not pairs:
         return None
     a, _ = rng.choice(pairs)

@@ -2,7 +2,8 @@
 teacher labels, real documents (bench/quality_corpus.py), two teachers, 3 seeds (each a different
 60/20/20 train/validation/test split). NEITHER TEACHER IS AN LLM: see bench/quality_teachers.py.
 
-    python bench/quality_classifiers.py [N]     (window embeddings cached outside the repo on the first run)
+    python bench/quality_classifiers.py [N [TEACHER ...]]   (N = 6000, both teachers by default; window
+                                                            embeddings cached outside the repo on first use)
 
 Students read the whole document: windows of 254 word pieces (at most 8), embedded and pooled
 (iquest_core.data.quality.windows, as the quality_score step does). Everything is chosen on the
@@ -51,9 +52,15 @@ def pooled(window_vectors: dict[str, np.ndarray], docs: list[dict]) -> dict[str,
 
 
 def best_on_validation(candidates, fit, score_val):
-    """The fitted candidate with the highest validation Spearman, and that candidate."""
-    fits = [(fit(c), c) for c in candidates]
-    return max(fits, key=lambda pair: score_val(pair[0]))
+    """The fitted candidate with the highest validation Spearman, and that candidate (one fit held at a
+    time besides the best: a fastText bigram model is ~1 GB)."""
+    best, best_score = None, -np.inf
+    for candidate in candidates:
+        model = fit(candidate)
+        score = score_val(model)
+        if score > best_score:
+            best, best_score = (model, candidate), score
+    return best
 
 
 def run(docs: list[dict], features: dict[str, np.ndarray], y: np.ndarray, cut: float, seed: int) -> dict:
@@ -149,12 +156,17 @@ def report(name: str, docs: list[dict], features: dict[str, np.ndarray]) -> None
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 6000
+    teachers = sys.argv[2:] or list(TEACHERS)
+    if set(teachers) - set(TEACHERS):
+        raise SystemExit(f"teacher: expected some of {', '.join(TEACHERS)}, got {' '.join(teachers)}")
     corpus = frozen_corpus(n)
     vectors = cached_windows(corpus, f"corpus-{n}")
-    spliced = coherence_corpus(corpus)
-    vectors.update(cached_windows([d for d in spliced if d["spliced"]], f"spliced-{n}"))
-    report("rubric", corpus, pooled(vectors, corpus))
-    report("coherence", spliced, pooled(vectors, spliced))
+    if "rubric" in teachers:
+        report("rubric", corpus, pooled(vectors, corpus))
+    if "coherence" in teachers:
+        spliced = coherence_corpus(corpus)
+        vectors.update(cached_windows([d for d in spliced if d["spliced"]], f"spliced-{n}"))
+        report("coherence", spliced, pooled(vectors, spliced))
     print(f"load at the end {os.getloadavg()}")
 
 

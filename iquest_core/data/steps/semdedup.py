@@ -21,8 +21,9 @@ windows by `windows.embed_documents(..., "mean")`), computed in stages:
    STATE/shard-N.semdrops.npy (index, kept number).
 3. run (the filter pass), per shard: drops the listed documents; outcomes "kept", "dropped".
 
-Memory of the reduce: the sample's embeddings (fit_sample x 1.5 kB: 30 MB at the default 20,000) and
-its distances to the candidate centers; what grows with the corpus is 4 bytes of cluster label, 8 of
+Memory of the reduce: the sample's embeddings (fit_sample x 1.5 kB: 30 MB at the default 20,000) and,
+in k-means, its similarities to the centers (fit_sample x k float32, twice: up to 320 MB at the defaults,
+where k <= 2,000; a shard's rows x k during the assignment); what grows with the corpus is 4 bytes of cluster label, 8 of
 order and 8 of component root per document (20 B/doc: 200 MB for 10M documents); a cluster of m
 documents holds its m x 1.5 kB of embeddings and a 1,024 x m block of similarities. Time: the embedding
 (stage 1, ~tens of documents per second per core) dominates; the k-means++ start costs

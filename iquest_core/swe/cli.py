@@ -4,7 +4,7 @@ in iquest_core.rl.cli.
 
     iquest swe env REPO_DIR --output ENV_DIR          the repository's declared requirements + pytest in a venv
     iquest swe mine REPO_DIR --output tasks.jsonl [--mode head|base] [--max-tasks N] [--env ENV_DIR] [--artifacts DIR]
-    iquest swe validate tasks.jsonl --output DIR [--env ENV_DIR]   gold 3/3 and empty 0/3 -> DIR/summary.json
+    iquest swe validate tasks.jsonl --output DIR [--env ENV_DIR]   gold 3/3 and empty 0/3 -> DIR/tasks.jsonl
     iquest swe rollout tasks.jsonl --model HF_DIR --output DIR [--group G] [--max-turns T] [--engine local|ray]
 """
 
@@ -49,9 +49,11 @@ def mine_main(argv: list[str]) -> int:
 
 
 def validate_main(argv: list[str]) -> int:
-    parser = CommandParser(prog="iquest swe validate", description="gold patch 3/3 resolved, empty patch 0/3")
+    parser = CommandParser(prog="iquest swe validate",
+                           description="keep the tasks whose gold patch resolves 3/3 and empty patch 0/3")
     parser.add_argument("tasks", help="tasks.jsonl")
-    parser.add_argument("--output", required=True, help="directory for validation.jsonl and summary.json")
+    parser.add_argument("--output", required=True,
+                        help="directory for tasks.jsonl (the valid tasks), validation.jsonl and summary.json")
     parser.add_argument("--env", help="the repository's environment (iquest swe env); default: this interpreter")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)

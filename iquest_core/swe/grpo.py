@@ -23,7 +23,9 @@ import torch
 
 from iquest_core.rl.grpo import group_advantages, grpo_loss
 from iquest_core.rl.multiturn import RolloutLimits, Trajectory, TurnCodec, parse_tool_call, rollout
+from iquest_core.swe.recipe import MultiTurnGRPO
 from iquest_core.swe.reward import group_rewards, trajectory_cost
+from iquest_core.train.schema import Optim
 
 
 def padded_batch(trajectories: list[Trajectory]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,28 +79,37 @@ def reference_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch
     return ((torch.exp(delta) - delta - 1) * mask).sum() / mask.sum()
 
 
-def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: dict, optim: dict,
-                  generator: torch.Generator, reference=None) -> dict[str, float]:
-    """rl["epochs"] passes of minibatch steps of grpo_loss against the sampling log-probs, plus
-    rl["kl_coef"] x reference_kl to the reference policy when one is given."""
+def warmup_schedule(optimizer, updates: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate rising linearly over the first `updates` optimizer steps to its set value, then
+    constant (Adam's first steps move every parameter by about lr whatever its gradient's size)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: min(1.0, (done + 1) / max(1, updates)))
+
+
+def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: MultiTurnGRPO, optim: Optim,
+                  generator: torch.Generator, reference=None, schedule=None) -> dict[str, float]:
+    """rl.epochs passes of minibatch steps of grpo_loss against the sampling log-probs, plus
+    rl.kl_coef x reference_kl to the reference policy when one is given; schedule (a learning-rate
+    scheduler) steps after every optimizer step."""
     losses, norms = [], []
     model.train()
-    for _ in range(rl["epochs"]):
+    for _ in range(rl.epochs):
         order = torch.randperm(len(kept), generator=generator).tolist()
-        for start in range(0, len(order), rl["minibatch"]):
-            chosen = [kept[i] for i in order[start:start + rl["minibatch"]]]
+        for start in range(0, len(order), rl.minibatch):
+            chosen = [kept[i] for i in order[start:start + rl.minibatch]]
             ids, mask, old = padded_batch([t for t, _ in chosen])
             advantages = torch.tensor([a for _, a in chosen], dtype=torch.float32)
-            new = token_logprobs(model, ids, rl["temperature"])
-            loss = grpo_loss(new, old, advantages, mask, eps_low=rl["eps_low"], eps_high=rl["eps_high"])
-            if reference is not None and rl["kl_coef"]:
+            new = token_logprobs(model, ids, rl.temperature)
+            loss = grpo_loss(new, old, advantages, mask, eps_low=rl.eps_low, eps_high=rl.eps_high)
+            if reference is not None and rl.kl_coef:
                 with torch.no_grad():
-                    ref = token_logprobs(reference, ids, rl["temperature"])
-                loss = loss + rl["kl_coef"] * reference_kl(new, ref, mask)
+                    ref = token_logprobs(reference, ids, rl.temperature)
+                loss = loss + rl.kl_coef * reference_kl(new, ref, mask)
             loss.backward()
-            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim["max_grad_norm"])))
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if schedule is not None:
+                schedule.step()
             losses.append(loss.item())
     return {"loss": sum(losses) / len(losses), "grad_norm": sum(norms) / len(norms)}
 
@@ -116,17 +127,22 @@ def rollout_tasks(model, codec: TurnCodec, factory, tasks: list, indices: list[i
             env.close()
 
 
-def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, optim: dict,
+def rollout_limits(rl: MultiTurnGRPO, temperature: float | None = None) -> RolloutLimits:
+    """The recipe's token limits, at rl.temperature unless another is given (0: greedy)."""
+    return RolloutLimits(rl.max_new_tokens, rl.max_tokens, rl.max_context,
+                         rl.temperature if temperature is None else temperature)
+
+
+def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: MultiTurnGRPO, optim: Optim,
             pool: ThreadPoolExecutor, generator: torch.Generator, shuffle: torch.Generator | None,
-            reference=None) -> dict[str, Any]:
+            reference=None, schedule=None) -> dict[str, Any]:
     """One GRPO step: rollouts, rewards, advantages, policy update; returns its metrics record."""
     start = time.monotonic()
-    chosen = torch.randint(len(tasks), (rl["prompts_per_step"],), generator=generator).tolist()
-    indices = [i for i in chosen for _ in range(rl["group_size"])]
-    limits = RolloutLimits(rl["max_new_tokens"], rl["max_tokens"], rl["max_context"], rl["temperature"])
-    trajectories = rollout_tasks(model, codec, factory, tasks, indices, limits, pool, generator)
+    chosen = torch.randint(len(tasks), (rl.prompts_per_step,), generator=generator).tolist()
+    indices = [i for i in chosen for _ in range(rl.group_size)]
+    trajectories = rollout_tasks(model, codec, factory, tasks, indices, rollout_limits(rl), pool, generator)
     rollout_s = time.monotonic() - start
-    kept = score_groups(trajectories, rl["group_size"], max_turns=rl["max_turns"], max_tokens=rl["max_tokens"],
+    kept = score_groups(trajectories, rl.group_size, max_turns=rl.max_turns, max_tokens=rl.max_tokens,
                         shuffle=shuffle)
     record = {"resolved_rate": sum(t.resolved for t in trajectories) / len(trajectories),
               "r_test": sum(t.r_test or 0.0 for t in trajectories) / len(trajectories),
@@ -135,8 +151,9 @@ def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: dict, 
               "generated_tokens": sum(t.generated for t in trajectories) / len(trajectories),
               "valid_actions": valid_share(trajectories), "kept_trajectories": len(kept),
               "rollout_seconds": round(rollout_s, 2)}
-    record.update(policy_update(model, optimizer, kept, rl, optim, generator, reference) if kept else {"loss": 0.0,
-                                                                                             "grad_norm": 0.0})
+    record.update(policy_update(model, optimizer, kept, rl, optim, generator, reference, schedule) if kept
+                  else {"loss": 0.0, "grad_norm": 0.0})
+    record["lr"] = optimizer.param_groups[0]["lr"]
     record["seconds"] = round(time.monotonic() - start, 2)
     return record
 

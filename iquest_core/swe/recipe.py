@@ -11,7 +11,7 @@ from typing import Literal
 from iquest_core.rl.recipe import GroupSampling, Pretrain, check_minimums
 from iquest_core.swe.engines import ENGINES
 from iquest_core.train.recipe import RecipeError, read_recipe
-from iquest_core.train.schema import Optim, RunRecipe, knob
+from iquest_core.train.schema import ModelSection, Optim, RunRecipe, knob
 
 BUNDLED = ("swe-tiny",)
 STAGE = "swe-rl"
@@ -19,7 +19,7 @@ STAGE = "swe-rl"
 
 @dataclass
 class SWEPretrain(Pretrain):
-    correct_share: float = knob(0.3, "share of demonstrations that make the right fix; the others a wrong one")
+    correct_share: float = knob(0.1, "share of demonstrations that make the right fix; the others a wrong one")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class MultiTurnGRPO(GroupSampling):
     max_tokens: int = knob(384, "tokens generated per trajectory (the efficiency cost's denominator)")
     max_context: int = knob(1200, "context length at which a trajectory ends")
     kl_coef: float = knob(0.0, "weight of the KL penalty to the policy RL started from (k3 estimate per token)")
+    warmup_updates: int = knob(12, "policy updates over which the learning rate rises linearly to optim.lr")
 
 
 @dataclass
@@ -41,14 +42,15 @@ class Rollout:
 class SWERecipe(RunRecipe):
     """Multi-turn GRPO of a policy on SWE tasks (the toy repository's when `tasks` is empty)."""
     stage: str = knob(STAGE, "a label written to metrics; a .toml with this stage runs as an SWE recipe")
-    steps: int = knob(20, "RL steps")
+    steps: int = knob(12, "RL steps")
     tasks: str = knob("", "a tasks.jsonl (iquest swe mine); empty: build and mine the toy repository")
     eval_samples: int = knob(4, "sampled trajectories per task in the evaluation before and after RL (with one "
                                 "greedy each; 0: no evaluation)")
-    optim: Optim = knob(Optim(lr=3e-4, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
+    model: ModelSection = knob(ModelSection(config={"vocab_size": 128}), "the policy (the byte chat vocabulary: 128 ids)")
+    optim: Optim = knob(Optim(lr=1e-3, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
     pretrain: SWEPretrain = knob(SWEPretrain(steps=400, batch=8),
                                  "supervised warm-up on demonstrations (skipped with init_from)")
-    rl: MultiTurnGRPO = knob(MultiTurnGRPO(prompts_per_step=2, max_new_tokens=128, temperature=0.8, epochs=1,
+    rl: MultiTurnGRPO = knob(MultiTurnGRPO(prompts_per_step=12, max_new_tokens=128, temperature=0.8, epochs=1,
                                            minibatch=16), "multi-turn GRPO")
     rollout: Rollout = knob(Rollout(), "where the environments run")
 
@@ -59,7 +61,8 @@ def load_swe_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = 
     rl, pre = recipe.rl, recipe.pretrain
     check_minimums(recipe, {"steps": 1, "rl.prompts_per_step": 1, "rl.group_size": 2, "rl.max_turns": 1,
                             "rl.max_new_tokens": 1, "rl.max_tokens": 1, "rl.epochs": 1, "rl.minibatch": 1,
-                            "pretrain.steps": 0, "eval_samples": 0, "pretrain.batch": 1, "rollout.workers": 1})
+                            "pretrain.steps": 0, "eval_samples": 0, "pretrain.batch": 1, "rollout.workers": 1,
+                            "rl.warmup_updates": 0})
     if rl.kl_coef < 0:
         raise RecipeError(f"rl.kl_coef: expected >= 0, got {rl.kl_coef}")
     if not rl.temperature > 0:

@@ -10,10 +10,13 @@ two turns: str_replace(ops/<op>_<k>.py, "x <wrong>", "x <right>"), then submit.
 
 from __future__ import annotations
 
+import math
 import random
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+
+import torch
 
 from iquest_core.data.chat import render_chat
 from iquest_core.swe.env import initial_observation
@@ -58,9 +61,9 @@ def _wrong(op: str) -> str:
     return OPERATORS[names[(names.index(op) + 1) % len(names)]]
 
 
-def build_toy_repository(dest: Path) -> Path:
+def build_toy_repository(dest: Path, constants: Sequence[int] = CONSTANTS) -> Path:
     """A git repository at dest (created): a root commit with every function broken, then one fix commit
-    per (operator, constant)."""
+    per (operator, constant); other constants than the recipe's give held-out tasks."""
     env = {"GIT_AUTHOR_NAME": "toy", "GIT_AUTHOR_EMAIL": "toy@example.com", "GIT_COMMITTER_NAME": "toy",
            "GIT_COMMITTER_EMAIL": "toy@example.com", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
            "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z", "PATH": "/usr/bin:/bin"}
@@ -71,19 +74,25 @@ def build_toy_repository(dest: Path) -> Path:
     (dest / "tests").mkdir()
     (dest / "ops" / "__init__.py").write_text("")
     for op in OPERATORS:
-        for k in CONSTANTS:
+        for k in constants:
             (dest / "ops" / f"{op}_{k}.py").write_text(_function(_wrong(op), k))
     (dest / "tests" / "test_smoke.py").write_text("def test_smoke():\n    assert True\n")
     git("add", "-A")
     git("commit", "-q", "-m", "ops, broken")
     for op, operator in OPERATORS.items():
-        for k in CONSTANTS:
+        for k in constants:
             name = f"{op}_{k}"
             (dest / "ops" / f"{name}.py").write_text(_function(operator, k))
             (dest / "tests" / f"test_{name}.py").write_text(_test(name, operator, k))
             git("add", "-A")
             git("commit", "-q", "-m", f"fix {name}")
     return dest
+
+
+def is_toy_task(task: Task) -> bool:
+    """Whether task is one of the toy repository's (its failing test names a function of it)."""
+    name = task.FAIL_TO_PASS[0].rsplit("::", 1)[-1].removeprefix("test_")
+    return len(task.FAIL_TO_PASS) == 1 and name in {f"{op}_{k}" for op in OPERATORS for k in CONSTANTS}
 
 
 def target(task: Task) -> tuple[str, str, int]:
@@ -117,3 +126,20 @@ def demonstrations(tasks: Sequence[Task], count: int, *, correct_share: float, s
             [o for o in OPERATORS.values() if o != right])
         out.append(render_chat(demonstration(task, operator), tokenizer))
     return out
+
+
+@torch.no_grad()
+def right_fix_probability(model, tasks: Sequence[Task], tokenizer: ByteChatTokenizer) -> float:
+    """The policy's probability (temperature 1) of the tokens that decide a toy episode: the right operator
+    and the space after it as str_replace's `new`, teacher-forced on the task's demonstration up to there;
+    the mean over tasks."""
+    shares = []
+    for task in tasks:
+        operator = OPERATORS[target(task)[1]]
+        ids, _ = render_chat(demonstration(task, operator), tokenizer)
+        decision = tokenizer.encode(f'"new": "x {operator} ')
+        start = next(i for i in range(len(ids)) if ids[i:i + len(decision)] == decision) + len(decision) - len(
+            operator) - 1
+        logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+        shares.append(math.exp(sum(float(logprobs[p - 1, ids[p]]) for p in range(start, start + len(operator) + 1))))
+    return sum(shares) / len(shares)

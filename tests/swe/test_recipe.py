@@ -3,12 +3,30 @@
 import json
 
 import pytest
+import torch
 
 from iquest_core.cli import main as iquest
 from iquest_core.jsonl import write_jsonl
+from iquest_core.swe.grpo import warmup_schedule
 from iquest_core.swe.recipe import SWERecipe, load_swe_recipe
 from iquest_core.train.recipe import RecipeError
 from iquest_core.train.schema import RunRecipe
+
+
+def test_the_bundled_recipe_is_the_schema_default():
+    """swe-tiny.toml and SWERecipe's Python defaults agree key for key."""
+    assert load_swe_recipe("swe-tiny") == SWERecipe()
+
+
+def test_warmup_raises_the_learning_rate_linearly_then_holds():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+    schedule = warmup_schedule(optimizer, 4)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
 
 
 def test_recipe_extends_the_training_schema():

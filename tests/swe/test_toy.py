@@ -1,9 +1,14 @@
 """The toy world of swe-tiny: its demonstrations teach the format and, at correct_share, the right fix."""
 
-import pytest
+from types import SimpleNamespace
 
+import pytest
+import torch
+
+from iquest_core.data.chat import render_chat
 from iquest_core.swe.tasks import Task, task_from_record
-from iquest_core.swe.toy import OPERATORS, ByteChatTokenizer, demonstrations, target
+from iquest_core.swe.toy import (OPERATORS, ByteChatTokenizer, demonstration, demonstrations, right_fix_probability,
+                                 target)
 
 
 def toy_task(name: str) -> Task:
@@ -25,3 +30,27 @@ def test_demonstrations_make_the_right_fix_at_the_given_share(share):
         name = text.split("tests/test_", 1)[1].split(".py", 1)[0]
         right += f'"new": "x {OPERATORS[target(toy_task(name))[1]]} "' in text
     assert right / len(demos) == pytest.approx(share, abs=0.06)
+
+
+class Teacher:
+    """A stand-in policy that predicts, at every position, the next token of one fixed demonstration."""
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __call__(self, ids):
+        logits = torch.full((1, ids.shape[1], 128), -30.0)
+        for position, token in enumerate(self.ids[1:ids.shape[1] + 1]):
+            logits[0, position, token] = 30.0
+        return SimpleNamespace(logits=logits)
+
+
+@pytest.mark.parametrize("operator, expected", [("right", 1.0), ("*", 0.0), ("+", 0.0), ("-", 0.0)])
+def test_right_fix_probability_reads_the_deciding_tokens(operator, expected):
+    """A policy that always writes the right operator scores 1; one that writes a wrong one (also '*' where
+    '**' is right: the space after the operator is part of the decision) scores 0."""
+    task = toy_task("pow_3")
+    tokenizer = ByteChatTokenizer()
+    written = OPERATORS["pow"] if operator == "right" else operator
+    ids, _ = render_chat(demonstration(task, written), tokenizer)
+    assert right_fix_probability(Teacher(ids), [task], tokenizer) == pytest.approx(expected, abs=1e-6)

@@ -95,16 +95,18 @@ def is_extension(previous: Sequence[int], sampled: Sequence[int], following: Seq
 
 @torch.no_grad()
 def sample_turns(model, contexts: list[list[int]], *, max_new_tokens: int, end_id: int, temperature: float,
-                 generator: torch.Generator | None, on_batch: Callable[[list[int], list[tuple]], None]) -> None:
-    """Sample one reply per context (temperature 0: greedy, log-probs at temperature 1), one generate call per
-    context length; on_batch(indices, samples) is called after each call with (ids, logprobs) per row, cut
-    after the first end_id."""
+                 generator: torch.Generator | None, on_batch: Callable[[list[int], list[tuple]], None],
+                 top_p: float = 1.0) -> None:
+    """Sample one reply per context (temperature 0: greedy, log-probs at temperature 1; top_p < 1: from the
+    nucleus, log-probs still of the whole distribution at the temperature, as the loss computes them), one
+    generate call per context length; on_batch(indices, samples) is called after each call with (ids,
+    logprobs) per row, cut after the first end_id."""
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, context in enumerate(contexts):
         by_length[len(context)].append(i)
     for length, indices in sorted(by_length.items()):
         prompt = torch.tensor([contexts[i] for i in indices])
-        ids, logits = model.generate(prompt, max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
+        ids, logits = model.generate(prompt, max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0, top_p=top_p,
                                      eos_token_id=end_id, generator=generator, return_logits=True)
         new = ids[:, length:]
         logprobs = torch.log_softmax(logits / (temperature or 1.0), -1).gather(-1, new[..., None])[..., 0]
@@ -121,6 +123,7 @@ class RolloutLimits:
     max_tokens: int = 2048         # generated per trajectory
     max_context: int = 4096
     temperature: float = 1.0
+    top_p: float = 1.0             # nucleus sampling
 
 
 def rollout(model, codec: TurnCodec, envs: Sequence[Any], task_indices: Sequence[int], limits: RolloutLimits,
@@ -151,7 +154,8 @@ def rollout(model, codec: TurnCodec, envs: Sequence[Any], task_indices: Sequence
                 pending.append((i, sampled, pool.submit(envs[i].step, action)))
 
         sample_turns(model, [trajectories[i].ids for i in live], max_new_tokens=limits.max_new_tokens,
-                     end_id=codec.end, temperature=limits.temperature, generator=generator, on_batch=act)
+                     end_id=codec.end, temperature=limits.temperature, generator=generator, on_batch=act,
+                     top_p=limits.top_p)
         for i, sampled, future in pending:
             _observe(trajectories[i], sampled, future.result(), codec)
     return trajectories

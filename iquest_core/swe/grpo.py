@@ -128,9 +128,9 @@ def rollout_tasks(model, codec: TurnCodec, factory, tasks: list, indices: list[i
 
 
 def rollout_limits(rl: MultiTurnGRPO, temperature: float | None = None) -> RolloutLimits:
-    """The recipe's token limits, at rl.temperature unless another is given (0: greedy)."""
+    """The recipe's token limits and sampling, at rl.temperature unless another is given (0: greedy)."""
     return RolloutLimits(rl.max_new_tokens, rl.max_tokens, rl.max_context,
-                         rl.temperature if temperature is None else temperature)
+                         rl.temperature if temperature is None else temperature, rl.top_p)
 
 
 def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: MultiTurnGRPO, optim: Optim,

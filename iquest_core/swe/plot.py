@@ -29,22 +29,30 @@ def plot_runs(runs: list[Path], output: Path) -> Path:
 
 
 def plot_records(runs: dict[str, list[dict]], output: Path) -> Path:
-    """The resolved rate per step of each run (label -> metric records), raw and as a moving average, into
+    """The resolved rate per step of each run (label -> metric records), raw and as a moving average, and,
+    when the records have it, the probability of the deciding tokens (right_fix_p) per step beside it, into
     output (PNG, written atomically)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for color, (label, records) in zip(("tab:green", "tab:gray", "tab:blue", "tab:red"), runs.items()):
+    decided = any("right_fix_p" in r for records in runs.values() for r in records)
+    fig, axes = plt.subplots(1, 2 if decided else 1, figsize=(11 if decided else 6.5, 3.6), squeeze=False)
+    colors = ("tab:green", "tab:gray", "tab:blue", "tab:red")
+    for color, (label, records) in zip(colors, runs.items()):
         steps, rates = [r["step"] for r in records], [r["resolved_rate"] for r in records]
-        ax.plot(steps, rates, color=color, alpha=0.3, linewidth=1)
-        ax.plot(steps, moving_average(rates), color=color, label=f"{label} ({WINDOW}-step mean)")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("resolved rate of the step's trajectories")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+        axes[0, 0].plot(steps, rates, color=color, alpha=0.3, linewidth=1)
+        axes[0, 0].plot(steps, moving_average(rates), color=color, label=f"{label} ({WINDOW}-step mean)")
+        if decided:
+            axes[0, 1].plot(steps, [r.get("right_fix_p", float("nan")) for r in records], color=color, label=label)
+    axes[0, 0].set_ylabel("resolved rate of the step's trajectories")
+    if decided:
+        axes[0, 1].set_ylabel("p(right operator) after the step")
+    for ax in axes[0]:
+        ax.set_xlabel("GRPO step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     return save_figure(fig, output)

@@ -28,6 +28,8 @@ class MultiTurnGRPO(GroupSampling):
     max_tokens: int = knob(384, "tokens generated per trajectory (the efficiency cost's denominator)")
     max_context: int = knob(1200, "context length at which a trajectory ends")
     kl_coef: float = knob(0.0, "weight of the KL penalty to the policy RL started from (k3 estimate per token)")
+    top_p: float = knob(0.98, "nucleus sampling in rollouts: a token far in the tail (a typo in the action's "
+                              "format) is not sampled, whose push-down would dominate the update")
     warmup_updates: int = knob(12, "policy updates over which the learning rate rises linearly to optim.lr")
 
 
@@ -47,7 +49,7 @@ class SWERecipe(RunRecipe):
     eval_samples: int = knob(4, "sampled trajectories per task in the evaluation before and after RL (with one "
                                 "greedy each; 0: no evaluation)")
     model: ModelSection = knob(ModelSection(config={"vocab_size": 128}), "the policy (the byte chat vocabulary: 128 ids)")
-    optim: Optim = knob(Optim(lr=1e-3, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
+    optim: Optim = knob(Optim(lr=7e-4, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
     pretrain: SWEPretrain = knob(SWEPretrain(steps=400, batch=8),
                                  "supervised warm-up on demonstrations (skipped with init_from)")
     rl: MultiTurnGRPO = knob(MultiTurnGRPO(prompts_per_step=12, max_new_tokens=128, temperature=0.8, epochs=1,
@@ -67,6 +69,8 @@ def load_swe_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = 
         raise RecipeError(f"rl.kl_coef: expected >= 0, got {rl.kl_coef}")
     if not rl.temperature > 0:
         raise RecipeError(f"rl.temperature: expected > 0, got {rl.temperature}")
+    if not 0 < rl.top_p <= 1:
+        raise RecipeError(f"rl.top_p: expected in (0, 1], got {rl.top_p}")
     if not 0 <= pre.correct_share <= 1:
         raise RecipeError(f"pretrain.correct_share: expected in [0, 1], got {pre.correct_share}")
     if rl.max_context <= rl.max_new_tokens:

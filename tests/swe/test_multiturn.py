@@ -8,7 +8,8 @@ import torch
 from iquest_core.data.chat import render_chat
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.rl.grpo import grpo_loss
-from iquest_core.rl.multiturn import RolloutLimits, Trajectory, TurnCodec, is_extension, parse_tool_call, rollout
+from iquest_core.rl.multiturn import (RolloutLimits, Trajectory, TurnCodec, is_extension, parse_tool_call, rollout,
+                                     sample_turns)
 from iquest_core.swe.grpo import padded_batch, reference_kl, score_groups, token_logprobs
 from iquest_core.swe.toy import ByteChatTokenizer
 from iquest_core.swe import SWEEnv
@@ -152,3 +153,24 @@ def test_reference_kl_is_zero_at_the_reference_and_pulls_back_to_it():
     half, quarter = torch.log(torch.tensor([[0.5]])), torch.log(torch.tensor([[0.25]]))
     k3 = 2 - math.log(2) - 1  # ref / policy = 2 at the sampled token
     assert reference_kl(quarter, half, torch.tensor([[True]])).item() == pytest.approx(k3)
+
+
+def test_nucleus_sampling_keeps_the_whole_distributions_log_probs():
+    """With a nucleus of one token, sampling is the greedy reply; the recorded log-probs are still those of
+    the whole distribution at the temperature (what token_logprobs gives the loss), not 0."""
+    torch.manual_seed(0)
+    model = LoopCoderForCausalLM(LoopCoderConfig.preset("tiny")).eval()
+    context = [[1, *range(40, 60)]]
+    got = {}
+
+    def keep(name):
+        return lambda indices, samples: got.__setitem__(name, samples[0])
+
+    for name, temperature, top_p in (("greedy", 0.0, 1.0), ("nucleus", 0.7, 1e-6)):
+        sample_turns(model, context, max_new_tokens=6, end_id=2, temperature=temperature, top_p=top_p,
+                     generator=torch.Generator().manual_seed(0), on_batch=keep(name))
+    assert got["nucleus"][0] == got["greedy"][0]
+    ids = torch.tensor([context[0] + got["nucleus"][0]])
+    expected = token_logprobs(model, ids, 0.7)[0, len(context[0]):]
+    assert torch.allclose(torch.tensor(got["nucleus"][1]), expected, atol=1e-4)
+    assert max(got["nucleus"][1]) < -1e-3

@@ -45,12 +45,12 @@ class Teacher:
         return SimpleNamespace(logits=logits)
 
 
-@pytest.mark.parametrize("operator, expected", [("right", 1.0), ("*", 0.0), ("+", 0.0), ("-", 0.0)])
-def test_right_fix_probability_reads_the_deciding_tokens(operator, expected):
-    """A policy that always writes the right operator scores 1; one that writes a wrong one (also '*' where
-    '**' is right: the space after the operator is part of the decision) scores 0."""
-    task = toy_task("pow_3")
+@pytest.mark.parametrize("name, written, expected", [("pow_3", "**", 1.0), ("pow_3", "*", 0.0), ("pow_3", "+", 0.0),
+                                                    ("mul_2", "*", 1.0), ("mul_2", "**", 0.0), ("mul_2", "-", 0.0)])
+def test_right_fix_probability_reads_the_deciding_tokens(name, written, expected):
+    """A policy that always writes the right operator scores 1; one that writes a wrong one scores 0 (also '**'
+    where '*' is right: the space after the operator is part of the decision)."""
+    task = toy_task(name)
     tokenizer = ByteChatTokenizer()
-    written = OPERATORS["pow"] if operator == "right" else operator
     ids, _ = render_chat(demonstration(task, written), tokenizer)
     assert right_fix_probability(Teacher(ids), [task], tokenizer) == pytest.approx(expected, abs=1e-6)

@@ -5,7 +5,8 @@ in iquest_core.rl.cli.
     iquest swe env REPO_DIR --output ENV_DIR          the repository's declared requirements + pytest in a venv
     iquest swe mine REPO_DIR --output tasks.jsonl [--mode head|base] [--max-tasks N] [--env ENV_DIR] [--artifacts DIR]
     iquest swe validate tasks.jsonl --output DIR [--env ENV_DIR]   gold 3/3 and empty 0/3 -> DIR/tasks.jsonl
-    iquest swe rollout tasks.jsonl --model HF_DIR --output DIR [--group G] [--max-turns T] [--engine local|ray]
+    iquest swe rollout tasks.jsonl --model HF_DIR --output DIR [--group G] [--max-turns T] [--temperature T]
+                       [--top-p P] [--engine local|ray]
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def rollout_main(argv: list[str]) -> int:
     parser.add_argument("--group", type=int, default=4, help="trajectories per task")
     parser.add_argument("--max-turns", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=256, help="per turn")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (0, 1]")
     parser.add_argument("--engine", default="local", choices=("local", "ray"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--instructions", help="the tool list after the problem statement (default: all tools)")
@@ -99,7 +101,9 @@ def rollout_main(argv: list[str]) -> int:
 
     tasks = load_tasks(args.tasks)
     model, tokenizer = load_policy(args.model)
-    limits = RolloutLimits(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    if not 0 < args.top_p <= 1 or args.temperature < 0:
+        raise ValueError(f"--top-p, --temperature: expected (0, 1] and >= 0, got {args.top_p}, {args.temperature}")
+    limits = RolloutLimits(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     print(json.dumps(rollout_tasks(model, tokenizer, tasks, args.output, group=args.group, max_turns=args.max_turns,
                                    limits=limits, engine=args.engine, workers=args.workers,
                                    instructions=args.instructions)))

@@ -28,7 +28,7 @@ class MultiTurnGRPO(GroupSampling):
     max_tokens: int = knob(384, "tokens generated per trajectory (the efficiency cost's denominator)")
     max_context: int = knob(1200, "context length at which a trajectory ends")
     kl_coef: float = knob(0.0, "weight of the KL penalty to the policy RL started from (k3 estimate per token)")
-    top_p: float = knob(0.98, "nucleus sampling in rollouts: a token far in the tail (a typo in the action's "
+    top_p: float = knob(0.95, "nucleus sampling in rollouts: a token far in the tail (a typo in the action's "
                               "format) is not sampled, whose push-down would dominate the update")
     warmup_updates: int = knob(12, "policy updates over which the learning rate rises linearly to optim.lr")
 
@@ -49,7 +49,7 @@ class SWERecipe(RunRecipe):
     eval_samples: int = knob(4, "sampled trajectories per task in the evaluation before and after RL (with one "
                                 "greedy each; 0: no evaluation)")
     model: ModelSection = knob(ModelSection(config={"vocab_size": 128}), "the policy (the byte chat vocabulary: 128 ids)")
-    optim: Optim = knob(Optim(lr=7e-4, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
+    optim: Optim = knob(Optim(lr=5e-4, weight_decay=0.0, beta2=0.99), "the optimizer of the policy updates")
     pretrain: SWEPretrain = knob(SWEPretrain(steps=400, batch=8),
                                  "supervised warm-up on demonstrations (skipped with init_from)")
     rl: MultiTurnGRPO = knob(MultiTurnGRPO(prompts_per_step=12, max_new_tokens=128, temperature=0.8, epochs=1,

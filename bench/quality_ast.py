@@ -13,7 +13,7 @@ others are counted and printed). Positive class = valid code; validate() gets no
 
 Each file gives up to four damaged copies, each kept only when a parser can see the damage:
 truncated      cut at a random character between 30% and 70% of the file, kept when the cut drops the
-               closing delimiter (`}` `)` `]` a quote, `*/`, `#endif`) of a construct whose start it keeps
+               closing delimiter (`}` `)` `]` a quote, `*/`, `#endif`) of a construct whose opener it keeps
                (mid-block or mid-token), else redrawn: a cut between two complete top-level statements,
                or inside a Python block that stays a parsable prefix, is invisible to any parser (the
                first redrawn cut per file is validated too and reported as "cut_elsewhere", not counted
@@ -55,6 +55,7 @@ SENTENCES = (
 )
 GUTTERS = ("{n:>4} | ", "{n}: ", "{n}\t", "{n:>5}  ", "{n}. ")
 CLOSERS = frozenset({b"}", b")", b"]", b'"', b"'", b"`", b'"""', b"'''", b"#endif"})
+OPENERS = frozenset({b"{", b"(", b"[", b'"', b"'", b"`", b'"""', b"'''", b"#if", b"#ifdef", b"#ifndef"})
 PROSE_OPAQUE = ("string", "comment", "token_tree", "jsx_element", "preproc_arg", "preproc_def",
                 "preproc_function_def")
 ESCAPE_OPAQUE = ("string", "regex", "comment", "token_tree", "jsx_text", "html_character_reference", "preproc_arg")
@@ -144,14 +145,16 @@ def _inside(parsed: syntax.Parsed, at: int, kinds: tuple[str, ...]) -> bool:
     return False
 
 
-def _drops_a_closer(parsed: syntax.Parsed, at: int) -> bool:
+def drops_a_closer(parsed: syntax.Parsed, at: int) -> bool:
     """Whether cutting the text at byte offset `at` drops the closing delimiter of a construct whose
-    start it keeps."""
+    opening delimiter it keeps (a cut in `serv|er[1]` keeps no opener: the prefix may be complete)."""
     node = parsed.tree.root_node.descendant_for_byte_range(at, at)
     while node is not None:
         if node.start_byte < at < node.end_byte:
             last = node.children[-1] if node.child_count else None
-            if last is not None and last.child_count == 0 and last.text in CLOSERS:
+            opened = any(child.child_count == 0 and child.end_byte <= at and
+                         (child.text in OPENERS or child.type == "string_start") for child in node.children)
+            if last is not None and last.child_count == 0 and last.text in CLOSERS and opened:
                 return True
             if last is None and "comment" in node.type and node.text.endswith(b"*/"):
                 return True
@@ -171,7 +174,7 @@ def damaged(text: str, language: str, rng: random.Random) -> dict[str, str | Non
     out: dict[str, str | None] = dict.fromkeys(KINDS + (ELSEWHERE,))
     for attempt in range(20):
         cut = rng.randint(int(0.3 * len(text)), int(0.7 * len(text)))
-        if _drops_a_closer(parsed, byte_of(cut)):
+        if drops_a_closer(parsed, byte_of(cut)):
             out["truncated"] = text[:cut]
             break
         if attempt == 0:

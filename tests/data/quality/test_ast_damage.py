@@ -2,7 +2,7 @@
 
 import random
 
-from bench.quality_ast import damaged
+from bench.quality_ast import damaged, drops_a_closer
 from iquest_core.data import syntax
 
 RUST_MACROS = """use std::collections::HashMap;
@@ -87,3 +87,10 @@ def test_escaping_only_inside_literals_is_no_damage():
     assert _copies(PYTHON_ESCAPES_IN_LITERALS, "python", "html_escaped", seeds=1) == [None]
     in_code = PYTHON_ESCAPES_IN_LITERALS + "\n\nSMALL = len(PATTERN.pattern) < 10\n"
     assert _copies(in_code, "python", "html_escaped", seeds=1)[0] is not None
+
+
+def test_a_cut_before_the_opening_delimiter_is_not_a_truncation():
+    text = 'environ = {}\nserver = ("localhost", 80)\nenviron["SERVER_PORT"] = server[1]\n'
+    parsed = syntax.parse(text, "python")
+    assert not drops_a_closer(parsed, text.index("er[1]"))  # `...= serv`: a complete expression
+    assert drops_a_closer(parsed, text.index("1]"))  # `...= server[`: the opener is kept

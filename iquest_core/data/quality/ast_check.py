@@ -14,6 +14,10 @@ expressions, comments and JSX character references of the chosen language's pars
 and XML doc comments, HTML strings and JSX hold entities in real code). Truncation and interleaved prose
 are left to the parse: a cut that drops a closing delimiter, or a line of prose among statements, leaves
 ERROR or MISSING nodes in every grammar. A missing final newline is not damage (real files often lack one).
+C/C++ identified with a parse that is not clean is parsed again with its annotation macros blanked
+(syntax.parse(..., blank_macros=True): `TORCH_API`, `__THROW`, `__BEGIN_DECLS`); that parse is kept when
+its error share is lower. Blanking only replaces macro-shaped names (and their argument lists) by spaces,
+so a dropped closing delimiter or a line of prose still leaves ERROR or MISSING nodes.
 Valid: no damage and error_share <= max_error_share.
 """
 
@@ -165,6 +169,10 @@ def validate(code: str, language: str | None = None, *, max_error_share: float =
     if best is None:
         return Validation(languages[0] if language else None, 1.0, 0, None, False)
     (share, negative_defs, _), parsed = best
+    if parsed.language == "cpp" and share > max_error_share:
+        blanked = syntax.parse(code, "cpp", blank_macros=True)
+        if blanked.error_share() < share:
+            share, parsed, negative_defs = blanked.error_share(), blanked, -definitions(blanked)
     found = ("line_numbered" if line_numbered(code) else
              "html_escaped" if escaped_outside_literals(parsed) else None)
     valid = found is None and bool(code.strip()) and share <= max_error_share

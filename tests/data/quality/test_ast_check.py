@@ -81,6 +81,44 @@ def test_a_file_without_final_newline_is_valid_and_a_cut_mid_block_is_not():
     assert cut.language == "c_sharp" and not cut.valid and cut.error_share > 0
 
 
+MACRO_HEAVY_CPP = """#include <cstddef>
+#include <string>
+
+#define STORAGE_API __attribute__((visibility("default")))
+#define NODISCARD [[nodiscard]]
+
+namespace storage {
+
+class STORAGE_API Table {
+ public:
+  explicit Table(std::size_t capacity);
+  STORAGE_DEPRECATED("use lookup") bool find(const std::string& key) const;
+  std::size_t size() const STORAGE_NOEXCEPT { return size_; }
+
+ private:
+  std::size_t size_ = 0;
+  GUARDED_BY(mutex_) std::string last_key_;
+};
+
+STORAGE_API Table::Table(std::size_t capacity) : size_(capacity) {
+  if (capacity == 0) {
+    size_ = 1;
+  }
+}
+
+}  // namespace storage
+"""
+
+
+def test_macro_heavy_cpp_is_valid_and_its_truncated_copy_is_not():
+    """Annotation macros the parser cannot expand are blanked for the parse; a cut still shows."""
+    check = validate(MACRO_HEAVY_CPP)
+    assert check.valid and check.language == "cpp" and check.error_share == 0.0
+    cut = validate(MACRO_HEAVY_CPP[: MACRO_HEAVY_CPP.index("size_ = 1;") + 10])
+    assert cut.language == "cpp" and not cut.valid and cut.error_share > 0
+    prose = MACRO_HEAVY_CPP.replace(" private:", " Note: STORAGE_API tables are not thread safe.\n private:")
+    assert not validate(prose).valid
+
 JAVADOC = """/**
  * Replaces a {@link java.util.function.Consumer Consumer&lt;O&gt;} with a
  * {@code FailableConsumer&lt;O, ? extends Throwable&gt;} that may throw.

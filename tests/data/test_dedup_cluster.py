@@ -55,16 +55,19 @@ class Texts:
 
 
 def test_cluster_joins_the_verified_pairs_and_keeps_the_smallest(tmp_path, monkeypatch):
-    monkeypatch.setattr(dedup_cluster, "MERGE_KEYS", 2)
-    monkeypatch.setattr(dedup_cluster, "MIN_BLOCK", 1)
     base = " ".join(f"word{i}" for i in range(200))
     other = " ".join(f"thing{i}" for i in range(100))
     texts = [base, "unrelated text " * 30, base + " tail", other, base + " tail two", other + " x"]
     runs = PairRuns(tmp_path / "pairs")
     runs.add_bucket(np.arange(6))  # every pair a candidate: only the verified ones may join
-    root, candidates, verified = cluster(runs.close()[1], Texts(texts), 6, 0.8)
+    paths = runs.close()[1]
+    whole = cluster(paths, Texts(texts), 6, 0.8)  # one chunk: all pairs of a document verified together
+    monkeypatch.setattr(dedup_cluster, "MERGE_KEYS", 2)
+    monkeypatch.setattr(dedup_cluster, "MIN_BLOCK", 1)
+    root, candidates, verified = cluster(paths, Texts(texts), 6, 0.8)
     assert root.tolist() == [0, 1, 0, 3, 0, 3]
-    assert candidates == 15 and verified == 3  # pairs already joined are not verified again
+    assert candidates == 15 and verified == 3  # merges: joins of two components, however the pairs are chunked
+    assert whole[0].tolist() == root.tolist() and whole[1:] == (candidates, verified)
 
 
 def test_shingle_reader_reads_each_document_and_keeps_a_bounded_cache(tmp_path, monkeypatch):

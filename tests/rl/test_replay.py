@@ -16,8 +16,7 @@ from iquest_core.rl.replay import ReplayLoss, build_replay
 from iquest_core.train.metrics import read_metrics
 from iquest_core.train.recipe import RecipeError
 from iquest_core.train.schema import Optim, Replay, Source
-
-TASKS = rl_tasks.toy_tasks()
+from tests.rl.scored_pair import scored_pair
 
 
 @pytest.fixture
@@ -33,23 +32,13 @@ def _data(path: str, weight: float, share: float = 0.25) -> RLData:
     return RLData(replay=Replay(sources=[Source(path=path)], share=share, weight=weight), tokenizer="", seq_len=64)
 
 
-def _rollouts() -> tuple[list[rl.Rollout], int]:
-    prompt = torch.tensor(rl_tasks.encode(TASKS[3].prompt))
-    good, bad = rl_tasks.encode(TASKS[3].solution) + [0], rl_tasks.encode("x ** 7") + [0, 0, 0]
-    width = max(len(good), len(bad))
-    responses = torch.tensor([good + [0] * (width - len(good)), bad + [0] * (width - len(bad))])
-    ids = torch.cat([prompt.expand(2, -1), responses], 1)
-    mask = torch.tensor([[i < len(good) for i in range(width)], [i < 7 for i in range(width)]])
-    rewards = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    return [rl.Rollout(ids, mask, rewards, rewards, [3, 3])], len(prompt)
-
-
 def test_the_update_adds_weight_times_the_replay_batch_gradient(earlier):
     """One SGD step (lr 1, no clipping) with replay weight 0.5 differs from the plain GRPO step by exactly
     -0.5 x the gradient of the token-mean next-token loss on the replay loader's first batch."""
     torch.manual_seed(0)
     policy = LoopCoderForCausalLM(LoopCoderConfig.preset("tiny", vocab_size=rl_tasks.VOCAB_SIZE, eos_token_id=0))
-    kept, prompt_len = _rollouts()
+    pair, prompt_len = scored_pair()
+    kept = [pair]
     cfg = GroupSampling(group_size=2, temperature=1.0, epochs=1, minibatch=2, eps_low=0.2, eps_high=0.28)
 
     def step(replay):

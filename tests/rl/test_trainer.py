@@ -15,6 +15,7 @@ from iquest_core.rl.recipe import GRPO, load_rl_recipe
 from iquest_core.train.metrics import read_metrics
 from iquest_core.train.recipe import RecipeError
 from iquest_core.train.schema import Optim
+from tests.rl.scored_pair import scored_pair
 
 TASKS = rl_tasks.toy_tasks()
 
@@ -123,22 +124,17 @@ def test_greedy_scores_every_task(reward):
 
 def test_policy_update_raises_the_likelihood_of_the_rewarded_sample():
     model = _policy(1)
-    prompt = torch.tensor(rl_tasks.encode(TASKS[3].prompt))
-    good, bad = rl_tasks.encode(TASKS[3].solution) + [0], rl_tasks.encode("x ** 7") + [0, 0, 0]
-    width = max(len(good), len(bad))
-    responses = torch.tensor([good + [0] * (width - len(good)), bad + [0] * (width - len(bad))])
-    ids = torch.cat([prompt.expand(2, -1), responses], 1)
-    mask = torch.tensor([[i < len(good) for i in range(width)], [i < 7 for i in range(width)]])
-    kept = [rl.Rollout(ids, mask, torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 0.0]), [3, 3])]
+    pair, prompt_len = scored_pair()
+    ids, mask, kept = pair.ids, pair.mask, [pair]
     cfg = GRPO(group_size=2, temperature=1.0, epochs=3, minibatch=2, eps_low=0.2, eps_high=0.28)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def seq_logprob():
         with torch.no_grad():
-            return (rl.sequence_logprobs(model, ids, len(prompt), 1.0) * mask).sum(1)
+            return (rl.sequence_logprobs(model, ids, prompt_len, 1.0) * mask).sum(1)
 
     before = seq_logprob()
-    stats = rl.policy_update(model, optimizer, kept, cfg, Optim(max_grad_norm=1.0), len(prompt),
+    stats = rl.policy_update(model, optimizer, kept, cfg, Optim(max_grad_norm=1.0), prompt_len,
                              torch.Generator().manual_seed(0))
     after = seq_logprob()
     assert after[0] > before[0] and after[1] < before[1]

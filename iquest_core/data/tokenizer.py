@@ -14,7 +14,7 @@ leaves unchanged). Special ids come only from `encode_parts`, which the FIM enco
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -26,15 +26,51 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 )
 EOS_TOKEN = "<|endoftext|>"
+PIECE_CHARS = 1 << 16  # longer content is encoded piece by piece where that gives the same ids (`encode`)
+
+
+def line_pieces(text: str, size: int) -> Iterator[str]:
+    """`text` as consecutive pieces of at least `size` characters (the last may be shorter), each cut just
+    before a "\\n" that follows a printable ASCII character; a rest without such a cut stays whole.
+
+    Under the byte-level pre-tokenizer's regex (GPT-2's, no prefix space) no pre-token spans such a cut:
+    the pre-token of the printable character ends at it (letters, digits and punctuation never absorb
+    whitespace) and the next pre-token starts at the "\\n" whatever precedes it. So the pieces' ids,
+    joined, equal the whole text's."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.find("\n", start + size)
+        while cut != -1 and not "!" <= text[cut - 1] <= "~":
+            cut = text.find("\n", cut + 1)
+        if cut == -1:
+            break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def cuts_at_lines(tokenizer: Tokenizer) -> bool:
+    """Whether `line_pieces` keeps this tokenizer's ids: no normalizer, the byte-level pre-tokenizer with
+    its regex and no prefix space, and only special added tokens (which content never matches)."""
+    config = json.loads(tokenizer.to_str())
+    pre = config.get("pre_tokenizer") or {}
+    return (config.get("normalizer") is None and pre.get("type") == "ByteLevel" and pre.get("use_regex") is True
+            and pre.get("add_prefix_space") is False and all(t.get("special") for t in config.get("added_tokens", [])))
 
 
 class CodeTokenizer:
-    """A `tokenizers.Tokenizer` used as a content encoder plus the special ids of the templates."""
+    """A `tokenizers.Tokenizer` used as a content encoder plus the special ids of the templates.
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    `piece_chars` bounds the text `tokenizers` sees at once: its encoding holds about 170 bytes per
+    character, so a 900 KB file alone took 150 MB. Longer content is encoded in `line_pieces` when
+    `cuts_at_lines` (our tokenizers), with the same ids; other tokenizers encode it whole."""
+
+    def __init__(self, tokenizer: Tokenizer, piece_chars: int = PIECE_CHARS) -> None:
         self._tok = tokenizer
         self._tok.encode_special_tokens = True  # special-token strings inside content are text
         self._special = {t.content: i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+        self._cuts = cuts_at_lines(tokenizer)
+        self.piece_chars = piece_chars
 
     @property
     def vocab_size(self) -> int:
@@ -51,6 +87,14 @@ class CodeTokenizer:
         """Token ids of `text` as content (no special ids, nothing added)."""
         if not isinstance(text, str):
             raise ValueError(f"text: expected a str, got {type(text).__name__}")
+        if not self._cuts or len(text) <= self.piece_chars:
+            return self._encode_whole(text)
+        ids: list[int] = []
+        for piece in line_pieces(text, self.piece_chars):
+            ids += self._encode_whole(piece)
+        return ids
+
+    def _encode_whole(self, text: str) -> list[int]:
         try:
             return self._tok.encode_batch_fast([text], add_special_tokens=False)[0].ids  # no offsets: 1.4x faster
         except TypeError:  # a str `tokenizers` cannot take: lone surrogates

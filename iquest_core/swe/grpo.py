@@ -8,7 +8,13 @@ trajectories inside a group with a signal; alone, its small differences would be
 advantages by the group normalisation and train on noise). With rl.shuffle_rewards (the
 control run) the rewards are permuted inside each group before the advantages, which removes any link
 between a trajectory and its reward. The group advantage applies to every masked-in token; the loss is
-grpo_loss (clip-higher, token mean) against the log-probabilities recorded at sampling.
+grpo_loss (clip-higher, token mean) against the log-probabilities recorded at sampling, plus, with a
+demos.DemoLoss, its weight x the next-token loss of a batch of demonstrations (PPO-ptx).
+
+With nucleus sampling (rl.top_p < 1) the recorded log-probabilities are the whole distribution's, as
+token_logprobs computes the new ones: the ratio is then exactly 1 on the policy that sampled. The
+nucleus's own probability of a sampled token is larger by 1 / (nucleus mass) <= 1 / top_p (the nucleus
+holds at least top_p of the mass), a factor within [1, 1.053] at top_p 0.95, which the loss ignores.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 
 from iquest_core.rl.grpo import group_advantages, grpo_loss
 from iquest_core.rl.multiturn import RolloutLimits, Trajectory, TurnCodec, parse_tool_call, rollout
+from iquest_core.swe.demos import DemoLoss
 from iquest_core.swe.recipe import MultiTurnGRPO
 from iquest_core.swe.reward import group_rewards, trajectory_cost
 from iquest_core.train.schema import Optim
@@ -86,11 +93,13 @@ def warmup_schedule(optimizer, updates: int) -> torch.optim.lr_scheduler.LambdaL
 
 
 def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: MultiTurnGRPO, optim: Optim,
-                  generator: torch.Generator, reference=None, schedule=None) -> dict[str, float]:
+                  generator: torch.Generator, reference=None, schedule=None,
+                  demos: DemoLoss | None = None) -> dict[str, float]:
     """rl.epochs passes of minibatch steps of grpo_loss against the sampling log-probs, plus
-    rl.kl_coef x reference_kl to the reference policy when one is given; schedule (a learning-rate
-    scheduler) steps after every optimizer step."""
-    losses, norms = [], []
+    rl.kl_coef x reference_kl to the reference policy when one is given and demos.weight x the
+    demonstrations' next-token loss when demos is given (its mean reported as ptx_loss; loss stays the
+    GRPO loss); schedule (a learning-rate scheduler) steps after every optimizer step."""
+    losses, norms, supervised = [], [], []
     model.train()
     for _ in range(rl.epochs):
         order = torch.randperm(len(kept), generator=generator).tolist()
@@ -104,14 +113,22 @@ def policy_update(model, optimizer, kept: list[tuple[Trajectory, float]], rl: Mu
                 with torch.no_grad():
                     ref = token_logprobs(reference, ids, rl.temperature)
                 loss = loss + rl.kl_coef * reference_kl(new, ref, mask)
-            loss.backward()
+            if demos is None:
+                loss.backward()
+            else:
+                auxiliary = demos.unweighted(model)
+                (loss + demos.weight * auxiliary).backward()
+                supervised.append(auxiliary.item())
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if schedule is not None:
                 schedule.step()
             losses.append(loss.item())
-    return {"loss": sum(losses) / len(losses), "grad_norm": sum(norms) / len(norms)}
+    stats = {"loss": sum(losses) / len(losses), "grad_norm": sum(norms) / len(norms)}
+    if supervised:
+        stats["ptx_loss"] = sum(supervised) / len(supervised)
+    return stats
 
 
 def rollout_tasks(model, codec: TurnCodec, factory, tasks: list, indices: list[int], limits: RolloutLimits,
@@ -135,8 +152,9 @@ def rollout_limits(rl: MultiTurnGRPO, temperature: float | None = None) -> Rollo
 
 def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: MultiTurnGRPO, optim: Optim,
             pool: ThreadPoolExecutor, generator: torch.Generator, shuffle: torch.Generator | None,
-            reference=None, schedule=None) -> dict[str, Any]:
-    """One GRPO step: rollouts, rewards, advantages, policy update; returns its metrics record."""
+            reference=None, schedule=None, demos: DemoLoss | None = None) -> dict[str, Any]:
+    """One GRPO step: rollouts, rewards, advantages, policy update (policy_update's extras); returns its
+    metrics record."""
     start = time.monotonic()
     chosen = torch.randint(len(tasks), (rl.prompts_per_step,), generator=generator).tolist()
     indices = [i for i in chosen for _ in range(rl.group_size)]
@@ -151,7 +169,7 @@ def rl_step(model, optimizer, codec: TurnCodec, factory, tasks: list, rl: MultiT
               "generated_tokens": sum(t.generated for t in trajectories) / len(trajectories),
               "valid_actions": valid_share(trajectories), "kept_trajectories": len(kept),
               "rollout_seconds": round(rollout_s, 2)}
-    record.update(policy_update(model, optimizer, kept, rl, optim, generator, reference, schedule) if kept
+    record.update(policy_update(model, optimizer, kept, rl, optim, generator, reference, schedule, demos) if kept
                   else {"loss": 0.0, "grad_norm": 0.0})
     record["lr"] = optimizer.param_groups[0]["lr"]
     record["seconds"] = round(time.monotonic() - start, 2)

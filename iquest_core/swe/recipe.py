@@ -31,6 +31,9 @@ class MultiTurnGRPO(GroupSampling):
     top_p: float = knob(0.95, "nucleus sampling in rollouts: a token far in the tail (a typo in the action's "
                               "format) is not sampled, whose push-down would dominate the update")
     warmup_updates: int = knob(12, "policy updates over which the learning rate rises linearly to optim.lr")
+    ptx_coef: float = knob(0.3, "weight of the next-token loss on fresh demonstrations in every policy update "
+                                "(PPO-ptx; toy tasks only; 0: none): it keeps the action format")
+    ptx_rows: int = knob(8, "demonstrations per policy update for the ptx loss")
 
 
 @dataclass
@@ -64,9 +67,10 @@ def load_swe_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = 
     check_minimums(recipe, {"steps": 1, "rl.prompts_per_step": 1, "rl.group_size": 2, "rl.max_turns": 1,
                             "rl.max_new_tokens": 1, "rl.max_tokens": 1, "rl.epochs": 1, "rl.minibatch": 1,
                             "pretrain.steps": 0, "eval_samples": 0, "pretrain.batch": 1, "rollout.workers": 1,
-                            "rl.warmup_updates": 0})
-    if rl.kl_coef < 0:
-        raise RecipeError(f"rl.kl_coef: expected >= 0, got {rl.kl_coef}")
+                            "rl.warmup_updates": 0, "rl.ptx_rows": 1})
+    for key, value in (("rl.kl_coef", rl.kl_coef), ("rl.ptx_coef", rl.ptx_coef)):
+        if value < 0:
+            raise RecipeError(f"{key}: expected >= 0, got {value}")
     if not rl.temperature > 0:
         raise RecipeError(f"rl.temperature: expected > 0, got {rl.temperature}")
     if not 0 < rl.top_p <= 1:

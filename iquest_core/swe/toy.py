@@ -113,7 +113,7 @@ def demonstration(task: Task, operator: str) -> list[dict]:
             {"role": "assistant", "content": "", "tool_calls": [{"name": "submit", "arguments": {}}]}]
 
 
-def demonstrations(tasks: Sequence[Task], count: int, *, correct_share: float, seed: int,
+def demonstrations(tasks: Sequence[Task], count: int, *, correct_share: float, seed: int | str,
                    tokenizer: ByteChatTokenizer) -> list[tuple[list[int], list[bool]]]:
     """(ids, assistant mask) of count demonstrations: with probability correct_share the right operator,
     otherwise one of the other operators at random, so the policy learns the format and rarely the fix."""

@@ -3,7 +3,7 @@
 Without `tasks`, the toy repository (toy.py) is built into DIR/toy-repo and mined (head mode) into
 DIR/tasks.jsonl; the policy (tiny preset, byte chat vocabulary) is first fitted briefly to noisy
 two-turn demonstrations (the format, the right operator in pretrain.correct_share of them), then trained
-with grpo.rl_step. Writes DIR/metrics.jsonl (resolved_rate, r_test, kept_trajectories, loss, ... per
+with grpo.rl_step, whose updates add rl.ptx_coef x the loss on fresh demonstrations (demos.DemoLoss). Writes DIR/metrics.jsonl (resolved_rate, r_test, kept_trajectories, loss, ... per
 step; on the toy tasks also right_fix_p, toy.right_fix_probability after the step), DIR/reward.png
 (resolved rate per step), DIR/summary.json, DIR/policy (Hugging Face layout).
 """
@@ -11,7 +11,6 @@ step; on the toy tasks also right_fix_p, toy.right_fix_probability after the ste
 from __future__ import annotations
 
 import copy
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,17 +18,15 @@ from typing import Any
 
 import torch
 
-from iquest_core.data.packing import IGNORE_INDEX
 from iquest_core.jsonl import write_jsonl
-from iquest_core.swe import toy as swe_toy
 from iquest_core.rl.grpo import policy_optimizer
 from iquest_core.rl.multiturn import TurnCodec
+from iquest_core.swe import toy as swe_toy
+from iquest_core.swe.demos import DemoLoss, pretrain
 from iquest_core.swe.engines import EnvFactory
 from iquest_core.swe.grpo import evaluate, rl_step, rollout_limits, warmup_schedule, write_summary
 from iquest_core.swe.plot import plot_records
-from iquest_core.swe.recipe import SWEPretrain, SWERecipe
-from iquest_core.train.schema import Optim
-from iquest_core.train.step import train_step
+from iquest_core.swe.recipe import SWERecipe
 
 
 def _tasks(recipe: SWERecipe, output: Path) -> list:
@@ -45,26 +42,6 @@ def _tasks(recipe: SWERecipe, output: Path) -> list:
     tasks = mine_repository(repo, mode="head", workers=recipe.rollout.workers).tasks
     write_jsonl(output / "tasks.jsonl", [t.to_dict() for t in tasks])
     return tasks
-
-
-def pretrain(model, tasks: list, pre: SWEPretrain, optim: Optim, tokenizer, seed: int) -> float:
-    """Supervised fit to noisy demonstrations (the loss on the assistant turns only); the last loss."""
-    demos = swe_toy.demonstrations(tasks, pre.steps * pre.batch, correct_share=pre.correct_share, seed=seed,
-                                   tokenizer=tokenizer)
-    optimizer = policy_optimizer(model, optim, lr=pre.lr)
-    model.train()
-    loss = math.nan
-    for step in range(pre.steps):
-        batch = demos[step * pre.batch:(step + 1) * pre.batch]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.zeros(len(batch), width, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX)
-        for row, (seq, mask) in enumerate(batch):
-            ids[row, :len(seq)] = torch.tensor(seq)
-            learn = torch.tensor(mask[1:])
-            labels[row, :len(seq) - 1] = torch.where(learn, torch.tensor(seq[1:]), IGNORE_INDEX)
-        loss = train_step(model, optimizer, ids, labels, max_grad_norm=optim.max_grad_norm).loss
-    return float(loss)
 
 
 def scores(model, codec: TurnCodec, factory: EnvFactory, tasks: list, pool: ThreadPoolExecutor, recipe: SWERecipe,
@@ -100,6 +77,8 @@ def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> li
     tasks = _tasks(recipe, output)
     rl, ro = recipe.rl, recipe.rollout
     summary: dict[str, Any] = {"tasks": len(tasks), "shuffle_rewards": rl.shuffle_rewards}
+    demos = DemoLoss(tasks, weight=rl.ptx_coef, rows=rl.ptx_rows, correct_share=recipe.pretrain.correct_share,
+                     seed=recipe.seed, tokenizer=tokenizer) if rl.ptx_coef else None
     if recipe.model.init_from:
         model = LoopCoderForCausalLM.from_pretrained(recipe.model.init_from)
     else:
@@ -126,7 +105,7 @@ def train_swe(recipe: SWERecipe, output: str | Path, resume: bool = False) -> li
                 summary["before"] = scores(model, codec, factory, tasks, pool, recipe, seed=recipe.seed + 2)
             for step in range(1, recipe.steps + 1):
                 record = {"step": step, **rl_step(model, optimizer, codec, factory, tasks, rl, recipe.optim, pool,
-                                                  generator, shuffle, reference, schedule)}
+                                                  generator, shuffle, reference, schedule, demos)}
                 if toy:
                     record["right_fix_p"] = swe_toy.right_fix_probability(model.eval(), tasks, tokenizer)
                 writer.log(record)

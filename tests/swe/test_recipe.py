@@ -39,7 +39,8 @@ def test_recipe_extends_the_training_schema():
 @pytest.mark.parametrize("override, named", [("rl.group_size=1", "rl.group_size"), ("rl.turns=3", "rl.turns"),
                                              ("rollout.engine=docker", "rollout.engine"),
                                              ("pretrain.correct_share=2", "pretrain.correct_share"),
-                                             ("rl.max_context=10", "rl.max_context"), ("rl.kl_coef=-1", "rl.kl_coef")])
+                                             ("rl.max_context=10", "rl.max_context"), ("rl.kl_coef=-1", "rl.kl_coef"),
+                                             ("rl.ptx_coef=-1", "rl.ptx_coef"), ("rl.ptx_rows=0", "rl.ptx_rows")])
 def test_bad_recipe_keys_are_named(override, named):
     with pytest.raises(RecipeError, match=named.replace(".", r"\.")):
         load_swe_recipe("swe-tiny", [override])
@@ -49,7 +50,8 @@ def test_iquest_rl_runs_swe_recipes_with_the_control(tasks, tmp_path, capsys):
     write_jsonl(tmp_path / "tasks.jsonl", [t.to_dict() for t in tasks[:1]])
     out = tmp_path / "run"
     settings = [f"tasks={tmp_path / 'tasks.jsonl'}", "steps=1", "pretrain.steps=0", "rl.prompts_per_step=1",
-                "rl.group_size=2", "rl.max_turns=1", "rl.max_new_tokens=8", "rl.max_tokens=8", "model.hidden_size=32", "rl.kl_coef=0.1", "eval_samples=1"]
+                "rl.group_size=2", "rl.max_turns=1", "rl.max_new_tokens=8", "rl.max_tokens=8", "model.hidden_size=32", "rl.kl_coef=0.1", "eval_samples=1",
+                "rl.ptx_coef=0"]
     argv = ["rl", "--recipe", "swe-tiny", "--output", str(out), *(x for s in settings for x in ("--set", s))]
     assert iquest([*argv, "--control"]) == 0
     printed = capsys.readouterr().out

@@ -2,17 +2,21 @@
 term that every policy update of swe-tiny adds, in the GRPO run and its control alike."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from iquest_core.data.chat import render_chat
 from iquest_core.data.packing import IGNORE_INDEX
+from iquest_core.jsonl import write_jsonl
 from iquest_core.model import LoopCoderConfig, LoopCoderForCausalLM
 from iquest_core.rl.multiturn import Trajectory
+from iquest_core.swe import train as swe_train
 from iquest_core.swe.demos import DemoLoss, demo_batch
+from iquest_core.swe.env import StepResult
 from iquest_core.swe.grpo import policy_update, token_logprobs
-from iquest_core.swe.recipe import MultiTurnGRPO
+from iquest_core.swe.recipe import MultiTurnGRPO, load_swe_recipe
 from iquest_core.swe.toy import OPERATORS, ByteChatTokenizer, demonstration
 from iquest_core.train.schema import Optim
 from tests.swe.test_toy import toy_task
@@ -87,3 +91,33 @@ def test_the_update_adds_weight_times_the_demonstrations_gradient():
         torch.testing.assert_close(a.detach() - b.detach(), expected, rtol=1e-4, atol=1e-6, msg=name)
         moved += bool(expected.abs().max() > 1e-6)
     assert moved > 0
+
+
+class AlternatingEnvs:
+    """An EnvFactory stand-in: one-turn environments whose episodes are resolved in every other one made,
+    whatever the agent does (so every group has rewards to learn from)."""
+
+    def __init__(self, *_, **__):
+        self.made = 0
+
+    def make(self, task):
+        self.made += 1
+        return SimpleNamespace(reset=lambda: "fix it", close=lambda: None, step=lambda action, won=self.made % 2: (
+            StepResult("", float(won), True, {"resolved": bool(won)})))
+
+    def shutdown(self):
+        pass
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_every_update_of_the_run_and_of_its_control_adds_the_ptx_loss(tmp_path, monkeypatch, control):
+    monkeypatch.setattr(swe_train, "EnvFactory", AlternatingEnvs)
+    write_jsonl(tmp_path / "tasks.jsonl", [t.to_dict() for t in TOY])
+    overrides = [f"tasks={tmp_path / 'tasks.jsonl'}", "steps=2", "pretrain.steps=1", "pretrain.batch=2",
+                 "eval_samples=0", "model.hidden_size=32", "rl.prompts_per_step=2", "rl.group_size=2",
+                 "rl.max_new_tokens=4", "rl.max_tokens=8", "rl.minibatch=2", f"rl.shuffle_rewards={str(control).lower()}"]
+    records = swe_train.train_swe(load_swe_recipe("swe-tiny", overrides), tmp_path / "run")
+    assert [r["kept_trajectories"] for r in records] == [4, 4]
+    assert all(r["ptx_loss"] > 0 for r in records)
+    plain = swe_train.train_swe(load_swe_recipe("swe-tiny", [*overrides, "rl.ptx_coef=0"]), tmp_path / "plain")
+    assert all("ptx_loss" not in r for r in plain)

@@ -5,13 +5,18 @@ of one file is flipped, and the checkpoint is loaded into fresh copies.
 Effective: a reader without checks (`checkpoint.read`) fails, or loads a model, optimizer, RNG or trainer
 state that differs bitwise from the clean one. Detected: the real loader (`checkpoint.load`) refuses it.
 The field of an effective fault is the bit field of the first changed tensor element ("header" for
-anything else: the file formats' own structure, trainer.json, a load that fails)."""
+anything else: the file formats' own structure, trainer.json, a load that fails).
+
+The unchecked reader believes the sizes a corrupted file claims: one flipped bit of .metadata made DCP
+allocate 8.6 GB before failing. It therefore runs with its address space capped at READ_HEADROOM above the
+process's current size (Linux); an allocation past the cap fails the read, which counts as effective."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import logging
+import resource
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,8 @@ from iquest_core.reliability.errors import SilentDataCorruptionError
 from iquest_core.reliability.faults import bit_field
 from iquest_core.reliability.replay_state import RngState
 from iquest_core.reliability.state import optimizer_tensors
+
+READ_HEADROOM = 1 << 30
 
 
 class CheckpointSite:
@@ -75,7 +82,7 @@ class CheckpointSite:
         model = copy.deepcopy(drill.models[0])
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         try:
-            with _quiet_dcp():
+            with _quiet_dcp(), address_space_cap(READ_HEADROOM):
                 trainer = checkpoint.read(path, model, optimizer)
         except (Exception, CheckpointException):  # noqa: BLE001  (any failure makes the checkpoint unusable)
             return None
@@ -83,6 +90,25 @@ class CheckpointSite:
         tensors.update({f"optimizer.{k}": v for k, v in optimizer_tensors(optimizer).items()})
         tensors["rng"] = torch.get_rng_state()
         return {"tensors": tensors, "trainer": trainer, "hyper": optimizer.state_dict()["param_groups"]}
+
+
+@contextlib.contextmanager
+def address_space_cap(headroom: int):
+    """Inside: allocations that would take the process's address space more than `headroom` bytes past its
+    size on entry fail (MemoryError, or the allocating library's error). No cap where /proc/self/status
+    does not exist."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        yield
+        return
+    size_kb = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmSize:"))
+    old = resource.getrlimit(resource.RLIMIT_AS)
+    cap = size_kb * 1024 + headroom
+    resource.setrlimit(resource.RLIMIT_AS, (cap if old[1] == resource.RLIM_INFINITY else min(cap, old[1]), old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
 
 
 @contextlib.contextmanager

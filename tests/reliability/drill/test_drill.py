@@ -3,6 +3,7 @@ goals hold, the report follows its schema, and with check_every=N detection come
 
 import json
 
+import numpy as np
 import pytest
 
 import torch
@@ -113,3 +114,29 @@ def test_checkpoint_site_keeps_dcp_tracebacks_of_a_corrupt_metadata_quiet(caplog
     shown = [r for r in caplog.records if r.levelno >= logging.WARNING and logging.getLogger(r.name).propagate]
     assert [r.getMessage() for r in shown] == ["a warning from elsewhere"]
     assert all(r["where"].endswith(".metadata") and r["outcome"] == "detected_before_update" for r in records)
+
+
+
+def test_address_space_cap_fails_large_allocations_inside_only():
+    with checkpoint_site.address_space_cap(256 << 20):
+        with pytest.raises(MemoryError):
+            np.empty(2 << 30, dtype=np.uint8)
+        assert np.empty(16 << 20, dtype=np.uint8).size == 16 << 20
+    assert np.empty(2 << 30, dtype=np.uint8).size == 2 << 30  # the cap is lifted on exit (pages untouched)
+
+
+def test_unchecked_read_believing_a_huge_size_fails_instead_of_allocating(tmp_path, monkeypatch):
+    """A reader that allocates what a corrupted size claims (here 4 GiB) fails under the drill's cap, so
+    the load counts as failed (effective) and the drill's memory does not follow the file's claims."""
+    drill = runner.Drill(seed=0)
+    drill.clean_window()
+    path = checkpoint_site.checkpoint.save(tmp_path, 1, drill.models[0], drill.optimizers[0], trainer_state={})
+    assert checkpoint_site.CheckpointSite._loaded(drill, path) is not None
+    honest = checkpoint_site.checkpoint.read
+
+    def believes_sizes(path, model, optimizer):
+        claimed = np.empty(4 << 30, dtype=np.uint8)
+        return honest(path, model, optimizer) | {"claimed": claimed.size}
+
+    monkeypatch.setattr(checkpoint_site.checkpoint, "read", believes_sizes)
+    assert checkpoint_site.CheckpointSite._loaded(drill, path) is None

@@ -7,7 +7,7 @@
 SemDeDup: unit-length embeddings are clustered by k-means (`fit_centers`: greedy k-means++ start, then
 `iterations` Lloyd steps, seeded; `assign`: nearest center); within each cluster every pair with cosine
 similarity >= threshold is a duplicate pair (`cluster_pairs`); groups are the connected components of
-those pairs (`components`) and the smallest index of a group is kept. Pairs that fall in different
+those pairs (`union_find.components`) and the smallest index of a group is kept. Pairs that fall in different
 clusters are not compared (the price of the sub-quadratic search). The `semdedup` step of `iquest data run`
 (data/steps/semdedup.py) runs the same functions over a corpus on disk.
 
@@ -83,19 +83,6 @@ def cluster_pairs(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
         first.append(start + i[above])
         second.append(j[above])
     return np.concatenate(first), np.concatenate(second)
-
-
-def components(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The smallest member of the connected component of each of n items joined by the pairs
-    (first[p], second[p]) (vectorised union-find: hook the larger root on the smaller, then flatten)."""
-    root = np.arange(n)
-    while True:
-        while not np.array_equal(flat := root[root], root):
-            root = flat
-        a, b = root[first], root[second]
-        if np.array_equal(a, b):
-            return root
-        np.minimum.at(root, np.maximum(a, b), np.minimum(a, b))
 
 
 def check_threshold(threshold: float) -> None:

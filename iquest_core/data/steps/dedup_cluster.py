@@ -8,8 +8,8 @@ uint64 key i << 32 | j, so key order is pair order (by i, then j).
 - `merged_pairs` streams the sorted union of many runs (every band's) in chunks: each round reads a block
   of every run, emits the keys up to the smallest block end, and advances; memory is
   max(MERGE_KEYS, runs * MIN_BLOCK) keys whatever the number of pairs.
-- `cluster` walks the merged pairs once with a union-find over every document (a numpy int32 parent
-  array: 4 bytes per document, the one state that grows with the corpus), verifying each pair whose ends
+- `cluster` walks the merged pairs once with a union-find over every document (`union_find`, a numpy int32
+  parent array: 4 bytes per document, the one state that grows with the corpus), verifying each pair whose ends
   are not yet joined by the Jaccard of their shingle sets, as sorted arrays of 64-bit shingle hashes
   (`shingle_hashes`: computed from the shard text files, read through the last OPEN_SHARDS shards' open
   files, the last CACHE_SHINGLES hashes' worth of arrays kept), all pairs of one document at once.
@@ -27,6 +27,7 @@ import numpy as np
 
 from iquest_core.atomic_io import atomic_path
 from iquest_core.data.steps.shingle_hashes import shingle_hashes, similar_to
+from iquest_core.data.union_find import join, roots
 
 RUN_PAIRS = 1 << 20
 MERGE_KEYS = 1 << 21
@@ -95,23 +96,6 @@ def merged_pairs(paths: Sequence[str]) -> Iterator[np.ndarray]:
             parts.append(keys[:taken])
             cursors[r] += taken
         yield np.unique(np.concatenate(parts))
-
-
-def roots(parent: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """The union-find root of each of `items` (vectorised pointer chasing)."""
-    found = parent[items]
-    while True:
-        above = parent[found]
-        if np.array_equal(above, found):
-            return found
-        found = above
-
-
-def _find(parent: np.ndarray, i: int) -> int:
-    while (up := int(parent[i])) != i:
-        parent[i] = parent[up]
-        i = up
-    return i
 
 
 class ShingleReader:
@@ -190,9 +174,5 @@ def cluster(paths: Sequence[str], texts: ShingleReader, documents: int, threshol
         apart = roots(parent, first) != roots(parent, second)
         first, second = first[apart], second[apart]
         similar = similar_pairs(texts, first, second, threshold)
-        for i, j in zip(first[similar].tolist(), second[similar].tolist()):
-            ri, rj = _find(parent, i), _find(parent, j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-                verified += 1
+        verified += join(parent, first[similar], second[similar])
     return roots(parent, np.arange(documents)), candidates, verified

@@ -17,7 +17,7 @@ windows by `windows.embed_documents(..., "mean")`), computed in stages:
    documents (all of them when the corpus is smaller) with `clusters` centers (0: one per
    DOCS_PER_CLUSTER documents, at most one per SAMPLE_PER_CENTER sampled ones); every document is assigned
    its nearest center, shard by shard; then, cluster by cluster, every pair with cosine >= threshold is
-   joined (`semdedup.components`); each component keeps its first document in input order ->
+   joined (`union_find.components`); each component keeps its first document in input order ->
    STATE/shard-N.semdrops.npy (index, kept number).
 3. run (the filter pass), per shard: drops the listed documents; outcomes "kept", "dropped".
 
@@ -48,6 +48,7 @@ import numpy as np
 from iquest_core.data.quality import semdedup, windows
 from iquest_core.data.steps import Doc, ShardContext, register
 from iquest_core.data.steps.near_dedup import save
+from iquest_core.data.union_find import components
 
 BATCH = 64
 DIMENSIONS = 384  # of the default encoder; an empty shard's file has this width
@@ -138,7 +139,7 @@ class SemDedup:
             for members in np.split(order, bounds):
                 first, second = semdedup.cluster_pairs(rows[members], self.threshold)
                 pairs += len(first)
-                root[members] = members[semdedup.components(len(members), first, second)]
+                root[members] = members[components(len(members), first, second)]
         for shard in range(job.num_shards):
             lo, hi = int(rows.first[shard]), int(rows.first[shard + 1])
             dropped = np.flatnonzero(root[lo:hi] != np.arange(lo, hi))

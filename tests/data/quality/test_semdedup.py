@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from iquest_core.data.quality import semdedup
-from iquest_core.data.quality.semdedup import (cluster_pairs, components, hierarchical_dedup, kmeans,
+from iquest_core.data.quality.semdedup import (cluster_pairs, hierarchical_dedup, kmeans,
                                                semantic_duplicate_groups)
 
 
@@ -57,12 +57,6 @@ def test_bad_arguments():
         semantic_duplicate_groups(np.zeros(5))
     with pytest.raises(ValueError, match="threshold"):
         semantic_duplicate_groups(np.zeros((3, 2)), threshold=2)
-
-
-def test_components_keep_the_smallest_member_of_each_chain():
-    first, second = np.array([5, 2, 7, 0]), np.array([7, 5, 9, 3])  # 2-5-7-9 and 0-3, 1 / 4 / 6 / 8 alone
-    assert components(10, first, second).tolist() == [0, 1, 2, 0, 4, 2, 6, 2, 8, 2]
-    assert components(3, np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == [0, 1, 2]
 
 
 def test_cluster_pairs_cross_block_boundaries(monkeypatch):

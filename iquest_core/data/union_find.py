@@ -27,19 +27,25 @@ def roots(parent: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 def join(parent: np.ndarray, first: np.ndarray, second: np.ndarray) -> int:
     """Join the components of each pair (first[k], second[k]) in `parent` (in place); returns by how many
-    the number of components fell. The items the batch re-hooked point at their roots afterwards."""
+    the number of components fell. The roots the batch re-hooked point straight at their new roots."""
     a, b = roots(parent, first), roots(parent, second)
     apart = a != b
     a, b = a[apart], b[apart]
-    touched = np.unique(np.concatenate([a, b]))
+    touched = np.unique(np.concatenate([a, b]))  # roots at the start; they only ever point at each other
     while len(a):
         np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))  # a root hooked on several: the smallest
-        a, b = roots(parent, a), roots(parent, b)
+        flatten(parent, touched)
+        a, b = parent[a], parent[b]
         apart = a != b
         a, b = a[apart], b[apart]
-    after = roots(parent, touched)
-    parent[touched] = after
-    return len(touched) - len(np.unique(after))
+    return len(touched) - len(np.unique(parent[touched]))
+
+
+def flatten(parent: np.ndarray, items: np.ndarray) -> None:
+    """Point each of `items` at its root by pointer jumping (log-depth rounds), where every item's path
+    stays within `items`."""
+    while not np.array_equal(up := parent[parent[items]], parent[items]):
+        parent[items] = up
 
 
 def components(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:

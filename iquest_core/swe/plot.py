@@ -1,5 +1,6 @@
-"""`iquest swe plot RUN_DIR ... --output PNG`: the resolved rate per RL step of several runs (each run's
-metrics.jsonl; label: its directory name), raw and as a moving average, in one figure."""
+"""`iquest swe plot RUN_DIR ... --output PNG`: per RL step of several runs (each run's metrics.jsonl; label:
+its directory name), the resolved rate (raw and as a moving average), p(right operator) and the share of
+well-formed turns, in one figure."""
 
 from __future__ import annotations
 
@@ -28,31 +29,39 @@ def plot_runs(runs: list[Path], output: Path) -> Path:
     return plot_records(labelled, output)
 
 
+PANELS = (("resolved_rate", "resolved rate of the step's trajectories"),
+          ("right_fix_p", "p(right operator) after the step"),
+          ("valid_actions", "well-formed share of the step's turns"))
+
+
 def plot_records(runs: dict[str, list[dict]], output: Path) -> Path:
-    """The resolved rate per step of each run (label -> metric records), raw and as a moving average, and,
-    when the records have it, the probability of the deciding tokens (right_fix_p) per step beside it, into
-    output (PNG, written atomically)."""
+    """One panel per metric of PANELS that the records have (the resolved rate always, raw and as a moving
+    average; the probability of the deciding tokens and the share of well-formed turns when logged) with a
+    line per run (label -> metric records; a label starting with "control" dashed), into output (PNG,
+    written atomically)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    decided = any("right_fix_p" in r for records in runs.values() for r in records)
-    fig, axes = plt.subplots(1, 2 if decided else 1, figsize=(11 if decided else 6.5, 3.6), squeeze=False)
-    colors = ("tab:green", "tab:gray", "tab:blue", "tab:red")
-    for color, (label, records) in zip(colors, runs.items()):
-        steps, rates = [r["step"] for r in records], [r["resolved_rate"] for r in records]
-        axes[0, 0].plot(steps, rates, color=color, alpha=0.3, linewidth=1)
-        axes[0, 0].plot(steps, moving_average(rates), color=color, label=f"{label} ({WINDOW}-step mean)")
-        if decided:
-            axes[0, 1].plot(steps, [r.get("right_fix_p", float("nan")) for r in records], color=color, label=label)
-    axes[0, 0].set_ylabel("resolved rate of the step's trajectories")
-    if decided:
-        axes[0, 1].set_ylabel("p(right operator) after the step")
-    for ax in axes[0]:
+    panels = [p for p in PANELS if p[0] == "resolved_rate" or any(p[0] in r for rs in runs.values() for r in rs)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for number, (label, records) in enumerate(runs.items()):
+        color = plt.cm.tab10(number % 10)
+        style = "--" if label.startswith("control") else "-"
+        steps = [r["step"] for r in records]
+        for ax, (key, _) in zip(axes[0], panels):
+            values = [r.get(key, float("nan")) for r in records]
+            if key == "resolved_rate":
+                ax.plot(steps, values, color=color, alpha=0.25, linewidth=1, linestyle=style)
+                values = moving_average(values)
+            ax.plot(steps, values, color=color, linestyle=style,
+                    label=f"{label} ({WINDOW}-step mean)" if key == "resolved_rate" else label)
+    for ax, (_, title) in zip(axes[0], panels):
+        ax.set_ylabel(title)
         ax.set_xlabel("GRPO step")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left")
+    axes[0, 0].legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     return save_figure(fig, output)

@@ -31,7 +31,7 @@ class MultiTurnGRPO(GroupSampling):
     top_p: float = knob(0.95, "nucleus sampling in rollouts: a token far in the tail (a typo in the action's "
                               "format) is not sampled, whose push-down would dominate the update")
     warmup_updates: int = knob(12, "policy updates over which the learning rate rises linearly to optim.lr")
-    ptx_coef: float = knob(0.3, "weight of the next-token loss on fresh demonstrations in every policy update "
+    ptx_coef: float = knob(1.0, "weight of the next-token loss on fresh demonstrations in every policy update "
                                 "(PPO-ptx; toy tasks only; 0: none): it keeps the action format")
     ptx_rows: int = knob(8, "demonstrations per policy update for the ptx loss")
 

@@ -11,7 +11,9 @@ candidate files (1-40 kB); within each main language, repositories sorted by nam
 robin over the repositories). Every drawn file is a positive (valid code); two figures are printed:
 "clean-parse positives" counts only the files whose plain parse in their own language is clean (damaged
 copies are made of these only), "all drawn" counts the others too (libstdc++ fragments, macro-heavy
-headers, newer C# syntax: real code the grammars cannot parse clean). validate() gets no language hint.
+headers, newer C# syntax: real code the grammars cannot parse clean); "no templates" is "all drawn" less
+the drawn files under a `templates` directory (code generators' inputs, `is_template`: a rule by path,
+fixed before the run; their damaged copies stay). validate() gets no language hint.
 
 Each file gives up to four damaged copies, each kept only when a parser can see the damage:
 truncated      cut at a random character between 30% and 70% of the file, kept when the cut drops the
@@ -216,6 +218,8 @@ def measure(files: dict[str, list[tuple[Path, str]]], unclean: dict[str, list[tu
         for path, text in pairs:
             check = _validate_real(language, path, text, split, misses)
             tally[language]["tp" if check.valid else "fn"] += 1
+            if is_template(path):
+                tally["templates"]["tp" if check.valid else "fn"] += 1
             identified[language][check.language] += 1
             rng = random.Random(zlib.crc32(str(path).encode()))
             for kind, bad in damaged(text, language, rng).items():
@@ -244,18 +248,32 @@ def measure(files: dict[str, list[tuple[Path, str]]], unclean: dict[str, list[tu
           "  (clean-parse positives)")
     every = Counter(tp=total["tp"], fn=total["fn"], fp=total["fp"], tn=total["tn"])
     for language in sorted(unclean):
-        valid = sum(_validate_real(language, path, text, split, misses, "real_unclean").valid
-                    for path, text in unclean[language])
-        every.update(tp=valid, fn=len(unclean[language]) - valid)
-        print(f"{language:<14}{len(unclean[language]):>6} drawn files not parsing clean: {valid} accepted")
+        checks = [(path, _validate_real(language, path, text, split, misses, "real_unclean").valid)
+                  for path, text in unclean[language]]
+        valid = sum(ok for _, ok in checks)
+        every.update(tp=valid, fn=len(checks) - valid)
+        templates = [ok for path, ok in checks if is_template(path)]
+        tally["templates"].update(tp=sum(templates), fn=len(templates) - sum(templates))
+        print(f"{language:<14}{len(checks):>6} drawn files not parsing clean: {valid} accepted")
     print(f"{'all drawn':<14}{every['tp'] + every['fn']:>6}{every['fp'] + every['tn']:>9}{_p(every):>11.3f}"
           f"{_r(every):>8.3f}  (every drawn real file a positive)")
+    templates = tally["templates"]
+    rest = Counter(tp=every["tp"] - templates["tp"], fn=every["fn"] - templates["fn"], fp=every["fp"], tn=every["tn"])
+    print(f"{'no templates':<14}{rest['tp'] + rest['fn']:>6}{rest['fp'] + rest['tn']:>9}{_p(rest):>11.3f}"
+          f"{_r(rest):>8.3f}  (all drawn less {templates['tp'] + templates['fn']} template files, "
+          f"{templates['tp']} of them accepted)")
     print(f"{'damage kind':<14}{'copies':>6}{'skipped':>9}{'caught':>11}{'P (only this kind)':>20}")
     for kind in KINDS + (ELSEWHERE,):
         t = tally[kind]
         alone = positives + Counter(fp=t["fp"], tn=t["tn"])
         print(f"{kind:<14}{t['fp'] + t['tn']:>6}{t['skipped']:>9}{t['tn'] / max(t['fp'] + t['tn'], 1):>11.3f}"
               f"{_p(alone) if kind in KINDS else float('nan'):>20.3f}")
+
+
+def is_template(path: Path) -> bool:
+    """Whether a file is a code generator's input (a directory of its path is named `templates`, as
+    torchgen's `${placeholder}` files): not code until generated. Decided by path alone, before the run."""
+    return "templates" in path.parts[:-1]
 
 
 def _p(t: Counter) -> float:

@@ -20,7 +20,13 @@ from collections.abc import Callable
 
 MAX_TRIES = 24
 _NAME = re.compile(rb"\b(?:__[A-Za-z0-9_]+|[A-Z][A-Z0-9_]+)\b")
+_COMMENT_OR_BLANK = re.compile(rb"[ \t]*(?:$|//|/\*|\*)")  # a blank line or one of a comment's lines
 _KEEP = frozenset({b"NULL", b"FILE", b"EOF", b"TRUE", b"FALSE"})  # names that are values or types, not annotations
+
+
+def error_cost(spans: list[tuple[int, int]]) -> int:
+    """Bytes in the problem spans, plus one per span (so a MISSING node, an empty span, counts)."""
+    return sum(end - start + 1 for start, end in spans)
 
 
 def _with_arguments(data: bytes, end: int) -> int:
@@ -50,10 +56,16 @@ def _blank(data: bytearray, name: bytes) -> None:
 
 
 def _lines_of(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Per span, the byte range of its lines and the line before (`__BEGIN_DECLS` breaks the next one)."""
+    """Per span, the byte range of its lines, and of the line of code before it (`__BEGIN_DECLS` or
+    `__NV_SILENCE_DEPRECATION_END` breaks the next declaration across blank and comment lines)."""
     lines = []
     for start, end in spans:
-        first = data.rfind(b"\n", 0, max(data.rfind(b"\n", 0, start), 0)) + 1
+        first = at = data.rfind(b"\n", 0, start) + 1
+        while at:
+            line_end, at = at - 1, data.rfind(b"\n", 0, at - 1) + 1
+            if not _COMMENT_OR_BLANK.match(data, at, line_end):
+                lines.append((at, line_end))
+                break
         lines.append((first, len(data) if (e := data.find(b"\n", end)) < 0 else e))
     return lines
 
@@ -62,7 +74,7 @@ def blank_macros(data: bytes, problems: Callable[[bytes], list[tuple[int, int]]]
     """`data` with the annotation macros that hinder the parse blanked (module docstring); `problems`
     parses bytes and returns the problem spans (start, end) of that parse."""
     spans = problems(data)
-    cost = sum(end - start + 1 for start, end in spans)
+    cost = error_cost(spans)
     tried: set[bytes] = set()
     tries = 0
     while spans and tries < MAX_TRIES:
@@ -76,7 +88,7 @@ def blank_macros(data: bytes, problems: Callable[[bytes], list[tuple[int, int]]]
             candidate = bytearray(data)
             _blank(candidate, name)
             new_spans = problems(bytes(candidate))
-            new_cost = sum(end - start + 1 for start, end in new_spans)
+            new_cost = error_cost(new_spans)
             if new_cost < cost:
                 data, spans, cost = bytes(candidate), new_spans, new_cost
                 break  # problem lines moved: collect names again

@@ -7,23 +7,29 @@ level are found by one compiled query per (language, level), run in C by a Query
 Offsets: tree-sitter reports UTF-8 byte offsets; `Parsed` converts them to str offsets, so slicing the
 Python string gives the node's text for any content (BOM, CJK, emoji). A leading BOM is not part of the
 source the grammar sees (tree-sitter would call it an error); offsets are shifted past it.
+
+Every parse has a budget (CALLS_PER_BYTE): a text whose parse runs past it is given up on (`tree` None),
+so one pathological file costs a bounded time in FIM, the syntax filter and AST validation alike.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import importlib
 import itertools
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import tree_sitter as ts
 
-from iquest_core.data import cpp_macros
+from iquest_core.data import conditionals, cpp_macros
 
 LANGUAGES: tuple[str, ...] = ("python", "java", "typescript", "javascript", "c_sharp", "go", "rust", "cpp")
 LEVELS: tuple[str, ...] = ("expression", "statement", "function")
+PREPROCESSED: tuple[str, ...] = tuple(conditionals.BLANKED)  # languages parse(..., blank_macros=True) changes
 
 EXTENSIONS: dict[str, str] = {
     ".py": "python", ".pyi": "python", ".java": "java", ".ts": "typescript", ".mts": "typescript",
@@ -33,6 +39,12 @@ EXTENSIONS: dict[str, str] = {
 }
 
 _SPAN = operator.attrgetter("start_byte", "end_byte")
+
+# Parse budget: progress calls (tree-sitter calls back every ~100 parse operations) per byte of text, plus
+# MIN_CALLS. A clean parse uses about 1 per 100 bytes; error recovery of a grammar on text far from its
+# language can run for minutes and take gigabytes (the Rust grammar on a 33 kB JavaScript file: 503 s).
+CALLS_PER_BYTE = 0.1
+MIN_CALLS = 100
 
 _GRAMMARS: dict[str, tuple[str, str]] = {
     "python": ("tree_sitter_python", "language"), "java": ("tree_sitter_java", "language"),
@@ -190,11 +202,12 @@ def _problem_query(language: str) -> ts.Query:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A parsed text: `tree` over `data` (the UTF-8 bytes after an optional BOM) and offset conversion."""
+    """A parsed text: `tree` over `data` (the UTF-8 bytes after an optional BOM) and offset conversion;
+    `tree` None when the parse ran past its budget (then not clean, error share 1.0, no nodes)."""
     text: str
     language: str
     data: bytes
-    tree: ts.Tree
+    tree: ts.Tree | None
     bom: int  # 1 when the text starts with U+FEFF (kept out of the parse), else 0
 
     def char_offset(self, byte_offset: int) -> int:
@@ -205,12 +218,14 @@ class Parsed:
 
     @property
     def clean(self) -> bool:
-        """True when the tree has no ERROR or MISSING node."""
-        return not self.tree.root_node.has_error
+        """True when the tree has no ERROR or MISSING node (False without a tree)."""
+        return self.tree is not None and not self.tree.root_node.has_error
 
     def nodes(self, level: str) -> list[ts.Node]:
         """Nodes of `level` (see NODE_TYPES) in document order (start, then end byte; the query's own order
         varies from run to run)."""
+        if self.tree is None:
+            return []
         nodes = ts.QueryCursor(level_query(self.language, level)).captures(self.tree.root_node).get("node", [])
         nodes.sort(key=_SPAN)
         return nodes
@@ -219,7 +234,9 @@ class Parsed:
         """(start_byte, end_byte) by start of the bytes the parser could not place: every MISSING node
         (empty spans) and the tokens an ERROR node holds directly (its leaf children; the whole node when
         it has none). Complete subtrees that tree-sitter recovered inside an ERROR node are not problems.
-        whole_errors=True gives every ERROR node's whole span instead."""
+        whole_errors=True gives every ERROR node's whole span instead. Without a tree: the whole text."""
+        if self.tree is None:
+            return [(0, len(self.data))]
         return _problem_spans(self.tree, self.language, whole_errors)
 
     def nodes_clear_of_errors(self, level: str, *, whole_errors: bool = False) -> list[ts.Node]:
@@ -240,7 +257,9 @@ class Parsed:
         return clear
 
     def error_share(self) -> float:
-        """(ERROR + MISSING nodes) / all nodes of the tree; 0.0 for a clean parse."""
+        """(ERROR + MISSING nodes) / all nodes of the tree; 0.0 for a clean parse, 1.0 without a tree."""
+        if self.tree is None:
+            return 1.0
         root = self.tree.root_node
         if not root.has_error:
             return 0.0
@@ -262,16 +281,55 @@ def _problem_spans(tree: ts.Tree, language: str, whole_errors: bool = False) -> 
 
 
 def parse(text: str, language: str, *, blank_macros: bool = False) -> Parsed:
-    """Parse `text` (a str) as `language`. blank_macros=True (C/C++ only; ignored for the other
-    languages) parses the text with its annotation macros blanked (cpp_macros.blank_macros): the tree's
-    offsets are those of `text`, `Parsed.data` holds the original bytes, and `Node.text` the blanked ones."""
+    """Parse `text` (a str) as `language` within the parse budget (CALLS_PER_BYTE): a parse over it gives
+    `tree` None (clean False, error_share 1.0, no nodes). blank_macros=True, for a C/C++ or C# parse with
+    errors, parses the text of one configuration (conditionals.blank_conditionals: directives and
+    `#else` branches blanked) when that has fewer bytes in errors, then for C/C++ with its annotation
+    macros blanked (cpp_macros.blank_macros); other languages are not changed. The tree's offsets are
+    those of `text`, `Parsed.data` holds the original bytes, and `Node.text` the blanked ones."""
     bom = 1 if text.startswith("\ufeff") else 0
     try:
         data = text[bom:].encode("utf-8")
     except UnicodeEncodeError as error:
         raise ValueError(f"text: expected valid Unicode, got {error}") from None
-    parser = _parser(check_language(language))
-    tree = parser.parse(data)
-    if blank_macros and language == "cpp" and tree.root_node.has_error:
-        tree = parser.parse(cpp_macros.blank_macros(data, lambda d: _problem_spans(parser.parse(d), language, True)))
+    parse_bytes = functools.partial(_parse_within_budget, _parser(check_language(language)))
+    tree = parse_bytes(data)
+    if blank_macros and language in PREPROCESSED and tree is not None and tree.root_node.has_error:
+        tree = _preprocessed(data, language, tree, parse_bytes)
     return Parsed(text, language, data, tree, bom)
+
+
+def _preprocessed(data: bytes, language: str, tree: ts.Tree,
+                  parse_bytes: Callable[[bytes], ts.Tree | None]) -> ts.Tree | None:
+    """The tree of `data` parsed with its conditionals, then (C/C++) its annotation macros, blanked: each
+    kept only when the parse has fewer bytes in errors."""
+    def problems(candidate: bytes) -> list[tuple[int, int]]:
+        parsed = parse_bytes(candidate)
+        return [(0, len(candidate))] if parsed is None else _problem_spans(parsed, language, True)
+
+    configuration = conditionals.blank_conditionals(data, language)
+    if configuration is not None and configuration != data:
+        candidate = parse_bytes(configuration)
+        if candidate is not None and (cpp_macros.error_cost(_problem_spans(candidate, language, True))
+                                      < cpp_macros.error_cost(_problem_spans(tree, language, True))):
+            data, tree = configuration, candidate
+    if language == "cpp" and tree is not None and tree.root_node.has_error:
+        blanked = cpp_macros.blank_macros(data, problems)
+        tree = tree if blanked == data else parse_bytes(blanked)
+    return tree
+
+
+def _parse_within_budget(parser: ts.Parser, data: bytes) -> ts.Tree | None:
+    """The tree of `data`, or None when the parse needs more than MIN_CALLS + CALLS_PER_BYTE * len(data)
+    progress calls (the parser is reset then)."""
+    calls, budget = [0], MIN_CALLS + CALLS_PER_BYTE * len(data)
+
+    def over_budget(*_state: object) -> bool:
+        calls[0] += 1
+        return calls[0] > budget
+
+    try:
+        return parser.parse(lambda at, _point: data[at:at + 65536], progress_callback=over_budget)
+    except ValueError:  # the parse was cancelled
+        parser.reset()
+        return None

@@ -53,3 +53,11 @@ def test_header_levels_hold_prototypes_macro_functions_and_declarations():
     rng = random.Random(0)
     middles = {fim.split(text, "function", rng, language="cpp").middle for _ in range(60)}
     assert middles == set(_spans(parsed, "function"))
+
+
+def test_a_statement_macro_is_found_across_blank_and_comment_lines():
+    text = "struct A {\n  int f();\n  __SILENCE_END\n\n  /**\n   * From an int.\n   */\n  explicit A(int f) { x = f; }\n};\n"
+    assert not syntax.parse(text, "cpp").clean
+    blanked = syntax.parse(text, "cpp", blank_macros=True)
+    assert blanked.clean  # __SILENCE_END, three lines above the error it causes, was blanked
+    assert b"__SILENCE_END" not in blanked.tree.root_node.text

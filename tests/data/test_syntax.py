@@ -1,6 +1,9 @@
+import random
+
 import pytest
 
-from iquest_core.data import syntax
+from iquest_core.data import fim, syntax
+from iquest_core.data.steps.code import syntax_verdict
 
 BROKEN = {"python": "def f(:\n    return 1\n", "java": "class A { void f( { } }", "go": "func main( {\n",
           "rust": "fn main( {", "cpp": "int main( {", "c_sharp": "class A { void F( { } }",
@@ -46,3 +49,17 @@ def test_bad_arguments():
         syntax.level_query("python", "clause")
     with pytest.raises(ValueError, match="Unicode"):
         syntax.parse("\ud800", "python")
+
+
+def test_a_parse_over_its_budget_has_no_tree_and_every_user_refuses_it(monkeypatch):
+    code = "def total(values):\n    return sum(v for v in values if v > 0)\n" * 20
+    assert syntax.parse(code, "python").clean
+    monkeypatch.setattr(syntax, "CALLS_PER_BYTE", 0.0)
+    monkeypatch.setattr(syntax, "MIN_CALLS", 0)
+    parsed = syntax.parse(code, "python")  # cancelled, not minutes of error recovery
+    assert parsed.tree is None and not parsed.clean and parsed.error_share() == 1.0
+    assert parsed.nodes("statement") == [] and parsed.problem_spans() == [(0, len(code))]
+    assert fim.split(code, "statement", random.Random(0), language="python") is None
+    assert syntax_verdict("a.py", code, 0.5) == "dropped:python"
+    monkeypatch.setattr(syntax, "MIN_CALLS", 100)
+    assert syntax.parse("x = 1\n", "python").clean  # the parser was reset after the cancelled parse

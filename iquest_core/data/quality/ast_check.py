@@ -14,10 +14,13 @@ expressions, comments and JSX character references of the chosen language's pars
 and XML doc comments, HTML strings and JSX hold entities in real code). Truncation and interleaved prose
 are left to the parse: a cut that drops a closing delimiter, or a line of prose among statements, leaves
 ERROR or MISSING nodes in every grammar. A missing final newline is not damage (real files often lack one).
-C/C++ identified with a parse that is not clean is parsed again with its annotation macros blanked
-(syntax.parse(..., blank_macros=True): `TORCH_API`, `__THROW`, `__BEGIN_DECLS`); that parse is kept when
-its error share is lower. Blanking only replaces macro-shaped names (and their argument lists) by spaces,
-so a dropped closing delimiter or a line of prose still leaves ERROR or MISSING nodes.
+C/C++ or C# identified with a parse that is not clean is parsed again preprocessed
+(syntax.parse(..., blank_macros=True): one configuration of its conditional compilation, for `#if X`
+inside a base list, an expression or an if statement; then, C/C++, its annotation macros `TORCH_API`,
+`__THROW`, `__BEGIN_DECLS`); that parse is kept when its error share is lower. Preprocessing only replaces
+directive lines, `#else` branches and macro-shaped names (with their argument lists) by spaces, and gives
+up on conditionals that do not balance, so a dropped closing delimiter or a line of prose in the parsed
+configuration still leaves ERROR or MISSING nodes.
 Valid: no damage and error_share <= max_error_share.
 """
 
@@ -26,9 +29,6 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-
-import tree_sitter as ts
 
 from iquest_core.data import syntax
 
@@ -46,11 +46,6 @@ _CLASSES = ("class_definition", "class_declaration", "class_specifier", "struct_
             "struct_declaration", "record_declaration", "namespace_definition")
 
 MIN_BLOCK_CHARS = 20
-# Parser progress calls (tree-sitter calls back every ~100 operations) a grammar may use per byte before it
-# is given up on: a clean parse uses about 1 per 100 bytes; error recovery of one grammar on text far from
-# its language can take minutes and gigabytes (the Rust grammar on some JavaScript files).
-CALLS_PER_BYTE = 0.1
-MIN_CALLS = 100
 
 
 @dataclass(frozen=True)
@@ -128,40 +123,17 @@ def definitions(parsed: syntax.Parsed) -> int:
     return count
 
 
-@lru_cache(maxsize=None)
-def _parser(language: str) -> ts.Parser:
-    return ts.Parser(syntax.grammar(language))
-
-
-def parse_within_budget(code: str, language: str) -> syntax.Parsed | None:
-    """`code` parsed as `language`, or None when the parse needs more than MIN_CALLS + CALLS_PER_BYTE * bytes
-    progress calls (the grammar does not fit the text)."""
-    bom = 1 if code.startswith("\ufeff") else 0
-    data = code[bom:].encode("utf-8")
-    parser, calls, budget = _parser(syntax.check_language(language)), [0], MIN_CALLS + CALLS_PER_BYTE * len(data)
-
-    def over_budget(*_state: object) -> bool:
-        calls[0] += 1
-        return calls[0] > budget
-
-    try:
-        tree = parser.parse(lambda at, _point: data[at:at + 65536], progress_callback=over_budget)
-    except ValueError:  # the parse was cancelled
-        parser.reset()
-        return None
-    return syntax.Parsed(code, language, data, tree, bom)
-
-
 def validate(code: str, language: str | None = None, *, max_error_share: float = 0.0) -> Validation:
     """The validation of `code` (module docstring); `language` None identifies it among the 8 grammars
-    (a grammar over parse_within_budget's budget is not a candidate; none within it: error_share 1.0)."""
+    (a grammar whose parse runs past syntax's parse budget is not a candidate; none within it: error_share
+    1.0)."""
     if not 0.0 <= max_error_share <= 1.0:
         raise ValueError(f"max_error_share: expected a value in [0, 1], got {max_error_share!r}")
     languages = syntax.LANGUAGES if language is None else (syntax.check_language(language),)
     best = None
     for rank, name in enumerate(languages):
-        parsed = parse_within_budget(code, name)
-        if parsed is None:
+        parsed = syntax.parse(code, name)
+        if parsed.tree is None:
             continue
         key = (parsed.error_share(), -definitions(parsed), rank)
         if best is None or key < best[0]:
@@ -169,8 +141,8 @@ def validate(code: str, language: str | None = None, *, max_error_share: float =
     if best is None:
         return Validation(languages[0] if language else None, 1.0, 0, None, False)
     (share, negative_defs, _), parsed = best
-    if parsed.language == "cpp" and share > max_error_share:
-        blanked = syntax.parse(code, "cpp", blank_macros=True)
+    if parsed.language in syntax.PREPROCESSED and share > max_error_share:
+        blanked = syntax.parse(code, parsed.language, blank_macros=True)
         if blanked.error_share() < share:
             share, parsed, negative_defs = blanked.error_share(), blanked, -definitions(blanked)
     found = ("line_numbered" if line_numbered(code) else

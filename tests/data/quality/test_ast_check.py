@@ -4,7 +4,7 @@ import html
 
 import pytest
 
-from iquest_core.data.quality import ast_check
+from iquest_core.data import syntax
 from iquest_core.data.quality.ast_check import code_blocks, validate
 from tests.data.conftest import corpus
 
@@ -164,10 +164,8 @@ def test_bad_arguments():
 
 def test_a_grammar_over_its_parse_budget_is_no_candidate(monkeypatch):
     code = dict((p.name, t) for p, _, t in corpus())["bisect.py"]
-    assert ast_check.parse_within_budget(code, "rust") is not None
-    monkeypatch.setattr(ast_check, "CALLS_PER_BYTE", 0.0)
-    monkeypatch.setattr(ast_check, "MIN_CALLS", 0)
-    assert ast_check.parse_within_budget(code, "rust") is None  # cancelled, not minutes of error recovery
-    assert ast_check.parse_within_budget("fn main() {}\n", "rust").clean  # the parser was reset
+    assert validate(code).language == "python"
+    monkeypatch.setattr(syntax, "CALLS_PER_BYTE", 0.0)
+    monkeypatch.setattr(syntax, "MIN_CALLS", 0)
     check = validate(code)
     assert (check.language, check.error_share, check.valid) == (None, 1.0, False)

@@ -12,8 +12,13 @@ validation split, never on the test split:
     ridge                 pooling (first / mean / mean+max) and L2 by validation Spearman
     MLP                   one hidden layer of 256 (scikit-learn, early stopping) on the pooling the ridge
                           chose, L2 weight by validation Spearman
-    student               ridge or MLP, whichever has the higher validation Spearman: the claimed student
-    fastText              bigrams, epochs and learning rate by validation Spearman
+    logistic              logistic regression on the teacher's cut (high quality or not), pooling and C by
+                          validation Spearman of its probability
+    student               ridge, MLP or logistic, whichever has the higher validation Spearman: the claimed
+                          student
+    fastText              word n-grams (1-3), epochs, learning rate, and target (the rounded score, or the
+                          teacher's cut as two classes) by validation Spearman; a setting whose training
+                          diverges (fastText's "Encountered NaN") is no candidate
 F1 is on the teacher's cut (high quality or not), at each model's threshold with the best validation F1.
 Throughput: documents per CPU second of this process (one torch thread, fastText one thread: documents/s
 on one core, whatever the machine's load), 200 documents spread over the corpus; the student embeds
@@ -40,8 +45,9 @@ from iquest_core.data.quality import windows  # noqa: E402
 
 L2S = (0.1, 1.0, 10.0, 100.0)
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)
-FASTTEXT = {"epoch": (5, 25, 50), "lr": (0.1, 0.5)}
-MODELS = ("ridge (first window)", "ridge", "MLP", "student", "fastText")
+CS = (0.1, 1.0, 10.0)
+FASTTEXT = {"epoch": (5, 25, 50), "lr": (0.1, 0.5), "word_ngrams": (1, 2, 3), "target": ("score", "cut")}
+MODELS = ("ridge (first window)", "ridge", "MLP", "logistic", "student", "fastText")
 
 
 def pooled(window_vectors: dict[str, np.ndarray], docs: list[dict]) -> dict[str, np.ndarray]:
@@ -53,10 +59,12 @@ def pooled(window_vectors: dict[str, np.ndarray], docs: list[dict]) -> dict[str,
 
 def best_on_validation(candidates, fit, score_val):
     """The fitted candidate with the highest validation Spearman, and that candidate (one fit held at a
-    time besides the best: a fastText bigram model is ~1 GB)."""
+    time besides the best: a fastText bigram model is ~1 GB); `fit` returns None for no candidate."""
     best, best_score = None, -np.inf
     for candidate in candidates:
         model = fit(candidate)
+        if model is None:
+            continue
         score = score_val(model)
         if score > best_score:
             best, best_score = (model, candidate), score
@@ -65,6 +73,7 @@ def best_on_validation(candidates, fit, score_val):
 
 def run(docs: list[dict], features: dict[str, np.ndarray], y: np.ndarray, cut: float, seed: int) -> dict:
     """{model: (test Spearman, test F1, validation Spearman, what was chosen)} for one split."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPRegressor
 
     order = np.random.default_rng(seed).permutation(len(docs))
@@ -79,7 +88,17 @@ def run(docs: list[dict], features: dict[str, np.ndarray], y: np.ndarray, cut: f
         if isinstance(model, qc.FastTextBaseline):
             return model.predict([texts[i] for i in idx])
         pooling, head = model
+        if hasattr(head, "predict_proba"):
+            return head.predict_proba(features[pooling][idx])[:, 1]
         return head.predict(features[pooling][idx])
+
+    def fasttext(epoch, lr, word_ngrams, target):
+        labels = y[train] if target == "score" else (y[train] >= cut).astype(float)
+        try:
+            return qc.FastTextBaseline(seed=seed, epoch=epoch, lr=lr, word_ngrams=word_ngrams).fit(
+                [texts[i] for i in train], labels)
+        except RuntimeError:  # the training diverged
+            return None
 
     def val_rho(model):
         return qc.spearman(on(model, val), y[val])
@@ -92,11 +111,16 @@ def run(docs: list[dict], features: dict[str, np.ndarray], y: np.ndarray, cut: f
         ALPHAS, lambda alpha: (pooling, MLPRegressor(hidden_layer_sizes=(256,), alpha=alpha, max_iter=300,
                                                      early_stopping=True, random_state=seed)
                                .fit(features[pooling][train], y[train])), val_rho)
-    chosen["student"] = max(((chosen[m][0], m) for m in ("ridge", "MLP")), key=lambda pair: val_rho(pair[0]))
-    chosen["fastText"] = best_on_validation(
-        itertools.product(*FASTTEXT.values()),
-        lambda c: qc.FastTextBaseline(seed=seed, epoch=c[0], lr=c[1]).fit([texts[i] for i in train], y[train]),
+    chosen["logistic"] = best_on_validation(
+        itertools.product(windows.POOLINGS, CS),
+        lambda c: (c[0], LogisticRegression(C=c[1], max_iter=3000).fit(features[c[0]][train], y[train] >= cut)),
         val_rho)
+    chosen["student"] = max(((chosen[m][0], (chosen[m][0][0], m)) for m in ("ridge", "MLP", "logistic")),
+                            key=lambda pair: val_rho(pair[0]))  # choice: (pooling, head)
+    binary = set(np.unique(y)) <= {0.0, 1.0}  # the cut is the score itself: one target
+    chosen["fastText"] = best_on_validation(
+        (c for c in itertools.product(*FASTTEXT.values()) if not (binary and c[3] == "cut")),
+        lambda c: fasttext(*c), val_rho)
     out = {}
     for name, (model, choice) in chosen.items():
         threshold = qc.best_f1_threshold(on(model, val), y[val] >= cut)
@@ -140,7 +164,7 @@ def report(name: str, docs: list[dict], features: dict[str, np.ndarray]) -> None
             rows[model].append(metrics)
         print(f"seed {seed}: " + "; ".join(f"{m} rho={v[0]:.3f} F1={v[1]:.3f} (val rho {v[2]:.3f}, {v[3]})"
                                            for m, v in result.items()))
-    poolings = [r[3][0] for r in rows["ridge"]]
+    poolings = [r[3][0] for r in rows["student"]]
     speed = throughput(docs, y, max(set(poolings), key=poolings.count))
     print(f"{'model':<22}{'Spearman':>16}{'F1':>16}{'docs/CPU s':>13}")
     for model, metrics in rows.items():

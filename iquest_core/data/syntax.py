@@ -280,13 +280,13 @@ def _problem_spans(tree: ts.Tree, language: str, whole_errors: bool = False) -> 
     return sorted(spans)
 
 
-def parse(text: str, language: str, *, blank_macros: bool = False) -> Parsed:
+def parse(text: str, language: str, *, blank_macros: bool = False, taken: str = "first") -> Parsed:
     """Parse `text` (a str) as `language` within the parse budget (CALLS_PER_BYTE): a parse over it gives
     `tree` None (clean False, error_share 1.0, no nodes). blank_macros=True, for a C/C++ or C# parse with
-    errors, parses the text of one configuration (conditionals.blank_conditionals: directives and
-    `#else` branches blanked) when that has fewer bytes in errors, then for C/C++ with its annotation
-    macros blanked (cpp_macros.blank_macros); other languages are not changed. The tree's offsets are
-    those of `text`, `Parsed.data` holds the original bytes, and `Node.text` the blanked ones."""
+    errors, parses the text of one configuration (conditionals.blank_conditionals(..., taken=taken):
+    directives and the branches not taken blanked) when that has fewer bytes in errors, then for C/C++
+    with its annotation macros blanked (cpp_macros.blank_macros); other languages are not changed. The
+    tree's offsets are those of `text`, `Parsed.data` holds the original bytes, `Node.text` the blanked ones."""
     bom = 1 if text.startswith("\ufeff") else 0
     try:
         data = text[bom:].encode("utf-8")
@@ -295,19 +295,19 @@ def parse(text: str, language: str, *, blank_macros: bool = False) -> Parsed:
     parse_bytes = functools.partial(_parse_within_budget, _parser(check_language(language)))
     tree = parse_bytes(data)
     if blank_macros and language in PREPROCESSED and tree is not None and tree.root_node.has_error:
-        tree = _preprocessed(data, language, tree, parse_bytes)
+        tree = _preprocessed(data, language, tree, parse_bytes, taken)
     return Parsed(text, language, data, tree, bom)
 
 
-def _preprocessed(data: bytes, language: str, tree: ts.Tree,
-                  parse_bytes: Callable[[bytes], ts.Tree | None]) -> ts.Tree | None:
+def _preprocessed(data: bytes, language: str, tree: ts.Tree, parse_bytes: Callable[[bytes], ts.Tree | None],
+                  taken: str) -> ts.Tree | None:
     """The tree of `data` parsed with its conditionals, then (C/C++) its annotation macros, blanked: each
     kept only when the parse has fewer bytes in errors."""
     def problems(candidate: bytes) -> list[tuple[int, int]]:
         parsed = parse_bytes(candidate)
         return [(0, len(candidate))] if parsed is None else _problem_spans(parsed, language, True)
 
-    configuration = conditionals.blank_conditionals(data, language)
+    configuration = conditionals.blank_conditionals(data, language, taken=taken)
     if configuration is not None and configuration != data:
         candidate = parse_bytes(configuration)
         if candidate is not None and (cpp_macros.error_cost(_problem_spans(candidate, language, True))

@@ -82,3 +82,18 @@ def test_damage_in_the_parsed_configuration_is_still_seen():
     assert not validate(prose).valid
     escaped = CUDA_STYLE.replace("x, rounding", "x,\nthis line is prose rounding")
     assert not validate(escaped).valid
+
+
+def test_the_last_configuration_takes_each_else_branch_or_none():
+    blanked = blank_conditionals(SERILOG_STYLE.encode(), "c_sharp", taken="last").decode()
+    assert "IAsyncDisposable" not in blanked and "or IFlushable" in blanked
+    assert syntax.parse(SERILOG_STYLE, "c_sharp", blank_macros=True, taken="last").clean
+    with pytest.raises(ValueError, match="taken"):
+        blank_conditionals(b"", "cpp", taken="middle")
+
+
+def test_prose_in_a_branch_one_configuration_leaves_out_is_still_damage():
+    prose = SERILOG_STYLE.replace("                or IFlushable", "Thanks, it worked for me.\n                or IFlushable")
+    assert syntax.parse(prose, "c_sharp", blank_macros=True).clean  # the first branches do not see it
+    check = validate(prose)
+    assert not check.valid and check.error_share > 0

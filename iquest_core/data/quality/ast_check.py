@@ -15,12 +15,14 @@ and XML doc comments, HTML strings and JSX hold entities in real code). Truncati
 are left to the parse: a cut that drops a closing delimiter, or a line of prose among statements, leaves
 ERROR or MISSING nodes in every grammar. A missing final newline is not damage (real files often lack one).
 C/C++ or C# identified with a parse that is not clean is parsed again preprocessed
-(syntax.parse(..., blank_macros=True): one configuration of its conditional compilation, for `#if X`
-inside a base list, an expression or an if statement; then, C/C++, its annotation macros `TORCH_API`,
-`__THROW`, `__BEGIN_DECLS`); that parse is kept when its error share is lower. Preprocessing only replaces
-directive lines, `#else` branches and macro-shaped names (with their argument lists) by spaces, and gives
-up on conditionals that do not balance, so a dropped closing delimiter or a line of prose in the parsed
-configuration still leaves ERROR or MISSING nodes.
+(syntax.parse(..., blank_macros=True): the configuration of its conditional compilation that takes every
+first branch, for `#if X` inside a base list, an expression or an if statement; then, C/C++, with its
+annotation macros `TORCH_API`, `__THROW`, `__BEGIN_DECLS` blanked); that parse is kept when its error
+share is lower, and its error share is then the larger of the two configurations' (every first branch,
+every `#else` branch or none), so damage inside a branch one configuration leaves out still counts.
+Preprocessing only replaces directive lines, the branches not taken and macro-shaped names (with their
+argument lists) by spaces, and gives up on conditionals that do not balance, so a dropped closing
+delimiter or a line of prose still leaves ERROR or MISSING nodes.
 Valid: no damage and error_share <= max_error_share.
 """
 
@@ -144,7 +146,9 @@ def validate(code: str, language: str | None = None, *, max_error_share: float =
     if parsed.language in syntax.PREPROCESSED and share > max_error_share:
         blanked = syntax.parse(code, parsed.language, blank_macros=True)
         if blanked.error_share() < share:
-            share, parsed, negative_defs = blanked.error_share(), blanked, -definitions(blanked)
+            other = syntax.parse(code, parsed.language, blank_macros=True, taken="last")
+            share, parsed, negative_defs = (max(blanked.error_share(), other.error_share()), blanked,
+                                            -definitions(blanked))
     found = ("line_numbered" if line_numbered(code) else
              "html_escaped" if escaped_outside_literals(parsed) else None)
     valid = found is None and bool(code.strip()) and share <= max_error_share

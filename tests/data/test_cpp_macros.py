@@ -56,7 +56,8 @@ def test_header_levels_hold_prototypes_macro_functions_and_declarations():
 
 
 def test_a_statement_macro_is_found_across_blank_and_comment_lines():
-    text = "struct A {\n  int f();\n  __SILENCE_END\n\n  /**\n   * From an int.\n   */\n  explicit A(int f) { x = f; }\n};\n"
+    text = ("struct A {\n  int f();\n  __SILENCE_END\n\n  /**\n   * From an int.\n   */\n"
+            "  explicit A(int f) { x = f; }\n};\n")
     assert not syntax.parse(text, "cpp").clean
     blanked = syntax.parse(text, "cpp", blank_macros=True)
     assert blanked.clean  # __SILENCE_END, three lines above the error it causes, was blanked

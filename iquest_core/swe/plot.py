@@ -37,16 +37,18 @@ PANELS = (("resolved_rate", "resolved rate of the step's trajectories"),
 def plot_records(runs: dict[str, list[dict]], output: Path) -> Path:
     """One panel per metric of PANELS that the records have (the resolved rate always, raw and as a moving
     average; the probability of the deciding tokens and the share of well-formed turns when logged) with a
-    line per run (label -> metric records; a label starting with "control" dashed), into output (PNG,
-    written atomically)."""
+    line per run (label -> metric records; a label starting with "control" dashed; labels with the same part
+    after the first "-", as GRPO-seed1 and control-seed1, in one colour), into output (PNG, written
+    atomically)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [p for p in PANELS if p[0] == "resolved_rate" or any(p[0] in r for rs in runs.values() for r in rs)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for number, (label, records) in enumerate(runs.items()):
-        color = plt.cm.tab10(number % 10)
+    groups = list(dict.fromkeys(label.split("-", 1)[-1] for label in runs))
+    for label, records in runs.items():
+        color = plt.cm.tab10(groups.index(label.split("-", 1)[-1]) % 10)
         style = "--" if label.startswith("control") else "-"
         steps = [r["step"] for r in records]
         for ax, (key, _) in zip(axes[0], panels):

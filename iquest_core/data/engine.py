@@ -6,7 +6,9 @@ function is deterministic gives identical output everywhere.
 
 fn must be a picklable top-level function taking one shard and returning a picklable result. Local
 workers run torch with one intra-op thread each (so kernels run inline: no OpenMP region in a forked
-child, and no oversubscription); Ray tasks take one CPU each (Ray then gives them one OpenMP thread). The Ray engine
+child, and no oversubscription). The driver's objects are frozen out of the garbage collector while its
+workers are forked (`gc.freeze`): a full collection in a worker would otherwise write to every inherited
+object and turn the driver's shared pages into private copies. Ray tasks take one CPU each (Ray then gives them one OpenMP thread). The Ray engine
 joins the running Ray session, else connects to `address` (None: a new local Ray instance).
 
 Jobs write their outputs with `iquest_core.atomic_io.write_jsonl` (temporary file, then rename: a failed job leaves no
@@ -15,6 +17,7 @@ truncated output).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -65,12 +68,16 @@ def map_shards(fn: Callable[[S], R], shards: Sequence[S], *, engine: str = "loca
             for shard in shards:
                 results.append(finished(fn(shard)))
             return results
-        with ProcessPoolExecutor(workers, initializer=_one_thread_per_worker) as pool:
-            futures = [pool.submit(fn, shard) for shard in shards]
-            results = []
-            for future in futures:
-                results.append(finished(future.result()))
-            return results
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(workers, initializer=_one_thread_per_worker) as pool:
+                futures = [pool.submit(fn, shard) for shard in shards]
+                results = []
+                for future in futures:
+                    results.append(finished(future.result()))
+                return results
+        finally:
+            gc.unfreeze()
     finally:
         progress.close()
 

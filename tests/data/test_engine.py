@@ -23,6 +23,20 @@ def test_local_results_in_shard_order(workers):
     assert engine.map_shards(sorted, [], workers=workers) == []
 
 
+def frozen_objects(_shard) -> int:
+    import gc
+
+    return gc.get_freeze_count()
+
+
+def test_local_workers_inherit_the_driver_frozen_and_the_driver_is_unfrozen_after():
+    """A worker's full collection must not touch the driver's inherited objects (copy-on-write)."""
+    import gc
+
+    assert min(engine.map_shards(frozen_objects, [0, 1, 2], workers=2)) > 10_000
+    assert gc.get_freeze_count() == 0
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_local_errors_propagate(workers):
     with pytest.raises(ValueError, match="invalid literal"):
